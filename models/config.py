@@ -1,0 +1,56 @@
+"""Typed model configuration, written next to the weights as config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from models.errors import ModelLoadError
+
+
+@dataclass
+class TowerConfig:
+    kind: str  # key in models.encoders.base.AUDIO_TOWERS / TEXT_TOWERS
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    audio: TowerConfig
+    text: TowerConfig
+    embed_dim: int = 1024
+    projection: str = "linear"  # "linear" (paper) or "mlp"
+    temperature_init: float = 0.01  # reference 2023 scripts; learnable unless told otherwise
+    learn_temperature: bool = True
+    window_seconds: float = 10.0
+    hop_seconds: float = 10.0
+    # Towers whose weights come from their own source (a package, a hub name) are not stored in
+    # model.safetensors; only trained parts are, which keeps the shipped lite checkpoint small.
+    frozen_towers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        try:
+            data = dict(data)
+            data["audio"] = TowerConfig(**data["audio"])
+            data["text"] = TowerConfig(**data["text"])
+            cfg = cls(**data)
+        except (KeyError, TypeError) as err:
+            raise ModelLoadError(f"invalid model config: {err}") from None
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.projection not in ("linear", "mlp"):
+            raise ModelLoadError(f"projection must be 'linear' or 'mlp', got {self.projection!r}")
+        if self.embed_dim <= 0 or self.temperature_init <= 0:
+            raise ModelLoadError("embed_dim and temperature_init must be positive")
+        if self.window_seconds <= 0 or self.hop_seconds <= 0:
+            raise ModelLoadError("window_seconds and hop_seconds must be positive")
+        unknown = set(self.frozen_towers) - {"audio", "text"}
+        if unknown:
+            raise ModelLoadError(f"frozen_towers may name 'audio' and 'text' only, got {sorted(unknown)}")

@@ -1,0 +1,172 @@
+"""Audio tower + text tower, each projected into one shared, L2-normalised space."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.audio import resample
+from models.config import ModelConfig
+from models.encoders.base import AUDIO_TOWERS, TEXT_TOWERS, AudioTower, TextTower, build_tower
+from models.errors import InvalidInputError
+from models.losses import nt_xent
+
+MAX_AUDIO_SECONDS = 600.0  # one row of encode_audio; longer audio goes through cut_windows first
+MAX_TEXT_CHARS = 2000
+
+
+def projection(kind: str, dim_in: int, dim_out: int) -> nn.Module:
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(dim_in, dim_out), nn.ReLU(), nn.Linear(dim_out, dim_out))
+    return nn.Linear(dim_in, dim_out)
+
+
+class DualEncoder(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.audio_tower: AudioTower = build_tower(AUDIO_TOWERS, config.audio.kind, config.audio.options)
+        self.text_tower: TextTower = build_tower(TEXT_TOWERS, config.text.kind, config.text.options)
+        self.audio_proj = projection(config.projection, self.audio_tower.dim, config.embed_dim)
+        self.text_proj = projection(config.projection, self.text_tower.dim, config.embed_dim)
+        log_t = torch.tensor(math.log(config.temperature_init))
+        self.log_temperature = nn.Parameter(log_t, requires_grad=config.learn_temperature)
+        for side in config.frozen_towers:
+            getattr(self, f"{side}_tower").requires_grad_(False)
+        self.eval()
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audio_tower.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_temperature.device
+
+    # -- training-time forward (with gradients) -------------------------------------------------
+    def embed_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) at self.sample_rate -> (B, embed_dim), unit norm."""
+        return F.normalize(self.audio_proj(self.audio_tower(waveforms, lengths)), dim=-1)
+
+    def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_proj(self.text_tower(input_ids, attention_mask)), dim=-1)
+
+    def loss(self, audio: torch.Tensor, text: torch.Tensor, audio_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return nt_xent(audio, text, self.log_temperature, audio_ids)
+
+    # -- inference API ------------------------------------------------------------------------
+    def encode_audio(
+        self,
+        waveforms: np.ndarray | torch.Tensor | Sequence[np.ndarray],
+        sample_rate: int,
+        lengths: Sequence[int] | np.ndarray | None = None,
+        batch_size: int = 32,
+    ) -> torch.Tensor:
+        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) on the CPU."""
+        batch, lens = _audio_batch(waveforms, sample_rate, lengths)
+        if sample_rate != self.sample_rate:
+            batch, lens = _resample_batch(batch, lens, sample_rate, self.sample_rate)
+        out = []
+        with self._inference():
+            for rows in _chunks(len(batch), batch_size):
+                x = torch.from_numpy(batch[rows]).to(self.device)
+                n = torch.from_numpy(lens[rows]).to(self.device)
+                out.append(self.embed_audio(x, n).float().cpu())
+        return torch.cat(out)
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Captions or queries -> (B, embed_dim) on the CPU."""
+        texts = _check_texts(texts)
+        out = []
+        with self._inference():
+            for rows in _chunks(len(texts), batch_size):
+                tok = self.text_tower.tokenize(list(texts[rows]))
+                tok = {k: v.to(self.device) for k, v in tok.items()}
+                out.append(self.embed_tokens(**tok).float().cpu())
+        return torch.cat(out)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        if self.training:
+            yield
+            return
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
+            yield
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, max(1, size)):
+        yield slice(i, min(n, i + size))
+
+
+def _check_texts(texts: Sequence[str]) -> np.ndarray:
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
+        raise InvalidInputError("texts must be a non-empty list of strings")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InvalidInputError(f"text {i} is {type(t).__name__}, not a string")
+        if not t.strip():
+            raise InvalidInputError(f"text {i} is empty")
+        if len(t) > MAX_TEXT_CHARS:
+            raise InvalidInputError(f"text {i} has {len(t)} characters; the limit is {MAX_TEXT_CHARS}")
+    return np.asarray(list(texts), dtype=object)
+
+
+def _audio_batch(
+    waveforms: np.ndarray | torch.Tensor | Sequence[np.ndarray], sample_rate: int, lengths: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and stack into (B, T) float32 plus real lengths; ragged lists are zero-padded."""
+    if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+        raise InvalidInputError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if isinstance(waveforms, torch.Tensor):
+        waveforms = waveforms.detach().cpu().numpy()
+    if isinstance(waveforms, np.ndarray):
+        if waveforms.ndim == 1:
+            raise InvalidInputError("waveforms must be (batch, samples); wrap a single clip as wave[None]")
+        if waveforms.ndim != 2:
+            raise InvalidInputError(f"waveforms must be (batch, samples), got shape {waveforms.shape}")
+        rows = list(waveforms)
+    else:
+        rows = [np.asarray(w) for w in waveforms]
+    if not rows:
+        raise InvalidInputError("no waveforms given")
+    lens = np.array([len(r) if r.ndim == 1 else -1 for r in rows], dtype=np.int64)
+    if (lens < 0).any():
+        raise InvalidInputError("each waveform must be 1-D (mono samples)")
+    if lengths is not None:
+        lens = np.minimum(np.asarray(lengths, dtype=np.int64), lens)
+    _check_rows(rows, lens, sample_rate)
+    batch = np.zeros((len(rows), max(int(lens.max()), 1)), dtype=np.float32)
+    for i, r in enumerate(rows):
+        batch[i, : len(r)] = r
+    return batch, lens
+
+
+def _check_rows(rows: list[np.ndarray], lens: np.ndarray, sample_rate: int) -> None:
+    for i, (r, n) in enumerate(zip(rows, lens, strict=True)):
+        if n == 0:
+            raise InvalidInputError(f"waveform {i} is empty")
+        if n / sample_rate > MAX_AUDIO_SECONDS:
+            raise InvalidInputError(
+                f"waveform {i} is {n / sample_rate:.0f} s long; cut it into windows (models.cut_windows) first"
+            )
+        if not np.isfinite(r).all():
+            raise InvalidInputError(f"waveform {i} contains NaN or infinite samples")
+
+
+def _resample_batch(batch: np.ndarray, lens: np.ndarray, sr: int, target: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = [resample(batch[i, : lens[i]], sr, target) for i in range(len(batch))]
+    new_lens = np.array([len(r) for r in rows], dtype=np.int64)
+    width = int(round(batch.shape[1] * target / sr))
+    out = np.zeros((len(rows), max(width, int(new_lens.max()))), dtype=np.float32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, new_lens

@@ -1,0 +1,96 @@
+"""PaSST-S audio tower via hear21passt: log-mel front end + patch transformer, 768-d CLS/dist mean."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import torch
+
+from models.encoders.base import AudioTower, register_audio
+from models.errors import ModelLoadError
+from models.frontend import PasstMel
+
+log = logging.getLogger(__name__)
+
+# arch -> patch stride the released checkpoint was trained with
+ARCH_STRIDES = {
+    "passt_s_p16_s16_128_ap468": 16,
+    "passt_s_swa_p16_128_ap476": 10,
+    "passt_s_kd_p16_128_ap486": 10,
+}
+
+
+class PasstTower(AudioTower):
+    sample_rate = 32000
+
+    def __init__(
+        self,
+        arch: str = "passt_s_p16_s16_128_ap468",
+        checkpoint: str | None = None,
+        input_tdim: int = 1000,
+        s_patchout_t: int = 15,
+        s_patchout_f: int = 2,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+    ) -> None:
+        super().__init__()
+        if arch not in ARCH_STRIDES:
+            raise ModelLoadError(f"unknown PaSST arch {arch!r}; known: {', '.join(ARCH_STRIDES)}")
+        self.mel = PasstMel(sample_rate=self.sample_rate)
+        self.net = _build_net(arch, input_tdim, s_patchout_t, s_patchout_f, embed_dim, depth, num_heads)
+        self.dim = embed_dim
+        if checkpoint:
+            _load_checkpoint(self.net, Path(checkpoint))
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mel = self.mel(waveforms).unsqueeze(1)  # (B, 1, 128, frames)
+        # PaSST applies structured patchout only when training, which is what we want.
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, features = self.net(mel)  # features: mean of CLS and distillation tokens, (B, 768)
+        return features
+
+
+def _build_net(
+    arch: str, input_tdim: int, patchout_t: int, patchout_f: int, embed_dim: int, depth: int, num_heads: int
+) -> torch.nn.Module:
+    from hear21passt.models import passt as passt_module
+
+    stride = ARCH_STRIDES[arch]
+    # hear21passt prints shapes on construction and first forward; keep that off users' consoles.
+    passt_module.first_RUN = False
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = passt_module.PaSST(
+            img_size=(128, input_tdim),
+            stride=(stride, stride),
+            patch_size=16,
+            in_chans=1,
+            num_classes=527,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            distilled=True,
+            s_patchout_t=patchout_t,
+            s_patchout_f=patchout_f,
+        )
+    return net
+
+
+def _load_checkpoint(net: torch.nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ModelLoadError(f"PaSST checkpoint not found: {path}")
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing:
+        raise ModelLoadError(f"{path}: checkpoint lacks {len(missing)} PaSST weights, e.g. {missing[:3]}")
+    if unexpected:
+        log.warning("%s: ignored %d unexpected keys", path, len(unexpected))
+
+
+@register_audio("passt")
+def build_passt(**options: object) -> PasstTower:
+    return PasstTower(**options)  # type: ignore[arg-type]

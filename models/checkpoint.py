@@ -60,10 +60,7 @@ def load_model(
     audio_options / text_options override tower options, e.g. a local PaSST checkpoint or RoBERTa dir.
     """
     directory = _resolve(name_or_path)
-    if directory is None:
-        config = profile(str(name_or_path))
-    else:
-        config = _read_config(directory)
+    config = profile(str(name_or_path)) if directory is None else _read_config(directory)
     config.audio.options.update(audio_options or {})
     config.text.options.update(text_options or {})
     model = DualEncoder(config)

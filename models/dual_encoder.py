@@ -14,7 +14,7 @@ from torch import nn
 from models.audio import resample
 from models.config import ModelConfig
 from models.encoders.base import AUDIO_TOWERS, TEXT_TOWERS, AudioTower, TextTower, build_tower
-from models.errors import InvalidInputError
+from models.errors import InvalidInputError, ModelLoadError
 from models.losses import nt_xent
 
 MAX_AUDIO_SECONDS = 600.0  # one row of encode_audio; longer audio goes through cut_windows first
@@ -24,7 +24,27 @@ MAX_TEXT_CHARS = 2000
 def projection(kind: str, dim_in: int, dim_out: int) -> nn.Module:
     if kind == "mlp":
         return nn.Sequential(nn.Linear(dim_in, dim_out), nn.ReLU(), nn.Linear(dim_out, dim_out))
+    if kind == "tied":
+        # Orthonormal columns keep inner products, so towers that already share a space (the YAMNet
+        # label bridge and MiniLM) score zero-shot. A padded identity rather than a random orthogonal
+        # matrix: every process must build the same map, or an index would not match later queries.
+        proj = nn.Linear(dim_in, dim_out, bias=False)
+        with torch.no_grad():
+            proj.weight.copy_(torch.eye(dim_out, dim_in))
+        return proj
     return nn.Linear(dim_in, dim_out)
+
+
+class _Tied(nn.Module):
+    """The audio side's projection, applied to text. It owns no parameters, so a checkpoint stores
+    the shared weight once (safetensors refuses two names for one tensor)."""
+
+    def __init__(self, shared: nn.Module) -> None:
+        super().__init__()
+        self._shared = (shared,)  # a tuple keeps it out of this module's parameters and state_dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._shared[0](x)
 
 
 class DualEncoder(nn.Module):
@@ -35,7 +55,15 @@ class DualEncoder(nn.Module):
         self.audio_tower: AudioTower = build_tower(AUDIO_TOWERS, config.audio.kind, config.audio.options)
         self.text_tower: TextTower = build_tower(TEXT_TOWERS, config.text.kind, config.text.options)
         self.audio_proj = projection(config.projection, self.audio_tower.dim, config.embed_dim)
-        self.text_proj = projection(config.projection, self.text_tower.dim, config.embed_dim)
+        if config.projection == "tied":
+            if self.audio_tower.dim != self.text_tower.dim:
+                raise ModelLoadError(
+                    f"projection 'tied' needs towers of one width, got audio {self.audio_tower.dim} "
+                    f"and text {self.text_tower.dim}"
+                )
+            self.text_proj: nn.Module = _Tied(self.audio_proj)
+        else:
+            self.text_proj = projection(config.projection, self.text_tower.dim, config.embed_dim)
         log_t = torch.tensor(math.log(config.temperature_init))
         self.log_temperature = nn.Parameter(log_t, requires_grad=config.learn_temperature)
         for side in config.frozen_towers:
@@ -144,7 +172,7 @@ def _audio_batch(
     if lengths is not None:
         lens = np.minimum(np.asarray(lengths, dtype=np.int64), lens)
     _check_rows(rows, lens, sample_rate)
-    batch = np.zeros((len(rows), max(int(lens.max()), 1)), dtype=np.float32)
+    batch = np.zeros((len(rows), max(max(len(r) for r in rows), 1)), dtype=np.float32)
     for i, r in enumerate(rows):
         batch[i, : len(r)] = r
     return batch, lens

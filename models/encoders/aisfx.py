@@ -84,8 +84,9 @@ class AisfxTower(AudioTower):
     def log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
         peak = waveforms.abs().amax(dim=1, keepdim=True)
         x = waveforms / torch.where(peak > 0, peak, torch.ones_like(peak))
-        spec = torch.stft(x, 2048, hop_length=1024, window=self.window, center=True, pad_mode="constant",
-                          return_complex=True)
+        spec = torch.stft(
+            x, 2048, hop_length=1024, window=self.window, center=True, pad_mode="constant", return_complex=True
+        )
         power = spec.real**2 + spec.imag**2  # (B, 1025, frames)
         mel = torch.matmul(self.mel_fb, power)  # (B, 96, frames)
         return (torch.log10(mel * 10000.0 + 1.0) / SPEC_MAX).transpose(1, 2)

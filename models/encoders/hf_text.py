@@ -43,8 +43,7 @@ class HFTextTower(TextTower):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         if self.normalize_text:
             texts = [normalize_caption(t) for t in texts]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
-                             return_tensors="pt")
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,164 @@
+"""`audiosearch` command line: thin calls into models/, indexer/ and the service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from models.errors import AudioSearchError
+
+log = logging.getLogger("audiosearch")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except AudioSearchError as err:
+        print(f"audiosearch: error: {err}", file=sys.stderr)  # noqa: T201 - the CLI's one-line reason
+        return 1
+    except KeyboardInterrupt:
+        print("audiosearch: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+    except Exception as err:
+        if os.environ.get("AUDIOSEARCH_DEBUG"):
+            raise
+        print(f"audiosearch: internal error: {type(err).__name__}: {err} (AUDIOSEARCH_DEBUG=1 shows where)",
+              file=sys.stderr)  # noqa: T201
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiosearch", description="Text-to-audio retrieval: index, search, serve.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _index_parser(sub.add_parser("index", help="embed an audio library into an index directory"))
+    _search_parser(sub.add_parser("search", help="query an index from the command line (JSON out)"))
+    _serve_parser(sub.add_parser("serve", help="run the HTTP search service"))
+    _demo_parser(sub.add_parser("demo", help="index the bundled sample library and serve it"))
+    return p
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="lite", help="'lite', 'paper' or a model directory (default: lite)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+
+
+def _index_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio_dir", type=Path, help="library root; searched recursively for audio files")
+    p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
+    _model_arg(p)
+    p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode in-process)")
+    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: model's, 10)")
+    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
+    p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")
+    p.add_argument("--strict", action="store_true", help="fail (exit 1) if any file cannot be indexed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or info logs")
+    p.set_defaults(handler=_cmd_index)
+
+
+def _search_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", help="text query, e.g. 'a dog barking'")
+    p.add_argument("--index", type=Path, required=True, help="index directory")
+    p.add_argument("-k", type=int, default=10, help="number of files to return")
+    _model_arg(p)
+    p.add_argument("--quiet", action="store_true", help="no info logs")
+    p.set_defaults(handler=_cmd_search)
+
+
+def _serve_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, required=True, help="index directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    _model_arg(p)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _demo_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, default=Path("demo-index"), help="where to build the demo index")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-serve", action="store_true", help="build the index and exit")
+    p.set_defaults(handler=_cmd_demo, model="lite", device="auto", quiet=False)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AudioSearchError("--device cuda: no CUDA device is available")
+    return name
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    from app.runtime import configure_threads
+    from models import load_model
+
+    configure_threads()
+    return load_model(args.model, device=_device(args.device))
+
+
+def _check_positive(**values: float | None) -> None:
+    for name, v in values.items():
+        if v is not None and v <= 0:
+            raise AudioSearchError(f"--{name.replace('_', '-')} must be positive, got {v}")
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from indexer import IndexOptions, build_index
+
+    _check_positive(batch_size=args.batch_size, window=args.window, hop=args.hop)
+    if args.workers < 0:
+        raise AudioSearchError("--workers must be 0 or more")
+    opts = IndexOptions(batch_size=args.batch_size, workers=args.workers, window_s=args.window, hop_s=args.hop,
+                        faiss_factory=args.faiss, strict=args.strict,
+                        progress=not args.quiet and sys.stderr.isatty())
+    report = build_index(args.audio_dir, args.index, _load(args), opts)
+    print(report.summary())  # noqa: T201 - the CLI's result
+    for err in report.errors[:5]:
+        print(f"  skipped {err['path']}: {err['reason']}", file=sys.stderr)  # noqa: T201
+    if len(report.errors) > 5:
+        print(f"  ... and {len(report.errors) - 5} more in {args.index / 'errors.jsonl'}", file=sys.stderr)  # noqa: T201
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from indexer import Searcher
+
+    if not 1 <= args.k <= 1000:
+        raise AudioSearchError("-k must be between 1 and 1000")
+    searcher = Searcher(args.index)
+    model = _load(args)
+    searcher.check_model(model.fingerprint)
+    page = searcher.search(model.encode_text([args.query]).numpy(), k=args.k)[0]
+    hits = [{"path": h.path, "score": round(h.score, 4), "start": h.start, "end": h.end} for h in page.hits]
+    print(json.dumps({"query": args.query, "results": hits}, indent=2))  # noqa: T201
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from app.server import serve
+
+    return serve(args.index, args.host, args.port, args.model, _device(args.device))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return run_demo(args.index, args.host, args.port, serve_after=not args.no_serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

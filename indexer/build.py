@@ -1,0 +1,275 @@
+"""`build_index`: scan a library, embed what is new, write a snapshot, flip CURRENT."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import multiprocessing as mp
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from indexer.cache import EmbeddingCache
+from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_worker
+from indexer.errors import IndexBuildError
+from indexer.scan import FileEntry, scan_library
+from indexer.store import SnapshotWriter, previous_files, prune_snapshots, train_if_needed
+from models.dual_encoder import DualEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexOptions:
+    batch_size: int = 32
+    workers: int = 1  # decode processes; 0 decodes in this process
+    window_s: float | None = None  # default: the model's config
+    hop_s: float | None = None
+    faiss_factory: str = "Flat"
+    strict: bool = False
+    progress: bool = True
+    max_seconds: float = 6 * 3600
+
+
+@dataclass
+class IndexReport:
+    files: int = 0
+    windows: int = 0
+    embedded: int = 0  # files embedded in this run (the rest came from the cache)
+    skipped: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    snapshot: str = ""
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"indexed {self.files} files ({self.windows} windows): {self.embedded} embedded, "
+            f"{self.files - self.embedded} unchanged, {self.removed} removed, {self.skipped} skipped; "
+            f"{self.seconds:.1f} s, {self.clips_per_second:.1f} clips/s"
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "clips_per_second": round(self.clips_per_second, 2)}
+
+
+def build_index(
+    audio_dir: Path, index_dir: Path, model: DualEncoder, options: IndexOptions | None = None
+) -> IndexReport:
+    """Index (or update the index of) one library. Raises IndexBuildError when nothing could be indexed."""
+    opts = options or IndexOptions()
+    audio_dir, index_dir = Path(audio_dir).resolve(), Path(index_dir)
+    if not audio_dir.is_dir():
+        raise IndexBuildError(f"{audio_dir}: not a directory")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with _run_lock(index_dir):
+        return _build(audio_dir, index_dir, model, opts)
+
+
+@contextlib.contextmanager
+def _run_lock(index_dir: Path) -> Iterator[None]:
+    with open(index_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBuildError(f"{index_dir}: another indexing run is in progress") from None
+        yield
+
+
+def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOptions) -> IndexReport:
+    t0 = time.perf_counter()
+    window_s = opts.window_s or model.config.window_seconds
+    hop_s = opts.hop_s or opts.window_s or model.config.hop_seconds
+    report = IndexReport()
+    entries, unreadable = scan_library(audio_dir)
+    report.errors += [{"path": p, "reason": r} for p, r in unreadable]
+    prev = previous_files(index_dir)
+    cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
+    try:
+        settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds)
+        jobs = [_job(e, audio_dir, prev) for e in entries]
+        hashes = _embed_missing(jobs, cache, model, settings, opts, report)
+        _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
+        cache.prune(hashes.values())
+    finally:
+        cache.close()
+        _append_errors(index_dir, report)
+    report.removed = len(set(prev) - {e.path for e in entries})
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _job(e: FileEntry, root: Path, prev: dict[str, tuple[int, int, int, str]]) -> DecodeJob:
+    old = prev.get(e.path)
+    sha1 = old[3] if old and old[1] == e.size and old[2] == e.mtime_ns else None
+    return DecodeJob(e.path, str(root / e.path), e.size, e.mtime_ns, sha1)
+
+
+def _embed_missing(
+    jobs: list[DecodeJob],
+    cache: EmbeddingCache,
+    model: DualEncoder,
+    settings: DecodeSettings,
+    opts: IndexOptions,
+    report: IndexReport,
+) -> dict[str, str]:
+    """Decode in workers while the model embeds; commit each file to the cache. Returns path -> sha1."""
+    hashes: dict[str, str] = {}
+    done = frozenset(cache.done_hashes())
+    batcher = _Batcher(model, cache, opts.batch_size)
+    bar = tqdm(total=len(jobs), unit="file", disable=not opts.progress, desc="indexing")
+    for d in _decoded(jobs, done, settings, opts.workers):
+        bar.update(1)
+        if d.error:
+            report.errors.append({"path": d.job.path, "reason": d.error})
+            continue
+        hashes[d.job.path] = d.sha1
+        if not d.cached and d.sha1 not in batcher.pending_hashes:
+            batcher.add(d)
+            report.embedded += 1
+    batcher.flush()
+    bar.close()
+    return hashes
+
+
+def _decoded(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int) -> Iterable[Decoded]:
+    if workers <= 0:
+        init_worker(done, s)
+        yield from map(decode_job, jobs)
+        return
+    # spawn, not fork: forking a process that already runs torch threads can deadlock the child.
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=init_worker, initargs=(done, s)) as pool:
+        yield from pool.imap(decode_job, jobs, chunksize=1)
+
+
+class _Batcher:
+    """Packs windows of many files into model batches; a file is cached once all its windows are embedded."""
+
+    def __init__(self, model: DualEncoder, cache: EmbeddingCache, batch_size: int) -> None:
+        self.model, self.cache, self.batch_size = model, cache, max(1, batch_size)
+        self.files: list[Decoded] = []
+        self.pending_hashes: set[str] = set()
+
+    def add(self, d: Decoded) -> None:
+        self.files.append(d)
+        self.pending_hashes.add(d.sha1)
+        if sum(len(f.waves) for f in self.files) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.files:
+            return
+        waves = np.concatenate([f.waves for f in self.files])
+        lengths = np.concatenate([f.lengths for f in self.files])
+        vectors = self.model.encode_audio(waves, self.model.sample_rate, lengths, self.batch_size).numpy()
+        at = 0
+        for f in self.files:
+            n = len(f.waves)
+            self.cache.put(f.sha1, f.duration, f.sample_rate, f.channels, f.starts, f.ends, vectors[at : at + n])
+            at += n
+        self.files, self.pending_hashes = [], set()
+
+
+def _write_snapshot(
+    index_dir: Path,
+    audio_dir: Path,
+    model: DualEncoder,
+    cache: EmbeddingCache,
+    entries: list[FileEntry],
+    hashes: dict[str, str],
+    prev: dict,
+    opts: IndexOptions,
+    report: IndexReport,
+    window_s: float,
+    hop_s: float,
+) -> None:
+    indexed = [e for e in entries if e.path in hashes]
+    if not indexed:
+        raise IndexBuildError(f"{audio_dir}: nothing could be indexed ({len(report.errors)} files skipped)")
+    if opts.strict and report.errors:
+        raise IndexBuildError(f"--strict: {len(report.errors)} files could not be indexed, e.g. {report.errors[0]}")
+    writer = SnapshotWriter(index_dir, model.config.embed_dim, opts.faiss_factory)
+    try:
+        if not writer.index.is_trained:
+            train_if_needed(
+                writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), opts.faiss_factory
+            )
+        next_id = max((v[0] for v in prev.values()), default=0) + 1
+        for e in indexed:
+            old = prev.get(e.path)
+            file_id = old[0] if old else next_id
+            next_id += 0 if old else 1
+            c = cache.get(hashes[e.path])
+            writer.add_file(
+                file_id,
+                (e.path, e.size, e.mtime_ns, hashes[e.path], c.duration, c.sample_rate, c.channels),
+                c.starts,
+                c.ends,
+            )
+            writer.add_vectors(c.vectors)
+        manifest = _manifest(audio_dir, model, writer, len(indexed), report, window_s, hop_s)
+        report.snapshot = writer.commit(manifest).name
+    except BaseException:
+        writer.abort()
+        raise
+    report.files, report.windows, report.skipped = len(indexed), writer.n_windows, len(report.errors)
+    prune_snapshots(index_dir)
+
+
+def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int = 200_000) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    picked = rng.permutation(len(hashes))
+    vecs, n = [], 0
+    for i in picked:
+        v = cache.get(hashes[i]).vectors
+        vecs.append(v)
+        n += len(v)
+        if n >= limit:
+            break
+    return np.concatenate(vecs)
+
+
+def _manifest(
+    audio_dir: Path,
+    model: DualEncoder,
+    writer: SnapshotWriter,
+    n_files: int,
+    report: IndexReport,
+    window_s: float,
+    hop_s: float,
+) -> dict:
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "library": str(audio_dir),
+        "model": {
+            "name": model.config.name,
+            "fingerprint": model.fingerprint,
+            "dim": model.config.embed_dim,
+            "sample_rate": model.sample_rate,
+        },
+        "window_seconds": window_s,
+        "hop_seconds": hop_s,
+        "counts": {"files": n_files, "windows": writer.n_windows, "skipped": len(report.errors)},
+        "torch": torch.__version__,
+    }
+
+
+def _append_errors(index_dir: Path, report: IndexReport) -> None:
+    if not report.errors:
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with open(index_dir / "errors.jsonl", "a") as f:
+        for err in report.errors:
+            f.write(json.dumps({"time": stamp, "snapshot": report.snapshot, **err}) + "\n")

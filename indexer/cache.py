@@ -1,0 +1,105 @@
+"""Embedding cache in INDEX_DIR/work/cache.sqlite: what makes runs incremental and resumable.
+
+Every embedded file is committed here (vectors and windows, keyed by content hash and model) as soon
+as its batch finishes, so a killed run loses at most one batch, and unchanged or renamed files are
+never embedded twice. Snapshots are assembled from this cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    key TEXT PRIMARY KEY,          -- sha1 | model fingerprint | window | hop
+    duration REAL NOT NULL, sample_rate INTEGER NOT NULL, channels INTEGER NOT NULL,
+    n_windows INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS windows (
+    key TEXT NOT NULL, idx INTEGER NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL, vec BLOB NOT NULL,
+    PRIMARY KEY (key, idx)
+);
+"""
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    duration: float
+    sample_rate: int
+    channels: int
+    starts: np.ndarray
+    ends: np.ndarray
+    vectors: np.ndarray  # (n_windows, dim) float32
+
+
+class EmbeddingCache:
+    def __init__(self, path: Path, model_fingerprint: str, window_s: float, hop_s: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.suffix = f"|{model_fingerprint}|{window_s:g}|{hop_s:g}"
+
+    def key(self, sha1: str) -> str:
+        return sha1 + self.suffix
+
+    def done_hashes(self) -> set[str]:
+        rows = self.db.execute("SELECT key FROM files WHERE key LIKE ?", (f"%{self.suffix}",))
+        return {k[: -len(self.suffix)] for (k,) in rows}
+
+    def put(self, sha1: str, duration: float, sr: int, channels: int, starts, ends, vectors: np.ndarray) -> None:
+        """One file, in one transaction: either all its windows are cached or none."""
+        key = self.key(sha1)
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._transaction():
+            self.db.execute("DELETE FROM windows WHERE key = ?", (key,))
+            self.db.executemany(
+                'INSERT INTO windows (key, idx, start, "end", vec) VALUES (?, ?, ?, ?, ?)',
+                [
+                    (key, i, float(s), float(e), vecs[i].tobytes())
+                    for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+                ],
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO files (key, duration, sample_rate, channels, n_windows) VALUES (?,?,?,?,?)",
+                (key, duration, sr, channels, len(vecs)),
+            )
+
+    def get(self, sha1: str) -> CachedFile:
+        key = self.key(sha1)
+        duration, sr, channels = self.db.execute(
+            "SELECT duration, sample_rate, channels FROM files WHERE key = ?", (key,)
+        ).fetchone()
+        rows = self.db.execute('SELECT start, "end", vec FROM windows WHERE key = ? ORDER BY idx', (key,)).fetchall()
+        vecs = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+        return CachedFile(duration, sr, channels, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), vecs)
+
+    def prune(self, keep: Iterable[str]) -> int:
+        """Drop entries of this model/window setting that no snapshot file uses any more."""
+        keep_keys = {self.key(h) for h in keep}
+        stale = [k for k in (self.key(h) for h in self.done_hashes()) if k not in keep_keys]
+        with self._transaction():
+            for k in stale:
+                self.db.execute("DELETE FROM windows WHERE key = ?", (k,))
+                self.db.execute("DELETE FROM files WHERE key = ?", (k,))
+        return len(stale)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")

@@ -1,0 +1,86 @@
+"""Work done per file in worker processes: hash, probe, decode, cut into windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.scan import file_sha1
+from models.audio import cut_windows, load_audio, probe
+from models.errors import AudioSearchError
+
+
+@dataclass
+class DecodeJob:
+    path: str  # relative
+    full: str
+    size: int
+    mtime_ns: int
+    sha1: str | None  # known from the previous snapshot when size and mtime are unchanged
+
+
+@dataclass
+class Decoded:
+    job: DecodeJob
+    sha1: str = ""
+    cached: bool = False  # content already embedded: no decode was done
+    waves: np.ndarray | None = None
+    starts: np.ndarray | None = None
+    ends: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+    duration: float = 0.0
+    sample_rate: int = 0
+    channels: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    sample_rate: int
+    window_s: float
+    hop_s: float
+    max_seconds: float
+
+
+_DONE: frozenset[str] = frozenset()
+_SETTINGS: DecodeSettings | None = None
+
+
+def init_worker(done: frozenset[str], settings: DecodeSettings) -> None:
+    """Pool initializer: the set of content hashes already embedded, and how to decode."""
+    global _DONE, _SETTINGS
+    _DONE, _SETTINGS = done, settings
+    import torch  # imported anyway via models; one thread each so workers don't fight the model's pool
+
+    torch.set_num_threads(1)
+
+
+def decode_job(job: DecodeJob) -> Decoded:
+    assert _SETTINGS is not None, "init_worker not called"
+    out = Decoded(job)
+    try:
+        out.sha1 = job.sha1 or file_sha1(Path(job.full))
+        if out.sha1 in _DONE:
+            out.cached = True
+            return out
+        _decode_into(out, Path(job.full), _SETTINGS)
+    except AudioSearchError as err:
+        out.error = str(err).replace(job.full, job.path)
+    except (OSError, MemoryError) as err:
+        out.error = f"{job.path}: {type(err).__name__}: {err}"
+    return out
+
+
+def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:
+    info = probe(full)
+    if info.duration > s.max_seconds:
+        raise AudioSearchError(
+            f"{full}: {info.duration / 3600:.1f} h is longer than the {s.max_seconds / 3600:.1f} h limit"
+        )
+    wave = load_audio(full, s.sample_rate)
+    win = cut_windows(wave, s.sample_rate, s.window_s, s.hop_s)
+    out.waves, out.starts, out.ends, out.lengths = win.waves, win.starts, win.ends, win.lengths
+    out.duration = len(wave) / s.sample_rate
+    out.sample_rate, out.channels = info.sample_rate, info.channels

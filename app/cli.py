@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if os.environ.get("AUDIOSEARCH_DEBUG"):
             raise
-        print(f"audiosearch: internal error: {type(err).__name__}: {err} (AUDIOSEARCH_DEBUG=1 shows where)",
-              file=sys.stderr)  # noqa: T201
+        reason = f"{type(err).__name__}: {err} (AUDIOSEARCH_DEBUG=1 shows where)"
+        print(f"audiosearch: internal error: {reason}", file=sys.stderr)  # noqa: T201
         return 1
 
 

@@ -117,6 +117,9 @@ class SnapshotWriter:
         self.tmp.mkdir(parents=True)
         self.factory = factory
         self.index = new_index(dim, factory)
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None:  # lets the service look a window's vector up by id (query by indexed clip)
+            ivf.set_direct_map_type(faiss.DirectMap.Array)
         self.db = sqlite3.connect(str(self.tmp / "meta.sqlite"))
         self.db.executescript(META_SCHEMA)
         self.n_windows = 0

@@ -104,7 +104,8 @@ class DualEncoder(nn.Module):
         out = []
         with self._inference():
             for rows in _chunks(len(batch), batch_size):
-                x = torch.from_numpy(batch[rows]).to(self.device)
+                width = int(lens[rows].max()) if self.audio_tower.crops_padding else batch.shape[1]
+                x = torch.from_numpy(batch[rows, :width]).to(self.device)
                 n = torch.from_numpy(lens[rows]).to(self.device)
                 out.append(self.embed_audio(x, n).float().cpu())
         return torch.cat(out)

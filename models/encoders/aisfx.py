@@ -22,6 +22,7 @@ from models.errors import ModelLoadError
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "aisfx" / "embedding_net.safetensors"
 SPEC_MAX = 9.457798957824707  # aisfx's 'original' normalisation constant
 BLOCK, BLOCK_HOP = 100, 50
+HOP = 1024  # STFT hop in samples
 
 
 class _ConvBlock(nn.Module):
@@ -55,6 +56,7 @@ class _EmbeddingNet(nn.Module):
 class AisfxTower(AudioTower):
     sample_rate = 44100
     dim = 512
+    crops_padding = True
 
     def __init__(self, weights: str | None = None, pooling: str = "max") -> None:
         super().__init__()
@@ -77,7 +79,7 @@ class AisfxTower(AudioTower):
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         spec = self.log_mel(waveforms)  # (B, frames, 96)
-        blocks, owner, valid = _blocks(spec, lengths, self.sample_rate)
+        blocks, owner, valid = _blocks(spec, lengths)
         emb = self.net(blocks)  # (N, 512)
         return _pool(emb, owner, valid, spec.shape[0], self.pooling)
 
@@ -100,20 +102,23 @@ def _mel_filters() -> torch.Tensor:
 
 
 def _blocks(
-    spec: torch.Tensor, lengths: torch.Tensor | None, sample_rate: int
+    spec: torch.Tensor, lengths: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut (B, frames, 96) into 100-frame blocks; mark blocks that start in zero padding as invalid."""
+    """Cut (B, frames, 96) into 100-frame blocks, keeping those that lie wholly in real audio.
+
+    That is aisfx's own rule (drop_partial_block), except that a clip shorter than one block keeps
+    its first, padded block. It makes a clip's vector independent of how much padding its batch has.
+    """
     b, frames, _ = spec.shape
     if frames < BLOCK:
         spec = F.pad(spec, (0, 0, 0, BLOCK - frames))
     blocks = spec.unfold(1, BLOCK, BLOCK_HOP).transpose(2, 3)  # (B, n, 100, 96)
     n = blocks.shape[1]
-    starts = torch.arange(n, device=spec.device) * BLOCK_HOP  # frame index of each block start
+    starts = torch.arange(n, device=spec.device) * BLOCK_HOP
     if lengths is None:
-        valid = torch.ones(b, n, dtype=torch.bool, device=spec.device)
-    else:
-        real_frames = (lengths.to(spec.device) / 1024).ceil().clamp(min=1)
-        valid = starts[None, :] < real_frames[:, None]
+        lengths = torch.full((b,), (frames - 1) * HOP, device=spec.device)
+    real_frames = torch.div(lengths.to(spec.device), HOP, rounding_mode="floor") + 1
+    valid = (starts[None, :] + BLOCK <= real_frames[:, None]) | (starts[None, :] == 0)
     owner = torch.arange(b, device=spec.device).repeat_interleave(n)
     return blocks.reshape(b * n, BLOCK, -1), owner, valid.reshape(-1)
 

@@ -20,6 +20,9 @@ class AudioTower(nn.Module):
 
     sample_rate: int
     dim: int
+    # True when trailing zero padding does not change the output, so a batch can be cut to its
+    # longest real row (PaSST, trained on padded 10 s input, keeps the full width).
+    crops_padding: bool = False
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -68,4 +71,4 @@ def build_tower(registry: dict[str, Callable[..., Any]], kind: str, options: dic
 
 def _import_builtin_towers() -> None:
     # Imported lazily so that `import models` stays cheap and PaSST is only touched when asked for.
-    from models.encoders import aisfx, hf_text, passt  # noqa: F401
+    from models.encoders import aisfx, bridge, hf_text, passt, yamnet  # noqa: F401

@@ -1,0 +1,33 @@
+"""Clip metadata and audio streaming (HTTP range requests via FileResponse)."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from app.api.deps import ServiceDep
+from app.schemas import ClipInfo, ErrorResponse
+
+router = APIRouter(prefix="/clips", tags=["clips"], responses={404: {"model": ErrorResponse}})
+
+CONTENT_TYPES = {".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac",
+                 ".wav": "audio/wav", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aif": "audio/aiff",
+                 ".aiff": "audio/aiff"}
+
+
+@router.get("/{clip_id}", response_model=ClipInfo, summary="Metadata of one indexed file")
+def clip_info(request: Request, clip_id: int, service: ServiceDep) -> ClipInfo:
+    c = service.clip(clip_id)
+    url = str(request.url_for("clip_audio", clip_id=c.id).path)
+    return ClipInfo(id=c.id, path=c.path, size=c.size, duration=c.duration, sample_rate=c.sample_rate,
+                    channels=c.channels, sha1=c.sha1, windows=c.windows, audio_url=url)
+
+
+@router.get("/{clip_id}/audio", name="clip_audio", summary="The audio file itself (supports Range requests)",
+            response_class=FileResponse)
+def clip_audio(clip_id: int, service: ServiceDep) -> FileResponse:
+    path = service.clip_file(clip_id)
+    media = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=3600"})

@@ -1,0 +1,37 @@
+"""Liveness, readiness, Prometheus metrics and index information."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.api.deps import ServiceDep
+from app.schemas import IndexInfo
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The model and an index are loaded")
+def readyz(request: Request) -> JSONResponse:
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return JSONResponse({"status": "loading", "detail": request.app.state.load_error or "starting"}, 503)
+    return JSONResponse({"status": "ready", "snapshot": service.searcher.snapshot.name})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    body, content_type = request.app.state.metrics.render(getattr(request.app.state, "service", None))
+    return Response(body, media_type=content_type)
+
+
+@router.get("/index", response_model=IndexInfo, summary="The live index: manifest and counts")
+def index_info(service: ServiceDep) -> IndexInfo:
+    s = service.searcher
+    return IndexInfo(index_dir=str(service.index_dir), snapshot=s.snapshot.name, files=s.n_files,
+                     windows=int(s.index.ntotal), manifest=s.manifest)

@@ -1,0 +1,107 @@
+"""Text search (GET and POST), batch search and query by example."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.deps import ServiceDep, SettingsDep
+from app.schemas import (
+    MAX_QUERY_CHARS,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    ErrorResponse,
+    SearchFilters,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    clean_query,
+)
+from indexer import Filters, Page
+from models import AUDIO_EXTENSIONS
+
+router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}})
+
+
+def _filters(f: SearchFilters | None) -> Filters | None:
+    if f is None:
+        return None
+    if f.min_duration is not None and f.max_duration is not None and f.min_duration > f.max_duration:
+        raise HTTPException(422, "filters.min_duration must not exceed filters.max_duration")
+    return Filters(f.path_prefix, f.min_duration, f.max_duration)
+
+
+def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
+    hits = [
+        SearchHit(id=h.file_id, path=h.path, score=round(h.score, 6), start=h.start, end=h.end, duration=h.duration,
+                  audio_url=str(request.url_for("clip_audio", clip_id=h.file_id).path))
+        for h in page.hits
+    ]
+    took = round((time.perf_counter() - t0) * 1e3, 3)
+    return SearchResponse(query=query, results=hits, total=page.total, took_ms=took)
+
+
+@router.get("/search", response_model=SearchResponse, summary="Search by text")
+async def search_get(
+    request: Request,
+    service: ServiceDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="text query")],
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    path_prefix: Annotated[str | None, Query(max_length=1024)] = None,
+    min_duration: Annotated[float | None, Query(ge=0)] = None,
+    max_duration: Annotated[float | None, Query(ge=0)] = None,
+) -> SearchResponse:
+    try:
+        query = clean_query(q)
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from None
+    body = SearchRequest(query=query, k=k, offset=offset,
+                         filters=SearchFilters(path_prefix=path_prefix, min_duration=min_duration,
+                                               max_duration=max_duration))
+    return await search_post(request, body, service)
+
+
+@router.post("/search", response_model=SearchResponse, summary="Search by text (JSON body, with filters)")
+async def search_post(request: Request, body: SearchRequest, service: ServiceDep) -> SearchResponse:
+    t0 = time.perf_counter()
+    filters = _filters(body.filters)
+    page = (await run_in_threadpool(service.search_text, [body.query], body.k, body.offset, filters))[0]
+    return _response(request, body.query, page, t0)
+
+
+@router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch")
+async def search_batch(request: Request, body: BatchSearchRequest, service: ServiceDep) -> BatchSearchResponse:
+    t0 = time.perf_counter()
+    pages = await run_in_threadpool(service.search_text, body.queries, body.k, 0, _filters(body.filters))
+    return BatchSearchResponse(
+        responses=[_response(request, q, p, t0) for q, p in zip(body.queries, pages, strict=True)],
+        took_ms=round((time.perf_counter() - t0) * 1e3, 3),
+    )
+
+
+@router.post("/search/by-audio", response_model=SearchResponse, summary="Query by example: clips similar to an upload",
+             responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}})
+async def search_by_audio(
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="an audio file (wav, flac, ogg, mp3, ...)")],
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+) -> SearchResponse:
+    t0 = time.perf_counter()
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in AUDIO_EXTENSIONS:
+        raise HTTPException(415, f"unsupported file type {suffix or '(none)'}; send one of {sorted(AUDIO_EXTENSIONS)}")
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
+    if not data:
+        raise HTTPException(422, "the uploaded file is empty")
+    page = await run_in_threadpool(service.search_audio, data, suffix, k, offset)
+    return _response(request, f"<audio:{file.filename}>", page, t0)

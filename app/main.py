@@ -1,0 +1,108 @@
+"""`create_app(settings)`: the FastAPI application. Model and index load in the lifespan, not at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+
+from app.api.routes import admin, clips, health, search
+from app.metrics import Metrics, MetricsMiddleware
+from app.search_service import SearchService
+from app.settings import Settings
+from indexer import IndexBuildError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from models import AudioDecodeError, AudioSearchError, DualEncoder, InvalidInputError, ModelLoadError
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+
+STATUS = {  # one place that maps domain errors to HTTP
+    InvalidInputError: 422,
+    AudioDecodeError: 422,
+    IndexBuildError: 422,
+    IndexNotFoundError: 404,
+    IndexMismatchError: 409,
+    IndexCorruptError: 503,
+    ModelLoadError: 503,
+}
+
+
+def create_app(settings: Settings | None = None, model: DualEncoder | None = None) -> FastAPI:
+    """Build the app; pass `model` to share an already loaded model (tests, several apps per process)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_load, app, settings, model)
+        yield
+
+    app = FastAPI(title="audiosearch", version="0.1.0", lifespan=lifespan,
+                  description="Text-to-audio retrieval: search an indexed audio library with natural language.")
+    app.state.settings, app.state.service, app.state.load_error = settings, None, None
+    app.state.metrics = Metrics()
+    for router in (search.router, clips.router, health.router, admin.router):
+        app.include_router(router)
+    _static_routes(app)
+    _error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], max_age=600)
+    return app
+
+
+def _load(app: FastAPI, settings: Settings, model: DualEncoder | None) -> None:
+    """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
+    from app.runtime import configure_threads
+    from models import load_model
+
+    try:
+        configure_threads(settings.threads or None)
+        model = model or load_model(settings.model, device=settings.device)
+        app.state.service = SearchService(model, settings.index_dir, settings.query_cache_size)
+    except AudioSearchError as err:
+        app.state.load_error = str(err)
+        log.error("not ready: %s", err)
+
+
+def _static_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget() -> FileResponse:
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript")
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AudioSearchError)
+    async def domain_error(request: Request, err: AudioSearchError) -> JSONResponse:
+        status = next((code for cls, code in STATUS.items() if isinstance(err, cls)), 400)
+        return JSONResponse({"detail": str(err)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(err)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def _validation_message(err: RequestValidationError) -> str:
+    """One readable line, e.g. "query.k: Input should be less than or equal to 100"."""
+    parts = []
+    for e in err.errors()[:3]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)

@@ -1,0 +1,57 @@
+"""Prometheus metrics, one registry per app so several apps (tests) can live in one process."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("audiosearch_requests_total", "HTTP requests", ["route", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("audiosearch_request_seconds", "HTTP request latency", ["route"],
+                                 buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+                                 registry=self.registry)
+        self.files = Gauge("audiosearch_index_files", "files in the live index", registry=self.registry)
+        self.windows = Gauge("audiosearch_index_windows", "windows (vectors) in the live index", registry=self.registry)
+        self.cache_hits = Gauge("audiosearch_query_cache_hits", "query-vector cache hits", registry=self.registry)
+        self.cache_misses = Gauge("audiosearch_query_cache_misses", "query-vector cache misses",
+                                  registry=self.registry)
+
+    def render(self, service: Any) -> tuple[bytes, str]:
+        if service is not None:
+            self.files.set(service.searcher.n_files)
+            self.windows.set(service.searcher.index.ntotal)
+            self.cache_hits.set(service.cache.hits)
+            self.cache_misses.set(service.cache.misses)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts and times requests by route template (not raw path, so ids don't explode the label set)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0, status = time.perf_counter(), [500]
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)

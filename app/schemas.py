@@ -1,0 +1,105 @@
+"""Request and response models of the HTTP API (they make the OpenAPI document at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_QUERY_CHARS = 1000
+
+
+def clean_query(v: str) -> str:
+    """Strip, refuse empty text and control characters other than whitespace."""
+    text = v.strip()
+    if not text:
+        raise ValueError("query must not be empty")
+    if any(ord(c) < 32 and c not in "\t\n\r" or c == "\x7f" for c in text):
+        raise ValueError("query must not contain control characters")
+    return text
+
+
+class SearchFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path_prefix: str | None = Field(None, max_length=1024, description="only files under this library path")
+    min_duration: float | None = Field(None, ge=0, description="seconds")
+    max_duration: float | None = Field(None, ge=0, description="seconds")
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, examples=["a dog barking"])
+    k: int = Field(10, ge=1, le=100, description="results per page")
+    offset: int = Field(0, ge=0, le=10_000)
+    filters: SearchFilters | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _clean(cls, v: str) -> str:
+        return clean_query(v)
+
+
+class BatchSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[str] = Field(..., min_length=1, max_length=64)
+    k: int = Field(10, ge=1, le=100)
+    filters: SearchFilters | None = None
+
+    @field_validator("queries")
+    @classmethod
+    def _clean_all(cls, v: list[str]) -> list[str]:
+        for q in v:
+            if len(q) > MAX_QUERY_CHARS:
+                raise ValueError(f"each query must be at most {MAX_QUERY_CHARS} characters")
+        return [clean_query(q) for q in v]
+
+
+class SearchHit(BaseModel):
+    id: int = Field(..., description="clip (file) id, for /clips/{id}")
+    path: str = Field(..., description="path inside the library")
+    score: float = Field(..., description="cosine similarity of the best window")
+    start: float = Field(..., description="start of the best-matching window, seconds")
+    end: float
+    duration: float = Field(..., description="length of the whole file, seconds")
+    audio_url: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[SearchHit]
+    total: int = Field(..., description="files matching the filters")
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    responses: list[SearchResponse]
+    took_ms: float
+
+
+class ClipInfo(BaseModel):
+    id: int
+    path: str
+    size: int
+    duration: float
+    sample_rate: int
+    channels: int
+    sha1: str
+    windows: int
+    audio_url: str
+
+
+class IndexInfo(BaseModel):
+    index_dir: str
+    snapshot: str
+    files: int
+    windows: int
+    manifest: dict[str, Any]
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index_dir: str | None = Field(None, description="switch to another index directory; default: reload the same")
+
+
+class ErrorResponse(BaseModel):
+    detail: str

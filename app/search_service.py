@@ -1,0 +1,120 @@
+"""The search layer under the HTTP routes: model + live Searcher + query-vector cache + hot reload."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
+from models import DualEncoder, InvalidInputError, cut_windows, load_audio
+
+log = logging.getLogger(__name__)
+
+
+class QueryCache:
+    """LRU of text -> query vector; repeated queries (autocomplete, pagination) skip the text forward."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_many(self, texts: list[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            found = {t: self._data[t] for t in texts if t in self._data}
+            for t in found:
+                self._data.move_to_end(t)
+            self.hits += len(found)
+            self.misses += len(set(texts) - set(found))
+            return found
+
+    def put(self, text: str, vec: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[text] = vec
+            self._data.move_to_end(text)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+class SearchService:
+    def __init__(self, model: DualEncoder, index_dir: Path, cache_size: int = 4096) -> None:
+        self.model = model
+        self.index_dir = Path(index_dir)
+        self.cache = QueryCache(cache_size)
+        self._swap = threading.Lock()
+        self._model_lock = threading.Lock()  # torch modules are not re-entrant across threads
+        self.searcher = self._open(self.index_dir)
+
+    def _open(self, index_dir: Path) -> Searcher:
+        searcher = Searcher(index_dir)
+        searcher.check_model(self.model.fingerprint)
+        return searcher
+
+    def reload(self, index_dir: Path | None = None) -> Searcher:
+        """Open the (possibly rebuilt) index next to the live one, then swap: requests never see a gap."""
+        new = self._open(Path(index_dir) if index_dir else self.index_dir)
+        with self._swap:
+            old, self.searcher = self.searcher, new
+            if index_dir:
+                self.index_dir = Path(index_dir)
+        log.info("switched index %s -> %s", old.snapshot.name, new.snapshot.name)
+        return new
+
+    def text_vectors(self, queries: list[str]) -> np.ndarray:
+        found = self.cache.get_many(queries)
+        missing = list(dict.fromkeys(q for q in queries if q not in found))
+        if missing:
+            with self._model_lock:
+                vecs = self.model.encode_text(missing).numpy()
+            for q, v in zip(missing, vecs, strict=True):
+                found[q] = v
+                self.cache.put(q, v)
+        return np.stack([found[q] for q in queries])
+
+    def search_text(self, queries: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
+        vectors = self.text_vectors(queries)
+        return self.searcher.search(vectors, k, offset, filters)
+
+    def search_audio(self, data: bytes, suffix: str, k: int, offset: int = 0, filters: Filters | None = None) -> Page:
+        """Query by example: the upload is decoded and windowed like indexed files; windows are averaged."""
+        vec = self.audio_vector(data, suffix)
+        return self.searcher.search(vec[None], k, offset, filters)[0]
+
+    def audio_vector(self, data: bytes, suffix: str) -> np.ndarray:
+        sr = self.model.sample_rate
+        with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+            f.write(data)
+            f.flush()
+            wave = load_audio(f.name, sr)
+        cfg = self.model.config
+        win = cut_windows(wave, sr, cfg.window_seconds, cfg.hop_seconds)
+        with self._model_lock:
+            vecs = self.model.encode_audio(win.waves, sr, win.lengths).numpy()
+        mean = vecs.mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        if norm == 0:
+            raise InvalidInputError("the uploaded audio gives no usable embedding")
+        return (mean / norm).astype(np.float32)
+
+    def clip(self, clip_id: int) -> Clip:
+        clip = self.searcher.clip(clip_id)
+        if clip is None:
+            raise IndexNotFoundError(f"no clip with id {clip_id}")
+        return clip
+
+    def clip_file(self, clip_id: int) -> Path:
+        """The clip's file, resolved and checked to lie inside the indexed library (symlinks included)."""
+        clip = self.clip(clip_id)
+        library = self.searcher.library.resolve()
+        path = (library / clip.path).resolve()
+        if not path.is_relative_to(library) or not path.is_file():
+            raise IndexNotFoundError(f"clip {clip_id} is not available")
+        return path

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     _search_parser(sub.add_parser("search", help="query an index from the command line (JSON out)"))
     _serve_parser(sub.add_parser("serve", help="run the HTTP search service"))
     _demo_parser(sub.add_parser("demo", help="index the bundled sample library and serve it"))
+    _export_parser(sub.add_parser("export-onnx", help="export the text encoder to ONNX for faster queries"))
     return p
 
 
@@ -80,8 +81,15 @@ def _serve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, required=True, help="index directory")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
     _model_arg(p)
     p.set_defaults(handler=_cmd_serve)
+
+
+def _export_parser(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument("--out", type=Path, required=True, help="directory for text.onnx and export.json")
+    p.set_defaults(handler=_cmd_export)
 
 
 def _demo_parser(p: argparse.ArgumentParser) -> None:
@@ -151,7 +159,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from app.server import serve
 
-    return serve(args.index, args.host, args.port, args.model, _device(args.device))
+    return serve(args.index, args.host, args.port, args.model, _device(args.device), onnx_dir=args.onnx)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from models.onnx_text import export_text_onnx
+
+    out = export_text_onnx(_load(args), args.out)
+    print(f"exported the text encoder to {out}")  # noqa: T201
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

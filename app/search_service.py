@@ -12,6 +12,7 @@ import numpy as np
 
 from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
 from models import DualEncoder, InvalidInputError, cut_windows, load_audio
+from models.onnx_text import OnnxTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ class QueryCache:
 
 
 class SearchService:
-    def __init__(self, model: DualEncoder, index_dir: Path, cache_size: int = 4096) -> None:
+    def __init__(
+        self, model: DualEncoder, index_dir: Path, cache_size: int = 4096, onnx_dir: Path | None = None
+    ) -> None:
         self.model = model
+        self.onnx = OnnxTextEncoder(onnx_dir, model) if onnx_dir else None
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
@@ -73,7 +77,7 @@ class SearchService:
         missing = list(dict.fromkeys(q for q in queries if q not in found))
         if missing:
             with self._model_lock:
-                vecs = self.model.encode_text(missing).numpy()
+                vecs = self.onnx.encode_text(missing) if self.onnx else self.model.encode_text(missing).numpy()
             for q, v in zip(missing, vecs, strict=True):
                 found[q] = v
                 self.cache.put(q, v)

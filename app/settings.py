@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     index_dir: Path = Path("index")
     model: str = Field("lite", description="'lite', 'paper' or a model directory; must match the index")
     device: str = "cpu"
+    onnx_dir: Path | None = Field(None, description="text-encoder export from `audiosearch export-onnx`")
     admin_token: str | None = Field(None, description="bearer token for /admin and /train; unset disables them")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API (widget)")
     max_k: int = 100

@@ -45,8 +45,8 @@ class ModelConfig:
         return cfg
 
     def validate(self) -> None:
-        if self.projection not in ("linear", "mlp"):
-            raise ModelLoadError(f"projection must be 'linear' or 'mlp', got {self.projection!r}")
+        if self.projection not in ("linear", "mlp", "tied"):
+            raise ModelLoadError(f"projection must be 'linear', 'mlp' or 'tied', got {self.projection!r}")
         if self.embed_dim <= 0 or self.temperature_init <= 0:
             raise ModelLoadError("embed_dim and temperature_init must be positive")
         if self.window_seconds <= 0 or self.hop_seconds <= 0:

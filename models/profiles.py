@@ -25,6 +25,16 @@ PROFILES: dict[str, ModelConfig] = {
         temperature_init=0.05,
         frozen_towers=["audio", "text"],
     ),
+    # Zero-shot, nothing trained: YAMNet's AudioSet class scores mapped into MiniLM's sentence space
+    # (models/encoders/bridge.py); the tied projection keeps the bridge's cosine scores.
+    "bridge": ModelConfig(
+        name="bridge",
+        audio=TowerConfig("yamnet_bridge", {}),
+        text=TowerConfig("minilm", {}),
+        projection="tied",
+        temperature_init=0.05,
+        frozen_towers=["audio", "text"],
+    ),
 }
 
 

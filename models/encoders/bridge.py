@@ -30,6 +30,7 @@ class YamnetBridge(AudioTower):
     """Waveforms (B, T) at 16 kHz -> unit vectors (B, 384) in the MiniLM sentence space."""
 
     sample_rate = SAMPLE_RATE
+    crops_padding = True  # as its tagger: patches past `lengths` are skipped
 
     def __init__(self, top_k: int = 20, prompts: str | None = None, **tagger_options: object) -> None:
         super().__init__()

@@ -109,6 +109,7 @@ class YamnetTagger(AudioTower):
 
     sample_rate = SAMPLE_RATE
     dim = EMBED_DIM
+    crops_padding = True  # patches past `lengths` are skipped, so trailing zeros change nothing
 
     def __init__(self, model: str | None = None, batch_patches: int = 256, threads: int = 0) -> None:
         super().__init__()

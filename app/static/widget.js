@@ -1,0 +1,273 @@
+/*
+ * audiosearch widget: a search box and results for any web page, talking to an audiosearch server.
+ *
+ * Usage, declarative (the widget calls the server the script was loaded from):
+ *
+ *   <div id="sounds"></div>
+ *   <script src="https://search.example.org/widget.js" data-target="#sounds"></script>
+ *
+ *   Optional attributes on the <script> tag:
+ *     data-target       CSS selector of the element to render into (without it nothing is mounted automatically)
+ *     data-k            results per page, 1-100 (default 5)
+ *     data-placeholder  placeholder text of the search box
+ *     data-label        label of the search box (default "Search sounds")
+ *     data-query        a query to run right away
+ *
+ * Usage, programmatic:
+ *
+ *   <script src="https://search.example.org/widget.js"></script>
+ *   <script>
+ *     const w = AudioSearchWidget.mount(document.querySelector("#sounds"), {k: 8});
+ *     w.search("rain on a window");   // run a query
+ *     w.destroy();                    // remove the widget
+ *   </script>
+ *
+ *   mount(element, options): options are server (base URL of the API; default: where widget.js came from),
+ *   k, placeholder, label, query. The element may also be a selector string.
+ *
+ * The page's origin must be allowed by the server: AUDIOSEARCH_CORS_ORIGINS=https://your.site,...
+ * The widget renders into a shadow root, so the page's CSS does not leak in and the widget's does not leak out.
+ * Keyboard: Enter searches; in the results Up/Down move and Space/Enter plays the matching part of a clip.
+ */
+(function () {
+  "use strict";
+
+  // currentScript is only set while this file first runs, so read it now.
+  var script = document.currentScript ||
+    Array.prototype.slice.call(document.querySelectorAll("script[src]")).filter(function (s) {
+      return /\/widget\.js(\?|#|$)/.test(s.src);
+    }).pop() || null;
+  var DEFAULT_SERVER = script && script.src ? new URL("./", script.src).href : new URL("./", location.href).href;
+
+  var CSS = [
+    ":host { all: initial; display: block; margin: 8px 0; color-scheme: light dark; font: 15px/1.45 system-ui, -apple-system,",
+    "  'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif; --as-accent: #2451c9; --as-accent-fg: #fff;",
+    "  --as-fg: #1b1d23; --as-muted: #5b6170; --as-line: #dcdfe6; --as-card: #fff; --as-bg: #f7f7f9;",
+    "  --as-focus: #f2a900; --as-err: #9b1c1c; --as-play: #e8efff; }",
+    "@media (prefers-color-scheme: dark) { :host { --as-accent: #7aa2ff; --as-accent-fg: #0d1020; --as-fg: #e8eaf0;",
+    "  --as-muted: #a3a9b7; --as-line: #323743; --as-card: #1d2027; --as-bg: #14161b; --as-err: #ffb4b4;",
+    "  --as-play: #222c44; } }",
+    "* { box-sizing: border-box; }",
+    ".box { color: var(--as-fg); background: var(--as-bg); border: 1px solid var(--as-line); border-radius: 10px;",
+    "  padding: 12px; }",
+    ":focus-visible { outline: 3px solid var(--as-focus); outline-offset: 2px; }",
+    "label { display: block; font-weight: 600; margin-bottom: 4px; }",
+    "form { display: flex; gap: 6px; }",
+    "input, button { font: inherit; color: inherit; margin: 0; }",
+    "input { flex: 1; min-width: 0; padding: 7px 10px; border: 1px solid var(--as-line); border-radius: 7px;",
+    "  background: var(--as-card); }",
+    "button { padding: 6px 12px; border: 1px solid var(--as-accent); border-radius: 7px; cursor: pointer;",
+    "  background: var(--as-accent); color: var(--as-accent-fg); font-weight: 600; }",
+    "button.more { background: transparent; color: var(--as-accent); margin-top: 8px; }",
+    ".status { color: var(--as-muted); font-size: 13px; margin: 8px 0 6px; min-height: 1.2em; }",
+    ".error { color: var(--as-err); margin: 8px 0; }",
+    "ol { list-style: none; margin: 0; padding: 0; display: grid; gap: 6px; }",
+    "li { display: grid; grid-template-columns: 1fr auto; gap: 0 8px; padding: 8px 10px; border-radius: 7px;",
+    "  background: var(--as-card); border: 1px solid var(--as-line); }",
+    "li.playing { background: var(--as-play); border-color: var(--as-accent); }",
+    ".name { font-weight: 600; overflow-wrap: anywhere; }",
+    ".score, .when { color: var(--as-muted); font-size: 13px; font-variant-numeric: tabular-nums; }",
+    ".when { grid-column: 1 / 3; }",
+    "audio { grid-column: 1 / 3; width: 100%; height: 32px; margin-top: 4px; }",
+    "[hidden] { display: none !important; }"
+  ].join("\n");
+
+  function el(tag, props, children) {
+    var node = document.createElement(tag);
+    if (props) {
+      Object.keys(props).forEach(function (key) {
+        if (key === "text") node.textContent = props[key];
+        else if (key === "className") node.className = props[key];
+        else node.setAttribute(key, props[key]);
+      });
+    }
+    (children || []).forEach(function (c) { node.appendChild(c); });
+    return node;
+  }
+
+  function clock(t) {
+    t = Math.max(0, Math.round(t * 10) / 10);
+    var m = Math.floor(t / 60), s = t - m * 60;
+    return m + ":" + (s < 10 ? "0" : "") + (Math.round(s) === s ? String(s) : s.toFixed(1));
+  }
+
+  function num(x) { return String(Math.round(x * 1000) / 1000); }
+
+  var counter = 0;
+
+  function mount(target, options) {
+    var host = typeof target === "string" ? document.querySelector(target) : target;
+    if (!host || host.nodeType !== 1) throw new Error("AudioSearchWidget.mount: no element " + String(target));
+    options = options || {};
+    var server = new URL(options.server || DEFAULT_SERVER, location.href).href.replace(/\/?$/, "/");
+    var k = Math.min(100, Math.max(1, parseInt(options.k, 10) || 5));
+    var id = "as-q-" + (++counter);
+
+    var root = host.shadowRoot || host.attachShadow({ mode: "open" });
+    while (root.firstChild) root.removeChild(root.firstChild);
+    var input = el("input", {
+      id: id, type: "search", name: "q", maxlength: "1000", autocomplete: "off", spellcheck: "false",
+      placeholder: options.placeholder || "Describe a sound, e.g. rain on a roof"
+    });
+    var form = el("form", { role: "search" }, [input, el("button", { type: "submit", text: "Search" })]);
+    var status = el("p", { className: "status", role: "status", "aria-live": "polite" });
+    var error = el("p", { className: "error", role: "alert" });
+    var list = el("ol", { "aria-label": "Results" });
+    var more = el("button", { className: "more", type: "button", text: "More results" });
+    error.hidden = true;
+    more.hidden = true;
+    var box = el("div", { className: "box", part: "box" }, [
+      el("label", { "for": id, text: options.label || "Search sounds" }), form, status, error, list, more
+    ]);
+    root.appendChild(el("style", { text: CSS }));
+    root.appendChild(box);
+
+    var state = { q: "", shown: 0, total: 0, seq: 0, ctrl: null };
+
+    function showError(msg) { error.textContent = msg; error.hidden = !msg; }
+
+    function fetchPage(q, offset, signal) {
+      var url = new URL("search", server);
+      url.search = new URLSearchParams({ q: q, k: String(k), offset: String(offset) }).toString();
+      return fetch(url.href, { signal: signal, headers: { Accept: "application/json" } }).then(function (res) {
+        return res.json().catch(function () { return null; }).then(function (body) {
+          if (!res.ok) {
+            throw new Error("Search failed: " + (body && typeof body.detail === "string" ? body.detail : "HTTP " + res.status));
+          }
+          return body;
+        });
+      }, function (err) {
+        if (err.name === "AbortError") throw err;
+        throw new Error("Could not reach the audiosearch server at " + server);
+      });
+    }
+
+    function row(hit, rank) {
+      var when = clock(hit.start) + "–" + clock(hit.end) + " of " + clock(hit.duration);
+      var audio = el("audio", { controls: "", preload: "none", "aria-label": "Play " + hit.path });
+      audio.src = new URL(hit.audio_url, server).href + "#t=" + num(hit.start) + "," + num(hit.end);
+      var li = el("li", { tabindex: "0", "aria-label": rank + ". " + hit.path + ", score " + hit.score.toFixed(3) +
+        ", match " + when }, [
+        el("span", { className: "name", title: hit.path, text: hit.path }),
+        el("span", { className: "score", text: "score " + hit.score.toFixed(3) }),
+        el("span", { className: "when", text: when }),
+        audio
+      ]);
+      li.setAttribute("data-score", String(hit.score));
+      audio.addEventListener("loadedmetadata", function () {
+        if (audio.currentTime + 0.05 < hit.start) audio.currentTime = hit.start;
+      });
+      audio.addEventListener("play", function () {
+        Array.prototype.forEach.call(list.querySelectorAll("audio"), function (a) { if (a !== audio) a.pause(); });
+        li.classList.add("playing");
+      });
+      audio.addEventListener("pause", function () { li.classList.remove("playing"); });
+      li.addEventListener("keydown", function (e) {
+        if (e.target !== li) return;
+        if (e.key === " " || e.key === "Enter") {
+          e.preventDefault();
+          if (!audio.paused) { audio.pause(); return; }
+          if (audio.readyState > 0 && (audio.ended || audio.currentTime >= hit.end - 0.05)) audio.currentTime = hit.start;
+          audio.play().catch(function (err) { showError("Could not play " + hit.path + ": " + err.message); });
+        } else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+          e.preventDefault();
+          var next = e.key === "ArrowDown" ? li.nextElementSibling : li.previousElementSibling;
+          if (next) next.focus();
+          else if (e.key === "ArrowUp") input.focus();
+          else if (!more.hidden) more.focus();
+        }
+      });
+      return li;
+    }
+
+    function update() {
+      if (!state.shown) status.textContent = "No sounds match “" + state.q + "”.";
+      else status.textContent = "Showing " + state.shown + " of " + state.total + (state.total === 1 ? " sound" : " sounds");
+      more.hidden = state.shown >= state.total;
+    }
+
+    function search(q) {
+      q = String(q || "").trim();
+      if (!q) return Promise.resolve();
+      input.value = q;
+      if (state.ctrl) state.ctrl.abort();
+      var ctrl = typeof AbortController === "function" ? new AbortController() : null;
+      var seq = ++state.seq;
+      state.ctrl = ctrl;
+      status.textContent = "Searching…";
+      return fetchPage(q, 0, ctrl && ctrl.signal).then(function (body) {
+        if (seq !== state.seq) return;
+        state.q = q; state.shown = body.results.length; state.total = body.total;
+        showError("");
+        while (list.firstChild) list.removeChild(list.firstChild);
+        body.results.forEach(function (h, i) { list.appendChild(row(h, i + 1)); });
+        update();
+      }).catch(function (err) {
+        if (err.name === "AbortError" || seq !== state.seq) return;
+        while (list.firstChild) list.removeChild(list.firstChild);
+        state.shown = state.total = 0;
+        more.hidden = true;
+        status.textContent = "";
+        showError(err.message);
+      });
+    }
+
+    form.addEventListener("submit", function (e) { e.preventDefault(); search(input.value); });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown" && list.firstChild) { e.preventDefault(); list.firstChild.focus(); }
+    });
+    more.addEventListener("click", function () {
+      var seq = state.seq;
+      more.disabled = true;
+      fetchPage(state.q, state.shown).then(function (body) {
+        if (seq !== state.seq) return;
+        var first = null;
+        body.results.forEach(function (h, i) {
+          var li = row(h, state.shown + i + 1);
+          first = first || li;
+          list.appendChild(li);
+        });
+        state.shown += body.results.length;
+        state.total = body.total;
+        showError("");
+        update();
+        if (first) first.focus();
+        else more.hidden = true;
+      }).catch(function (err) { showError(err.message); }).then(function () { more.disabled = false; });
+    });
+
+    if (options.query) search(options.query);
+    return {
+      element: host,
+      search: search,
+      destroy: function () {
+        if (state.ctrl) state.ctrl.abort();
+        while (root.firstChild) root.removeChild(root.firstChild);
+      }
+    };
+  }
+
+  var api = window.AudioSearchWidget || { version: "1", mount: mount };
+  window.AudioSearchWidget = api;
+
+  // Declarative use: <script src=".../widget.js" data-target="#el"></script>
+  if (script && script.getAttribute("data-target")) {
+    var auto = function () {
+      var sel = script.getAttribute("data-target");
+      var target = document.querySelector(sel);
+      if (!target) {
+        if (window.console) console.error("audiosearch widget: no element matches data-target " + sel);
+        return;
+      }
+      mount(target, {
+        server: DEFAULT_SERVER,
+        k: script.getAttribute("data-k"),
+        placeholder: script.getAttribute("data-placeholder"),
+        label: script.getAttribute("data-label"),
+        query: script.getAttribute("data-query")
+      });
+    };
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", auto);
+    else auto();
+  }
+})();

@@ -1,0 +1,257 @@
+"""The search page and the embeddable widget in a real headless Chromium, against the real app on loopback.
+
+Needs the `playwright` Python package (its driver only; no downloaded browsers) and a Chromium binary:
+Debian's `chromium` package at /usr/bin/chromium, or $AUDIOSEARCH_CHROMIUM. Skips when either is missing.
+Screenshots go to artifacts/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from app.main import create_app
+from app.settings import Settings
+from indexer import IndexOptions, build_index
+from tests.app.live import live_server
+from tests.conftest import REPO, copy_clips
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("AUDIOSEARCH_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+CHROMIUM = _chromium()
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (apt-get install chromium, "
+                                "or set AUDIOSEARCH_CHROMIUM)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)",
+                               exc_type=ImportError)
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "artifacts"
+CLOCK = r"\d+:\d\d(\.\d)?"
+WHEN = re.compile(rf"^{CLOCK}–{CLOCK} of {CLOCK}$")
+TIMEOUT_MS = 15_000
+
+HOST_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A partner site</title><link rel="icon" href="data:,">
+<style>
+  body {{ font-family: Georgia, serif; background: #fdf8ec; color: #3b2f1e; max-width: 40rem; margin: 2rem auto; }}
+  input, button, li {{ border: 5px dashed red !important; font-size: 30px; }}  /* must not reach the widget */
+</style></head>
+<body>
+  <h1>Field recordings blog</h1>
+  <p>Find a sound from our library:</p>
+  <div id="sounds"></div>
+  <div id="second"></div>
+  <script src="{api}/widget.js" data-target="#sounds" data-k="4"></script>
+</body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def index_dir(shared_data, tmp_path_factory, lite_model) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    lib = root / "lib"
+    clips = copy_clips(shared_data, lib, {"dog_bark": 2, "rooster": 2, "rain": 2, "helicopter": 1})
+    # one longer file, so that matched windows can start after 0:00
+    parts = [sf.read(p, dtype="float32", always_2d=True) for p in clips[::2]]
+    rate = parts[0][1]
+    mix = np.concatenate([a.mean(axis=1) for a, sr in parts if sr == rate])
+    (lib / "long").mkdir()
+    sf.write(lib / "long" / "mix.wav", mix, rate)
+    build_index(lib, root / "idx", lite_model, IndexOptions(workers=0, progress=False))
+    return root / "idx"
+
+
+@pytest.fixture(scope="module")
+def servers(index_dir, lite_model) -> Iterator[dict[str, str]]:
+    """The API, and a second origin (another port) serving a page that embeds the widget; CORS allows only it."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    urls: dict[str, str] = {}
+
+    def host_page(request):
+        return HTMLResponse(HOST_PAGE.format(api=urls["api"]))
+
+    with live_server(Starlette(routes=[Route("/", host_page)])) as host:
+        urls["host"] = host
+        app = create_app(Settings(index_dir=index_dir, cors_origins=[host]), model=lite_model)
+        with live_server(app) as api:
+            urls["api"] = api
+            yield urls
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh page that records console errors and uncaught exceptions; the test must leave none."""
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.problems = []
+    pg.on("console", lambda m: pg.problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.problems.append(f"uncaught: {e}"))
+    yield pg
+    context.close()
+
+
+def scores(rows) -> list[float]:
+    return [float(s) for s in rows.evaluate_all("els => els.map(e => e.dataset.score)")]
+
+
+def assert_audio_served(src: str, api: str) -> None:
+    """The <audio> src (fragment removed) is on the API and streams audio, whole and by range."""
+    url = src.split("#", 1)[0]
+    assert url.startswith(f"{api}/clips/"), src
+    with httpx.Client(timeout=30) as c:
+        whole = c.get(url)
+        part = c.get(url, headers={"Range": "bytes=0-1023"})
+    assert whole.status_code == 200 and whole.headers["content-type"].startswith("audio/"), whole.headers
+    assert part.status_code == 206 and part.headers["content-type"].startswith("audio/"), part.headers
+    assert len(part.content) == 1024 and whole.content[:1024] == part.content
+
+
+def test_search_page_ranks_results_and_plays_the_matched_window(servers, page) -> None:
+    api = servers["api"]
+    page.goto(f"{api}/")
+    assert page.title() == "audiosearch"
+    assert page.evaluate("document.activeElement.id") == "q"  # autofocus: typing goes straight to the box
+    page.keyboard.type("a dog barking")
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("#status")).to_contain_text("for “a dog barking”")
+    rows = page.locator("#results .result")
+    n = rows.count()
+    assert n >= 1
+    got = scores(rows)
+    assert got == sorted(got, reverse=True)
+    assert "q=a+dog+barking" in page.url  # the search is in the address, so it can be shared
+    paths = rows.locator(".name").evaluate_all("els => els.map(e => e.title)")
+    assert len(set(paths)) == n and all(re.fullmatch(r"(dog_bark|rooster|rain|helicopter|long)/[\w.-]+", p)
+                                        for p in paths), paths
+    for text in rows.locator(".when").all_inner_texts():
+        assert WHEN.match(text), text
+    audio = rows.first.locator("audio")
+    assert audio.get_attribute("preload") == "none" and audio.get_attribute("controls") is not None
+    assert_audio_served(audio.evaluate("a => a.src"), api)
+    assert re.search(r"#t=[\d.]+,[\d.]+$", audio.get_attribute("src"))
+
+    # Keyboard: Down from the search box to the first result, then along to the latest-starting match.
+    starts = [float(s) for s in rows.evaluate_all("els => els.map(e => e.dataset.start)")]
+    target = int(np.argmax(starts))
+    page.keyboard.press("ArrowDown")
+    for _ in range(target):
+        page.keyboard.press("ArrowDown")
+    row = rows.nth(target)
+    assert row.evaluate("el => el === document.activeElement")
+    page.keyboard.press("Space")
+    page.wait_for_function("([a, start]) => !a.paused && a.currentTime >= start - 0.01",
+                           arg=[row.locator("audio").element_handle(), starts[target]])
+    assert "playing" in row.get_attribute("class")
+    page.screenshot(path=ARTIFACTS / "search-page.png", full_page=True)
+    page.keyboard.press("Enter")  # toggles: pause
+    page.wait_for_function("a => a.paused", arg=row.locator("audio").element_handle())
+    assert page.problems == []
+
+
+def test_search_page_pagination_empty_state_and_errors(servers, page) -> None:
+    page.goto(f"{servers['api']}/?k=2")
+    page.fill("#q", "rain falling")
+    page.press("#q", "Enter")
+    rows = page.locator("#results .result")
+    sync_api.expect(rows).to_have_count(2)
+    sync_api.expect(page.locator("#status")).to_contain_text("Showing 1–2 of 8 sounds")
+    first_two = rows.locator(".name").evaluate_all("els => els.map(e => e.title)")
+    page.click("#more")
+    sync_api.expect(rows).to_have_count(4)
+    assert rows.nth(2).evaluate("el => el === document.activeElement")  # focus moves to the first new result
+    assert rows.locator(".name").evaluate_all("els => els.map(e => e.title)")[:2] == first_two
+    got = scores(rows)
+    assert got == sorted(got, reverse=True) and len(set(rows.locator(".name").all_inner_texts())) == 4
+    assert rows.nth(3).locator(".rank").inner_text() == "4."
+
+    # the server's `detail` is shown, and the old results go away
+    page.click("#filters summary")
+    page.fill("#min_duration", "10")
+    page.fill("#max_duration", "1")
+    page.press("#q", "Enter")
+    sync_api.expect(page.locator("#error")).to_contain_text("min_duration must not exceed")
+    sync_api.expect(rows).to_have_count(0)
+    assert page.locator("#more").is_hidden()
+
+    # empty state
+    page.fill("#min_duration", "")
+    page.fill("#max_duration", "")
+    page.fill("#path_prefix", "no-such-folder/")
+    page.press("#q", "Enter")
+    sync_api.expect(page.locator("#status")).to_contain_text("No sounds match “rain falling”")
+    assert page.locator("#error").is_hidden() and rows.count() == 0
+
+    # a shared link runs its search, filters included
+    page.goto(f"{servers['api']}/?q=a+rooster&path_prefix=rooster/")
+    sync_api.expect(page.locator("#status")).to_contain_text("of 2 sounds for “a rooster”")
+    assert all(t.startswith("rooster/") for t in rows.locator(".name").evaluate_all("els => els.map(e => e.title)"))
+    assert [p for p in page.problems if "422" not in p] == []  # the 422 above is logged by Chromium, nothing else
+
+
+def test_widget_on_another_origin(servers, page) -> None:
+    api, host = servers["api"], servers["host"]
+    assert host != api
+    page.goto(f"{host}/")
+    widget = page.locator("#sounds")
+    box = widget.locator("input[type=search]")  # Playwright's CSS selectors pierce the open shadow root
+    box.fill("rain")
+    box.press("Enter")
+    rows = widget.locator("li")
+    sync_api.expect(rows.first).to_be_visible()
+    assert 1 <= rows.count() <= 4  # data-k
+    got = scores(rows)
+    assert got == sorted(got, reverse=True)
+    sync_api.expect(widget.locator(".status")).to_contain_text("sounds")
+    assert_audio_served(rows.first.locator("audio").evaluate("a => a.src"), api)
+    # the host page's styles do not reach into the widget
+    assert box.evaluate("e => getComputedStyle(e).borderTopStyle") != "dashed"
+    assert page.evaluate("document.querySelector('#sounds').shadowRoot !== null")
+
+    # the programmatic API, with an explicit server
+    page.evaluate("([api]) => AudioSearchWidget.mount('#second', {server: api, k: 2, query: 'a helicopter'})", [api])
+    second = page.locator("#second li")
+    sync_api.expect(second).to_have_count(2)
+    page.screenshot(path=ARTIFACTS / "widget.png", full_page=True)
+    assert page.problems == []
+
+
+def test_widget_on_an_origin_the_server_does_not_allow(servers, page) -> None:
+    # same host page, but as http://localhost:PORT: a different origin, not in the CORS list
+    page.goto(servers["host"].replace("127.0.0.1", "localhost") + "/")
+    box = page.locator("#sounds input[type=search]")
+    box.fill("rain")
+    box.press("Enter")
+    sync_api.expect(page.locator("#sounds .error")).to_contain_text("Could not reach the audiosearch server")
+    assert page.locator("#sounds li").count() == 0
+    assert any("CORS" in p for p in page.problems), page.problems

@@ -183,21 +183,27 @@ def speed(model: DualEncoder, root: Path, n: int = 64, batch: int = 32) -> None:
         sr = model.sample_rate
         waves = [load_audio(f, sr) for f in files]  # ragged lists are padded by encode_audio
         model.encode_audio(waves[:batch], sr, batch_size=batch)  # warm-up
-        t = time.perf_counter()
-        model.encode_audio(waves, sr, batch_size=batch)
-        embed_only = n / (time.perf_counter() - t)
-        t = time.perf_counter()
-        decoded = [load_audio(f, sr) for f in files]
-        decode_only = n / (time.perf_counter() - t)
-        t = time.perf_counter()
-        for i in range(0, n, batch):
-            model.encode_audio([load_audio(f, sr) for f in files[i : i + batch]], sr, batch_size=batch)
-        with_decode = n / (time.perf_counter() - t)
-    assert len(decoded) == n
-    print(f"\nspeed, 10 s clips, torch threads {torch.get_num_threads()}, batch {batch}, {n} clips:")
-    print(f"  bridge embed from 16 kHz waveforms: {embed_only:.1f} clips/s")
-    print(f"  Ogg 44.1 kHz decode + resample to 16 kHz alone: {decode_only:.1f} clips/s")
-    print(f"  decode + resample + bridge embed: {with_decode:.1f} clips/s")
+
+        def embed() -> None:
+            model.encode_audio(waves, sr, batch_size=batch)
+
+        def decode() -> None:
+            for f in files:
+                load_audio(f, sr)
+
+        def both() -> None:
+            for i in range(0, n, batch):
+                model.encode_audio([load_audio(f, sr) for f in files[i : i + batch]], sr, batch_size=batch)
+
+        print(f"\nspeed, 10 s clips, torch threads {torch.get_num_threads()}, batch {batch}, {n} clips "
+              f"(load average {os.getloadavg()[0]:.1f}; CPU s/clip is less sensitive to other load):")
+        for label, fn in [("bridge embed from 16 kHz waveforms", embed),
+                          ("Ogg 44.1 kHz decode + resample to 16 kHz alone", decode),
+                          ("decode + resample + bridge embed", both)]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            print(f"  {label}: {n / wall:.1f} clips/s, {1000 * cpu / n:.1f} CPU ms/clip")
 
 
 def main() -> None:

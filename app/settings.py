@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -16,7 +18,10 @@ class Settings(BaseSettings):
     device: str = "cpu"
     onnx_dir: Path | None = Field(None, description="text-encoder export from `audiosearch export-onnx`")
     admin_token: str | None = Field(None, description="bearer token for /admin and /train; unset disables them")
-    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API (widget)")
+    # NoDecode: the variable is "https://a.example,https://b.example", not JSON (a JSON list also works).
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed to call the API (widget)"
+    )
     max_k: int = 100
     max_query_chars: int = 1000
     max_batch_queries: int = 64
@@ -36,6 +41,8 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, v: object) -> object:
-        if isinstance(v, str) and not v.strip().startswith("["):
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                return json.loads(v)
             return [o.strip() for o in v.split(",") if o.strip()]
         return v

@@ -75,10 +75,6 @@ def test_no_cors_headers_without_configured_origins(tmp_path) -> None:
     assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
 
 
-@pytest.mark.xfail(strict=True, reason="app/settings.py: pydantic-settings JSON-decodes list fields from the "
-                   "environment before the validator runs, so even one plain origin fails; fix: "
-                   "Annotated[list[str], NoDecode] (+ json.loads in the validator for the '[...]' form), "
-                   "then remove this marker")
 def test_settings_read_comma_separated_origins(monkeypatch) -> None:
     monkeypatch.setenv("AUDIOSEARCH_CORS_ORIGINS", ALLOWED)
     assert Settings().cors_origins == [ALLOWED]

@@ -1,0 +1,65 @@
+"""Shared bits of the benchmarks: machine description, CSV output, synthetic indexes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(os.environ.get("AUDIOSEARCH_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def append_csv(name: str, rows: list[dict]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["time", "machine", *rows[0].keys()])
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **r})
+    return path
+
+
+def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for i in range(0, n, 100_000):  # blocks keep the float64 temporaries small
+        block = rng.standard_normal((min(100_000, n - i), dim)).astype(np.float32)
+        out[i : i + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, factory: str = "Flat") -> Path:
+    """An index directory in the real format whose windows are random vectors (one window per file)."""
+    from indexer.store import SnapshotWriter, train_if_needed
+
+    writer = SnapshotWriter(index_dir, vectors.shape[1], factory)
+    train_if_needed(writer.index, vectors[:200_000], factory)
+    rows = [(i, f"synthetic/{i:08d}.wav", 1, 0, "0" * 40, 10.0, 32000, 1, i, i, 0.0, 10.0) for i in range(len(vectors))]
+    writer.db.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?,?)", [r[:8] for r in rows])
+    writer.db.executemany('INSERT INTO windows (id, file_id, start, "end") VALUES (?,?,?,?)', [r[8:] for r in rows])
+    writer.n_windows = len(vectors)
+    writer.add_vectors(vectors)
+    writer.commit({"library": str(index_dir / "none"), "created": "synthetic",
+                   "model": {"name": "lite", "fingerprint": fingerprint, "dim": vectors.shape[1], "sample_rate": 0},
+                   "window_seconds": 10.0, "hop_seconds": 10.0,
+                   "counts": {"files": len(vectors), "windows": len(vectors), "skipped": 0}})
+    return index_dir

@@ -1,0 +1,36 @@
+"""The benchmarks run end to end on a tiny size (their figures come from full runs, see README)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_bench(module: str, *args: str, tmp_path) -> str:
+    env = {**os.environ, "AUDIOSEARCH_BENCH_RESULTS": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_query_bench_tiny(tmp_path) -> None:
+    out = run_bench("bench.query", "--sizes", "300", "--requests", "8", tmp_path=tmp_path)
+    assert "300 vectors, concurrency 8" in out and "QPS x" in out
+    assert (tmp_path / "query.csv").read_text().count("\n") == 5  # header + 4 rows
+
+
+def test_index_bench_tiny(tmp_path, shared_data) -> None:
+    out = run_bench("bench.index", "--clips", "6", tmp_path=tmp_path)
+    assert "indexer / ceiling" in out and "peak RSS" in out
+
+
+@pytest.mark.parametrize("module", ["bench.faiss"])
+def test_faiss_bench_tiny(tmp_path, module: str) -> None:
+    out = run_bench(module, "--n", "3000", "--queries", "20", "--nlist", "16", tmp_path=tmp_path)
+    assert "recall@10" in out and "HNSW32" in out

@@ -8,6 +8,7 @@ same run on vectors with cluster structure, closer to real embeddings. Appends t
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +27,15 @@ def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 2) -> np.ndarr
 
 
 def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, nprobe: int) -> dict:
-    index = faiss.index_factory(base.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    from indexer.store import new_index
+
+    index = new_index(base.shape[1], factory)  # the indexer's own settings
     t = time.perf_counter()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # build with every core ...
     if not index.is_trained:
         index.train(base[: min(len(base), 100_000)])
     index.add(base)
+    faiss.omp_set_num_threads(1)  # ... and time single queries the way the service runs them
     build = time.perf_counter() - t
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
@@ -56,8 +61,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--nlist", type=int, default=4096)
     ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--pq", type=int, default=0, help="PQ sub-quantizers (default dim/32)")
     args = ap.parse_args()
-    faiss.omp_set_num_threads(1)  # single-query latency, as the service runs it
     print(f"machine: {machine()}; {args.n} vectors of {args.dim}-d")
     rows = []
     for kind, base in (("random", random_unit(args.n, args.dim)), ("clustered", clustered(args.n, args.dim))):
@@ -67,7 +72,7 @@ def main() -> None:
         flat = faiss.IndexFlatIP(args.dim)
         flat.add(base)
         truth = flat.search(queries, 10)[1]
-        pq = max(8, args.dim // 32)
+        pq = args.pq or max(8, args.dim // 32)
         for factory in ("Flat", "HNSW32", f"IVF{args.nlist},PQ{pq}", f"IVF{args.nlist},Flat"):
             r = {"data": kind, "n": args.n, **measure(factory, base, queries, truth, args.nprobe)}
             rows.append(r)

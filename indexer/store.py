@@ -89,9 +89,15 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 
 def new_index(dim: int, factory: str) -> faiss.Index:
     try:
-        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as err:
         raise IndexBuildError(f"invalid FAISS factory {factory!r}: {str(err).splitlines()[0]}") from None
+    ivf = faiss.try_extract_index_ivf(index)
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        # Polysemous codes only help Hamming-filtered search, which we never use, and their training
+        # takes minutes on a couple of cores.
+        ivf.do_polysemous_training = False
+    return index
 
 
 def train_if_needed(index: faiss.Index, sample: np.ndarray, factory: str) -> None:
@@ -104,7 +110,12 @@ def train_if_needed(index: faiss.Index, sample: np.ndarray, factory: str) -> Non
             f"FAISS {factory!r} needs at least {needed} vectors to train, the library gave {len(sample)}; "
             "use a flat index (the default) for small libraries"
         )
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # the service pins FAISS to one thread; training wants all
+    try:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 class SnapshotWriter:

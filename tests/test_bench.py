@@ -32,5 +32,6 @@ def test_index_bench_tiny(tmp_path, shared_data) -> None:
 
 @pytest.mark.parametrize("module", ["bench.faiss"])
 def test_faiss_bench_tiny(tmp_path, module: str) -> None:
-    out = run_bench(module, "--n", "3000", "--queries", "20", "--nlist", "16", tmp_path=tmp_path)
+    tiny = ["--n", "3000", "--queries", "20", "--nlist", "16", "--pq", "8", "--dim", "128"]
+    out = run_bench(module, *tiny, tmp_path=tmp_path)
     assert "recall@10" in out and "HNSW32" in out

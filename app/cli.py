@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     _serve_parser(sub.add_parser("serve", help="run the HTTP search service"))
     _demo_parser(sub.add_parser("demo", help="index the bundled sample library and serve it"))
     _export_parser(sub.add_parser("export-onnx", help="export the text encoder to ONNX for faster queries"))
+    _eval_parser(sub.add_parser("eval", help="retrieval metrics (mAP@10, R@k) of a model on a caption file"))
     return p
 
 
@@ -84,6 +85,18 @@ def _serve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
     _model_arg(p)
     p.set_defaults(handler=_cmd_serve)
+
+
+def _eval_parser(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument("--data", required=True, action="append",
+                   help="caption CSV with a path column, optionally ':column' for the caption column "
+                        "(e.g. booth/labels.csv:label); repeat for several sets")
+    p.add_argument("--audio-root", type=Path, default=None,
+                   help="audio paths are relative to this (default: the CSV's folder)")
+    p.add_argument("--query-prefix", default="", help="prepended to every caption, e.g. 'the sound of '")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_eval)
 
 
 def _export_parser(p: argparse.ArgumentParser) -> None:
@@ -160,6 +173,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from app.server import serve
 
     return serve(args.index, args.host, args.port, args.model, _device(args.device), onnx_dir=args.onnx)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from models.training.evaluation import evaluate_rows, parse_data_spec
+
+    model = _load(args)
+    results = {}
+    for spec in args.data:
+        m = evaluate_rows(model, parse_data_spec(spec, args.audio_root), args.query_prefix)
+        results[spec] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+    print(json.dumps({"model": model.fingerprint, "results": results}, indent=2))  # noqa: T201
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

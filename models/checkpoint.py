@@ -31,6 +31,10 @@ def save_model(model: DualEncoder, directory: str | Path) -> Path:
     try:
         (tmp / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2))
         save_file(_trained_state(model), str(tmp / WEIGHTS))
+        # mkdtemp makes the folder owner-only; a checkpoint is read by other users (a container's service user).
+        tmp.chmod(0o755)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,48 @@
+"""DCASE-style retrieval evaluation of a whole model on a caption file (what `audiosearch eval` runs).
+
+Each distinct caption is a query ranked against the unique clips; a clip's score is its best window's,
+as in the search service. Metrics: mAP@10, R@1, R@5, R@10 (models.training.metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.audio import cut_windows, load_audio
+from models.dual_encoder import DualEncoder
+from models.training.data import CaptionRow, load_caption_csv
+from models.training.metrics import chance_metrics, retrieval_metrics
+
+
+def parse_data_spec(spec: str, audio_root: str | Path | None = None) -> list[CaptionRow]:
+    """'captions.csv' or 'labels.csv:label' (the caption column after a colon)."""
+    path, _, column = spec.partition(":")
+    return load_caption_csv(path, audio_root=audio_root, caption_column=column or "caption")
+
+
+def clip_window_vectors(model: DualEncoder, paths: Sequence[Path], batch_size: int = 32) -> list[np.ndarray]:
+    sr, cfg = model.sample_rate, model.config
+    out = []
+    for p in paths:
+        w = cut_windows(load_audio(p, sr), sr, cfg.window_seconds, cfg.hop_seconds)
+        out.append(model.encode_audio(w.waves, sr, w.lengths, batch_size).numpy())
+    return out
+
+
+def evaluate_rows(model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
+    clips = sorted({r.clip_id: r.path for r in rows}.items())
+    texts = sorted({r.caption for r in rows})
+    clip_pos = {cid: i for i, (cid, _) in enumerate(clips)}
+    text_pos = {t: i for i, t in enumerate(texts)}
+    relevance = np.zeros((len(texts), len(clips)), dtype=bool)
+    for r in rows:
+        relevance[text_pos[r.caption], clip_pos[r.clip_id]] = True
+    windows = clip_window_vectors(model, [p for _, p in clips])
+    queries = model.encode_text([query_prefix + t for t in texts]).numpy()  # (Q, D)
+    sim = np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1)  # (Q, N): best window per clip
+    metrics = retrieval_metrics(sim, relevance)
+    chance = chance_metrics(relevance.sum(axis=1).tolist(), len(clips))
+    return {**metrics, **{f"chance/{k}": v for k, v in chance.items()}, "queries": len(texts), "clips": len(clips)}

@@ -1,4 +1,4 @@
-"""Zero-shot text-to-audio retrieval of the YAMNet label bridge on held-out sets, against 'lite'.
+"""Zero-shot text-to-audio retrieval of the YAMNet label bridge on held-out sets, against the trained 'aisfx' profile.
 
 Sets (all from ../shared/data or $AUDIOSEARCH_DATA):
   esc10-f5  ESC-10 fold 5: 80 clips, its 10 captions as queries;
@@ -11,8 +11,8 @@ its best 10 s window. Metrics (models.training.metrics): mAP@10 (1/rank of the f
 written ("raw") and as "the sound of <caption>" ("sound of").
 
 Systems: `bridge` (load_model('bridge'), cosine of the bridge vector and the MiniLM query), `class match`
-(the bridge tower's clip probabilities scored by models.encoders.bridge.class_match_scores), `lite`
-(load_model('lite'): its shipped checkpoint if one exists, else untrained projections) and chance.
+(the bridge tower's clip probabilities scored by models.encoders.bridge.class_match_scores), `aisfx`
+(load_model('aisfx'): its shipped checkpoint if one exists, else untrained projections) and chance.
 
 Then the bridge tower's speed on 10 s clips (two ESC-10 clips joined, written as 44.1 kHz Ogg):
 embedding from waveforms in memory, and decode + resample + embed from the files.
@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["esc10-f5", "booth", "0ad-held"], help="sets to evaluate")
     parser.add_argument("--ad-fraction", type=float, default=0.2, help="share of 0ad captions held out")
     parser.add_argument("--ad-seed", type=int, default=0, help="seed of the 0ad caption split")
-    parser.add_argument("--no-lite", action="store_true", help="skip the 'lite' comparison")
+    parser.add_argument("--no-lite", action="store_true", help="skip the 'aisfx' comparison")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -224,9 +224,9 @@ def main() -> None:
         results[("bridge", s.name)] = eval_dual(bridge, s)
         results[("class match", s.name)] = eval_class_match(bridge, s)
     if not args.no_lite:
-        trained = (CHECKPOINTS / "lite" / "config.json").is_file()
-        name = "lite" if trained else "lite (untrained: no checkpoint)"
-        lite = load_model("lite")
+        trained = (CHECKPOINTS / "aisfx" / "config.json").is_file()
+        name = "aisfx" if trained else "aisfx (untrained: no checkpoint)"
+        lite = load_model("aisfx")
         for s in sets:
             results[(name, s.name)] = eval_dual(lite, s)
     for s in sets:

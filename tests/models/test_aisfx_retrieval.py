@@ -1,4 +1,4 @@
-"""End-to-end retrieval with the real lite towers (aisfx + MiniLM) on real ESC-10 audio.
+"""End-to-end retrieval with the aisfx profile (aisfx + MiniLM) on real ESC-10 audio.
 
 Queries are the 10 ESC-10 class captions; candidates are the 80 clips of fold 5 (8 per class), which
 no training here or in the shipped checkpoint has seen. With 8 relevant clips out of 80, a random
@@ -71,7 +71,7 @@ def test_chance_levels_in_docstring(esc10: list[CaptionRow]) -> None:
 def test_projections_trained_on_folds_1_to_4_retrieve_fold_5(esc10: list[CaptionRow], feature_cache: str) -> None:
     """40 training clips (one per class and fold), 60 steps. Measured on a 2-core CPU, seeds 0-3: untrained
     P@10 about chance; trained mAP@10 1.00, R@1 1.00, P@10 0.63-0.66 (chance 0.24 / 0.10 / 0.10)."""
-    model = reset_projections(models.DualEncoder(profile("lite")), seed=0)  # bare profile, not the checkpoint
+    model = reset_projections(models.DualEncoder(profile("aisfx")), seed=0)  # bare profile, not the checkpoint
     pairs = pairs_from_rows(model, _train_subset(esc10), feature_cache)
     test: EvalSet = eval_set_from_rows(model, "fold5", _fold5(esc10), feature_cache)
     assert test.relevance.shape == (10, 80) and (test.relevance.sum(1) == 8).all()
@@ -84,12 +84,12 @@ def test_projections_trained_on_folds_1_to_4_retrieve_fold_5(esc10: list[Caption
     assert trained["fold5/P@10"] > untrained["P@10"] + 0.3, (untrained, trained)
 
 
-def test_shipped_lite_checkpoint_retrieves_esc10_fold_5(esc10: list[CaptionRow]) -> None:
+def test_shipped_aisfx_checkpoint_retrieves_esc10_fold_5(esc10: list[CaptionRow]) -> None:
     """The shipped weights through the public inference API (encode_audio / encode_text).
 
     Measured (2-core CPU): mAP@10 1.00, R@1 1.00, P@10 0.78 against chance 0.24 / 0.10 / 0.10."""
-    assert (CHECKPOINTS / "lite" / CONFIG).is_file(), "models/checkpoints/lite is missing"
-    model = models.load_model("lite")
+    assert (CHECKPOINTS / "aisfx" / CONFIG).is_file(), "models/checkpoints/aisfx is missing"
+    model = models.load_model("aisfx")
     rows = _fold5(esc10)
     captions = sorted({r.caption for r in rows})
     waves = [models.load_audio(r.path, model.sample_rate) for r in rows]

@@ -1,4 +1,4 @@
-"""Train the shipped `lite` checkpoint's projections on shippable data and report held-out retrieval.
+"""Train the shipped `aisfx` checkpoint's projections on shippable data and report held-out retrieval.
 
 Data (all licences allow training and shipping): esc10 (CC BY 3.0), sonicpi (CC0), animals_cc0 (CC0),
 0ad (CC BY-SA 3.0). booth/ is evaluation only and never trained on.
@@ -8,8 +8,8 @@ model never saw and numbered variants of one sound never straddle the split). ES
 second run per setting trained without any ESC-10 and scored on all 400 ESC-10 clips, a whole source
 held out, which is what predicts out-of-domain use (see /work/shared/quality-notes.md).
 
-    .venv/bin/python scripts/train_lite.py --sweep     # grid over settings, pick by held-out, save
-    .venv/bin/python scripts/train_lite.py             # train the chosen defaults and save
+    .venv/bin/python scripts/train_aisfx.py --sweep     # grid over settings, pick by held-out, save
+    .venv/bin/python scripts/train_aisfx.py             # train the chosen defaults and save
 
 Tower features are cached under --cache (default /tmp/audiosearch-features): the first run decodes and
 embeds every clip with aisfx (minutes on 2 cores), later runs only train projections (seconds).
@@ -49,7 +49,7 @@ from models.training import (  # noqa: E402
     train_projections,
 )
 
-log = logging.getLogger("train_lite")
+log = logging.getLogger("train_aisfx")
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SOURCES = ("esc10", "sonicpi", "animals_cc0", "0ad")
 TEMPLATES = ("{}", "the sound of {}")
@@ -77,7 +77,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path(default_data), help="shared data folder")
     p.add_argument("--cache", default="/tmp/audiosearch-features", help="tower feature cache (not in the repo)")
-    p.add_argument("--out", type=Path, default=CHECKPOINTS / "lite", help="where to save the checkpoint")
+    p.add_argument("--out", type=Path, default=CHECKPOINTS / "aisfx", help="where to save the checkpoint")
     p.add_argument("--sweep", action="store_true", help="try the settings grid, pick by held-out mAP@10")
     p.add_argument("--seeds", type=int, default=3, help="seeds averaged per setting in the sweep")
     p.add_argument("--seed", type=int, default=0, help="seed of the final checkpoint")
@@ -93,7 +93,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--drop-interface", action="store_true", help="leave out 0ad interface/* (weak labels)")
     p.add_argument("--no-save", action="store_true", help="train and report, but do not write the checkpoint")
     p.add_argument(
-        "--results", type=Path, default=Path("/tmp/train_lite_results.json"), help="JSON file for all measured figures"
+        "--results", type=Path, default=Path("/tmp/train_aisfx_results.json"), help="JSON file for all measured figures"
     )
     return p.parse_args()
 
@@ -120,7 +120,7 @@ def variant_rows(rows: list[CaptionRow], s: Setting) -> list[CaptionRow]:
 
 
 def build_model(projection: str, seed: int) -> models.DualEncoder:
-    config = profile("lite")  # the bare profile, never an existing checkpoint
+    config = profile("aisfx")  # the bare profile, never an existing checkpoint
     config.projection = projection
     return reset_projections(models.DualEncoder(config), seed)
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from models.errors import InvalidInputError
 
 
@@ -114,3 +116,15 @@ def path_stem_group(row: CaptionRow) -> str:
 
 def caption_group(row: CaptionRow) -> str:
     return row.caption.lower()
+
+
+def query_relevance(rows: Sequence[CaptionRow]) -> tuple[list[Path], list[str], np.ndarray]:
+    """Unique clips (their paths), distinct captions as queries, and relevance[q, clip] (DCASE protocol)."""
+    clips = sorted({r.clip_id: r.path for r in rows}.items())
+    texts = sorted({r.caption for r in rows})
+    clip_pos = {cid: i for i, (cid, _) in enumerate(clips)}
+    text_pos = {t: i for i, t in enumerate(texts)}
+    relevance = np.zeros((len(texts), len(clips)), dtype=bool)
+    for r in rows:
+        relevance[text_pos[r.caption], clip_pos[r.clip_id]] = True
+    return [p for _, p in clips], texts, relevance

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.audio import cut_windows, load_audio
 from models.dual_encoder import DualEncoder
-from models.training.data import CaptionRow, load_caption_csv
+from models.training.data import CaptionRow, load_caption_csv, query_relevance
 from models.training.metrics import chance_metrics, retrieval_metrics
 
 
@@ -33,16 +33,10 @@ def clip_window_vectors(model: DualEncoder, paths: Sequence[Path], batch_size: i
 
 
 def evaluate_rows(model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
-    clips = sorted({r.clip_id: r.path for r in rows}.items())
-    texts = sorted({r.caption for r in rows})
-    clip_pos = {cid: i for i, (cid, _) in enumerate(clips)}
-    text_pos = {t: i for i, t in enumerate(texts)}
-    relevance = np.zeros((len(texts), len(clips)), dtype=bool)
-    for r in rows:
-        relevance[text_pos[r.caption], clip_pos[r.clip_id]] = True
-    windows = clip_window_vectors(model, [p for _, p in clips])
+    paths, texts, relevance = query_relevance(rows)
+    windows = clip_window_vectors(model, paths)
     queries = model.encode_text([query_prefix + t for t in texts]).numpy()  # (Q, D)
     sim = np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1)  # (Q, N): best window per clip
     metrics = retrieval_metrics(sim, relevance)
-    chance = chance_metrics(relevance.sum(axis=1).tolist(), len(clips))
-    return {**metrics, **{f"chance/{k}": v for k, v in chance.items()}, "queries": len(texts), "clips": len(clips)}
+    chance = chance_metrics(relevance.sum(axis=1).tolist(), len(paths))
+    return {**metrics, **{f"chance/{k}": v for k, v in chance.items()}, "queries": len(texts), "clips": len(paths)}

@@ -19,7 +19,7 @@ from torch import nn
 
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
-from models.training.data import CaptionRow
+from models.training.data import CaptionRow, query_relevance
 from models.training.features import (
     AudioFeatures,
     compute_audio_features,
@@ -118,19 +118,9 @@ def eval_set_from_rows(
     model: DualEncoder, name: str, rows: Sequence[CaptionRow], cache_dir: str | None = None
 ) -> EvalSet:
     """Each distinct caption is a query; each unique clip a candidate; clips carrying it are relevant."""
-    clips = sorted({r.clip_id: r.path for r in rows}.items())
-    texts = sorted({r.caption for r in rows})
-    clip_pos = {cid: i for i, (cid, _) in enumerate(clips)}
-    text_pos = {t: i for i, t in enumerate(texts)}
-    relevance = np.zeros((len(texts), len(clips)), dtype=bool)
-    for r in rows:
-        relevance[text_pos[r.caption], clip_pos[r.clip_id]] = True
-    return EvalSet(
-        name,
-        compute_audio_features(model, [p for _, p in clips], cache_dir),
-        compute_text_features(model, texts),
-        relevance,
-    )
+    paths, texts, relevance = query_relevance(rows)
+    audio = compute_audio_features(model, paths, cache_dir)
+    return EvalSet(name, audio, compute_text_features(model, texts), relevance)
 
 
 def evaluate(model: DualEncoder, data: EvalSet) -> dict[str, float]:

@@ -7,6 +7,7 @@ import fcntl
 import json
 import logging
 import multiprocessing as mp
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -72,9 +73,17 @@ def build_index(
     audio_dir, index_dir = Path(audio_dir).resolve(), Path(index_dir)
     if not audio_dir.is_dir():
         raise IndexBuildError(f"{audio_dir}: not a directory")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with _run_lock(index_dir):
-        return _build(audio_dir, index_dir, model, opts)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        with _run_lock(index_dir):
+            return _build(audio_dir, index_dir, model, opts)
+    except (OSError, sqlite3.OperationalError) as err:
+        # Disk full, read-only or vanished storage: the live snapshot is untouched (it is only replaced
+        # by a rename at the very end), so say so instead of printing a traceback.
+        reason = getattr(err, "strerror", None) or str(err)
+        raise IndexBuildError(
+            f"{index_dir}: cannot write the index ({reason}); the previous index is unchanged"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -186,3 +186,31 @@ def _cached(cache: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 4 MB tmpfs: a real full disk, not a mocked writer (needs root, as in CI)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_keeps_the_previous_index(library, shared_data, tiny_disk, lite_model) -> None:
+    idx = tiny_disk / "idx"
+    build_index(library, idx, lite_model, FAST)
+    live = (idx / "CURRENT").read_text()
+    ballast = tiny_disk / "ballast"
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    ballast.write_bytes(b"\0" * max(0, free - 40_000))  # leave ~40 kB: not enough for a new snapshot
+    copy_clips(shared_data, library, {"sea_waves": 8, "chainsaw": 8})
+    with pytest.raises(IndexBuildError, match="cannot write the index .*previous index is unchanged"):
+        build_index(library, idx, lite_model, FAST)
+    assert (idx / "CURRENT").read_text() == live
+    assert assert_consistent(idx).index.ntotal == 9
+    ballast.unlink()
+    report = build_index(library, idx, lite_model, FAST)  # space again: the next run completes
+    assert report.files == 25 and assert_consistent(idx).index.ntotal == 25

@@ -35,3 +35,8 @@ def test_faiss_bench_tiny(tmp_path, module: str) -> None:
     tiny = ["--n", "3000", "--queries", "20", "--nlist", "16", "--pq", "8", "--dim", "128"]
     out = run_bench(module, *tiny, tmp_path=tmp_path)
     assert "recall@10" in out and "HNSW32" in out
+
+
+def test_load_bench_tiny_swaps_without_failures(tmp_path, shared_data) -> None:
+    out = run_bench("bench.load", "--seconds", "8", "--concurrency", "4", tmp_path=tmp_path)
+    assert "failed 0," in out and "swapped True" in out, out

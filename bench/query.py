@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--onnx", action="store_true", help="serve queries through an ONNX export of the text tower")
+    ap.add_argument("--faiss", nargs="+", default=["Flat"], help="FAISS factories to serve, e.g. Flat HNSW32")
     args = ap.parse_args()
 
     from app.main import create_app
@@ -91,32 +92,35 @@ def main() -> None:
     model = load_model("lite")
     print(f"machine: {machine()}; torch {torch.__version__}")
     rows = []
+    onnx_tmp = tempfile.TemporaryDirectory()
+    onnx_dir = None
+    if args.onnx:
+        from models.onnx_text import export_text_onnx
+
+        onnx_dir = export_text_onnx(model, Path(onnx_tmp.name) / "onnx")
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             vectors = random_unit(n, model.config.embed_dim)
-            synthetic_index(Path(tmp) / "idx", vectors, model.fingerprint)
-            onnx_dir = None
-            if args.onnx:
-                from models.onnx_text import export_text_onnx
-
-                onnx_dir = export_text_onnx(model, Path(tmp) / "onnx")
-            app = create_app(Settings(index_dir=Path(tmp) / "idx", onnx_dir=onnx_dir), model=model)
             qs = queries(args.requests)
-            with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
-                client.get("/search", params={"q": "warm up"})
-                for conc in (1, 8):
-                    lat, qps = timed(lambda q: client.get("/search", params={"q": q}).raise_for_status(), qs, conc)
-                    rows.append({"system": "audiosearch", "vectors": n, "concurrency": conc, **stats(lat, qps)})
+            for factory in args.faiss:
+                idx = synthetic_index(Path(tmp) / factory.replace(",", "_"), vectors, model.fingerprint, factory)
+                app = create_app(Settings(index_dir=idx, onnx_dir=onnx_dir), model=model)
+                with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+                    client.get("/search", params={"q": "warm up"})
+                    for conc in (1, 8):
+                        lat, qps = timed(lambda q: client.get("/search", params={"q": q}).raise_for_status(), qs, conc)
+                        rows.append({"system": f"audiosearch {factory}", "vectors": n, "concurrency": conc,
+                                     **stats(lat, qps)})
             peer = naive_peer(vectors)
             peer("warm up")
             for conc in (1, 8):
                 lat, qps = timed(peer, qs[: max(20, args.requests // 4)], conc)
                 rows.append({"system": "naive", "vectors": n, "concurrency": conc, **stats(lat, qps)})
-        ours = {(r["vectors"], r["concurrency"]): r for r in rows if r["system"] == "audiosearch"}
-        for r in [r for r in rows if r["system"] == "naive" and r["vectors"] == n]:
-            o = ours[(n, r["concurrency"])]
-            print(f"{n:>9} vectors, concurrency {r['concurrency']}: audiosearch p50 {o['p50_ms']} ms p99 {o['p99_ms']} "
-                  f"ms {o['qps']} QPS | naive p50 {r['p50_ms']} ms {r['qps']} QPS | "
+        naive = {r["concurrency"]: r for r in rows if r["system"] == "naive" and r["vectors"] == n}
+        for o in [r for r in rows if r["system"] != "naive" and r["vectors"] == n]:
+            r = naive[o["concurrency"]]
+            print(f"{n:>9} vectors, concurrency {o['concurrency']}: {o['system']} p50 {o['p50_ms']} ms "
+                  f"p99 {o['p99_ms']} ms {o['qps']} QPS | naive p50 {r['p50_ms']} ms {r['qps']} QPS | "
                   f"QPS x{o['qps'] / r['qps']:.1f}, p50 x{r['p50_ms'] / o['p50_ms']:.1f} faster")
     print(f"appended to {append_csv('query', rows)}")
 

@@ -21,7 +21,7 @@ def run_bench(module: str, *args: str, tmp_path) -> str:
 
 def test_query_bench_tiny(tmp_path) -> None:
     out = run_bench("bench.query", "--sizes", "300", "--requests", "8", tmp_path=tmp_path)
-    assert "300 vectors, concurrency 8" in out and "QPS x" in out
+    assert "300 vectors, concurrency 8: audiosearch Flat" in out and "QPS x" in out
     assert (tmp_path / "query.csv").read_text().count("\n") == 5  # header + 4 rows
 
 

@@ -1,5 +1,6 @@
-"""Training of the dual encoder's projections: data rows, cached tower features, trainer, metrics."""
+"""Training of the dual encoder's projections: data rows, cached tower features, trainer, metrics, runs."""
 
+from models.training.augment import augment_rows, load_extra_captions, template_captions
 from models.training.data import (
     CaptionRow,
     DatasetError,
@@ -17,6 +18,15 @@ from models.training.features import (
     project_text,
 )
 from models.training.metrics import chance_metrics, precision_at_k, retrieval_metrics
+from models.training.run import (
+    DataSpec,
+    RunConfig,
+    RunResult,
+    StageConfig,
+    load_run_config,
+    parse_run_config,
+    run_training,
+)
 from models.training.trainer import (
     EvalSet,
     PairSet,
@@ -32,11 +42,16 @@ from models.training.trainer import (
 __all__ = [
     "AudioFeatures",
     "CaptionRow",
+    "DataSpec",
     "DatasetError",
     "EvalSet",
     "PairSet",
+    "RunConfig",
+    "RunResult",
+    "StageConfig",
     "TrainConfig",
     "TrainResult",
+    "augment_rows",
     "caption_group",
     "chance_metrics",
     "compute_audio_features",
@@ -45,13 +60,18 @@ __all__ = [
     "evaluate",
     "group_split",
     "load_caption_csv",
+    "load_extra_captions",
+    "load_run_config",
     "pairs_from_rows",
+    "parse_run_config",
     "path_stem_group",
     "precision_at_k",
     "project_audio",
     "project_text",
     "reset_projections",
     "retrieval_metrics",
+    "run_training",
     "split_rows",
+    "template_captions",
     "train_projections",
 ]

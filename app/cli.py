@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     _demo_parser(sub.add_parser("demo", help="index the bundled sample library and serve it"))
     _export_parser(sub.add_parser("export-onnx", help="export the text encoder to ONNX for faster queries"))
     _eval_parser(sub.add_parser("eval", help="retrieval metrics (mAP@10, R@k) of a model on a caption file"))
+    _train_parser(sub.add_parser("train", help="train a model's projections from a run config (YAML/JSON)"))
     return p
 
 
@@ -97,6 +98,12 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-prefix", default="", help="prepended to every caption, e.g. 'the sound of '")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_eval)
+
+
+def _train_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="run config; paths in it are relative to the file (docs/training.md)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress logs")
+    p.set_defaults(handler=_cmd_train)
 
 
 def _export_parser(p: argparse.ArgumentParser) -> None:
@@ -184,6 +191,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         m = evaluate_rows(model, parse_data_spec(spec, args.audio_root), args.query_prefix)
         results[spec] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
     print(json.dumps({"model": model.fingerprint, "results": results}, indent=2))  # noqa: T201
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.training.run import load_run_config, run_training
+
+    result = run_training(load_run_config(args.config))  # logs each epoch's loss and validation metrics
+    print(f"saved the model to {result.model_dir}")  # noqa: T201 - the CLI's result
     return 0
 
 

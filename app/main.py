@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
-from app.api.routes import admin, clips, health, search
+from app.api.routes import admin, clips, health, search, training
 from app.metrics import Metrics, MetricsMiddleware
 from app.search_service import SearchService
 from app.settings import Settings
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, model: DualEncoder | None = Non
                   description="Text-to-audio retrieval: search an indexed audio library with natural language.")
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
     app.state.metrics = Metrics()
-    for router in (search.router, clips.router, health.router, admin.router):
+    for router in (search.router, clips.router, health.router, admin.router, training.router):
         app.include_router(router)
     _static_routes(app)
     _error_handlers(app)

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     query_cache_size: int = 4096
     threads: int = 0  # 0: one per core
+    jobs_dir: Path = Field(Path("jobs"), description="training jobs: configs, status, checkpoints (POST /train)")
+    train_data_root: Path | None = Field(None, description="training data the API may read; unset disables /train")
 
     @field_validator("admin_token")
     @classmethod

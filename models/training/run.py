@@ -159,6 +159,23 @@ def parse_run_config(
     )
 
 
+def parse_data_specs(
+    data: Any, base_dir: str | Path, source: str = "request", read_root: Path | None = None
+) -> list[DataSpec]:
+    """A list of {csv, audio_root?, caption_column?} checked like a stage's `data` (for evaluation)."""
+    return _Parser(source, Path(base_dir), read_root, None).specs(data, "data", required=True)
+
+
+def parse_model(
+    name: Any, base_dir: str | Path, source: str = "request", read_root: Path | None = None,
+    write_root: Path | None = None, trainable: bool = True,
+) -> str:
+    """A profile name or a confined model directory; `trainable` also refuses models with trainable towers."""
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"{source}: model: must be a profile name or a model directory")
+    return _Parser(source, Path(base_dir), read_root, write_root).model(name, trainable)
+
+
 class _Parser:
     """Checks one field at a time so every error names the file and the field, e.g. stages[1].lr."""
 
@@ -236,7 +253,7 @@ class _Parser:
         if missing:
             raise self.error(_join(where, "csv"), f"{csv_path} has no column(s) {missing}; found {header}")
 
-    def model(self, name: str) -> str:
+    def model(self, name: str, trainable: bool = True) -> str:
         from models.profiles import PROFILES
 
         if name in PROFILES:
@@ -252,7 +269,8 @@ class _Parser:
                                           "directory")
             model = str(path)
         try:
-            check_trainable(model)
+            if trainable:
+                check_trainable(model)
         except InvalidInputError as err:
             raise self.error("model", str(err)) from None
         return model

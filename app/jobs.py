@@ -1,0 +1,190 @@
+"""Training jobs for the service: each run in its own spawned process, its state in files.
+
+`<jobs_dir>/<id>/` holds config.json (the resolved run config), status.json (written atomically, by
+the child while it runs and by the parent on cancel / crash), log.txt and run/ (checkpoints,
+state.json). A separate process keeps training off the search process's event loop, GIL and model;
+spawn (not fork) because forking a process with torch and uvicorn threads can deadlock.
+
+States: queued -> running -> finished | failed | cancelled; jobs left queued/running by a server
+that went away are marked interrupted when the next manager starts (their checkpoints remain, and
+the same config resumes after the last finished stage).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from models.errors import AudioSearchError
+from models.training.run import (
+    parse_data_specs,
+    parse_model,
+    parse_run_config,
+    run_training,
+    stage_rows,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+ACTIVE = ("queued", "running")
+STATUS, CONFIG = "status.json", "config.json"
+
+
+class JobNotFoundError(AudioSearchError):
+    """No job with this id under the jobs directory."""
+
+
+class JobManager:
+    def __init__(self, jobs_dir: Path, data_root: Path, threads: int | None = None) -> None:
+        self.dir = Path(jobs_dir).resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_root = Path(data_root).resolve()
+        # Half the cores by default: the search service keeps the rest while a job computes features.
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        self._procs: dict[str, BaseProcess] = {}
+        self._lock = threading.Lock()
+        self.recover()
+
+    def submit(self, raw: dict[str, Any]) -> str:
+        """Validate the config (paths confined to the data root / jobs dir), then start the child."""
+        job_id = uuid.uuid4().hex[:12]
+        job_dir = self.dir / job_id
+        raw = dict(raw)
+        # Outputs are relative to the job's own folder; features are shared by all jobs.
+        raw["output"] = str(job_dir / str(raw.get("output") or "run"))
+        if raw.get("cache_dir") is not None:
+            raw["cache_dir"] = str(job_dir / str(raw["cache_dir"]))
+        else:
+            raw["cache_dir"] = str(self.dir / "features")
+        cfg = parse_run_config(raw, self.data_root, "config", read_root=self.data_root, write_root=self.dir)
+        job_dir.mkdir()
+        write_json_atomic(job_dir / CONFIG, cfg.to_dict())
+        # queued is written before start(): the child's "running" must never be overwritten by it
+        write_json_atomic(job_dir / STATUS, {"id": job_id, "state": "queued", "created": time.time()})
+        proc = multiprocessing.get_context("spawn").Process(
+            target=run_job, args=(str(job_dir), str(self.data_root), self.threads), name=f"train-{job_id}",
+            daemon=True,  # a stopping server takes its jobs down; they come back as "interrupted"
+        )
+        with self._lock:
+            proc.start()
+            self._procs[job_id] = proc
+        log.info("training job %s started (pid %s)", job_id, proc.pid)
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        status = self._read(job_id)
+        proc = self._procs.get(job_id)
+        if status["state"] in ACTIVE and proc is not None and not proc.is_alive():
+            status = self._read(job_id)  # the child may have written its last state just before exiting
+            if status["state"] in ACTIVE:
+                status = self._update(job_id, state="failed",
+                                      error=f"the training process exited with code {proc.exitcode}")
+        return status
+
+    def list(self) -> list[dict[str, Any]]:
+        ids = [d.name for d in self.dir.iterdir() if (d / STATUS).is_file()]
+        return sorted((self.status(i) for i in ids), key=lambda s: s.get("created", 0))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        status = self.status(job_id)
+        if status["state"] not in ACTIVE:
+            return status  # finished, failed or already cancelled: nothing to stop
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.terminate()
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        elif _alive(status.get("pid")):  # started by an earlier manager of this server
+            os.kill(int(status["pid"]), signal.SIGTERM)
+        status = self._read(job_id)
+        if status["state"] in ACTIVE:  # it may have finished in the meantime; keep that
+            status = self._update(job_id, state="cancelled", ended=time.time())
+        return status
+
+    def recover(self) -> None:
+        """Mark jobs whose process is gone (server restart, crash) as interrupted."""
+        for d in self.dir.iterdir():
+            if not (d / STATUS).is_file() or d.name in self._procs:
+                continue
+            status = self._read(d.name)
+            if status["state"] in ACTIVE and not _alive(status.get("pid")):
+                self._update(d.name, state="interrupted", ended=time.time(),
+                             error="the server stopped while the job ran; finished stages' checkpoints remain")
+
+    def evaluate(self, model: str, data: list[Any]) -> dict[str, Any]:
+        """Retrieval metrics of a model on confined caption files (runs in the caller's thread)."""
+        from models import load_model
+        from models.training.evaluation import evaluate_rows
+
+        name = parse_model(model, self.data_root, "eval", self.data_root, self.dir, trainable=False)
+        specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
+        loaded = load_model(name)
+        results = {}
+        for spec in specs:
+            m = evaluate_rows(loaded, stage_rows([spec], self.data_root))
+            results[str(spec.csv.relative_to(self.data_root))] = m
+        return {"model": loaded.fingerprint, "results": results}
+
+    def _read(self, job_id: str) -> dict[str, Any]:
+        # ids are generated hex; anything else (e.g. '..') is not a job, never a path
+        if not job_id.isalnum() or not (self.dir / job_id / STATUS).is_file():
+            raise JobNotFoundError(f"no training job {job_id!r}")
+        return json.loads((self.dir / job_id / STATUS).read_text())
+
+    def _update(self, job_id: str, **changes: Any) -> dict[str, Any]:
+        status = {**self._read(job_id), **changes}
+        write_json_atomic(self.dir / job_id / STATUS, status)
+        return status
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (a reused pid): not our job
+        return False
+    return True
+
+
+def run_job(job_dir: str, data_root: str, threads: int) -> None:
+    """The child process: run the job's config, keeping status.json current after every epoch."""
+    import torch
+
+    job = Path(job_dir)
+    torch.set_num_threads(threads)
+    handler = logging.FileHandler(job / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    status = json.loads((job / STATUS).read_text())
+    status.update(state="running", pid=os.getpid(), started=time.time())
+    write_json_atomic(job / STATUS, status)
+
+    def progress(event: dict[str, Any]) -> None:
+        status.update({k: event.get(k) for k in ("stage", "epoch", "epochs", "step", "loss", "lr", "temperature")})
+        status["metrics"] = event["metrics"]
+        write_json_atomic(job / STATUS, status)
+
+    try:
+        root = Path(data_root)
+        cfg = parse_run_config(json.loads((job / CONFIG).read_text()), job, str(job / CONFIG), root, job.parent)
+        result = run_training(cfg, progress, read_root=root)
+        status.update(state="finished", model=str(result.model_dir), ended=time.time())
+    except Exception as err:  # the job's failure is data for the status, not a crash of anything else
+        logging.getLogger(__name__).exception("training job failed")
+        status.update(state="failed", ended=time.time(),
+                      error=str(err) if isinstance(err, AudioSearchError) else f"{type(err).__name__}: {err}")
+    write_json_atomic(job / STATUS, status)

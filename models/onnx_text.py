@@ -33,7 +33,7 @@ def export_text_onnx(model: DualEncoder, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sample = model.text_tower.tokenize(["a dog barks in the distance", "rain"])
-    graph = _TextGraph(model.eval())
+    graph = _TextGraph(model).eval()
     batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("seq", min=2, max=512)
     with torch.no_grad():
         torch.onnx.export(

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from models.checkpoint import load_model, save_model
 from models.config import ModelConfig
@@ -52,17 +51,12 @@ from models.training.data import CaptionRow, DatasetError, load_caption_csv
 from models.training.features import require_frozen
 from models.training.trainer import (
     EvalSet,
-    PairSet,
     TrainConfig,
-    _batches,
-    _lr_lambda,
-    _one_thread,
-    _optimizer,
-    _step,
     eval_set_from_rows,
     evaluate,
     pairs_from_rows,
     reset_projections,
+    train_projections,
 )
 
 log = logging.getLogger(__name__)
@@ -450,38 +444,7 @@ def _run_stage(
     start = {"epoch": 0.0, **_val_metrics(model, val)}
     _report(progress, stage, start)
     history = [start]
-    with _one_thread():
-        history += _epochs(model, pairs, val, tc, lambda rec: _report(progress, stage, rec))
-    return history
-
-
-def _epochs(
-    model: DualEncoder, train: PairSet, val: Sequence[EvalSet], cfg: TrainConfig, on_epoch: Callable[[dict], None]
-) -> list[dict[str, float]]:
-    """trainer._train's loop with a per-epoch callback (progress for the CLI and the job status).
-    Could fold back into train_projections as an `on_epoch` hook."""
-    require_frozen(model)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps = max(1, len(train) // cfg.batch_size)
-    optimizer = _optimizer(model, cfg)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.epochs * steps, cfg))
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        losses = [_step(model, train, b, optimizer, schedule, gen) for b in _batches(len(train), cfg.batch_size,
-                                                                                      steps, gen)]
-        model.eval()
-        record = {
-            "epoch": float(epoch),
-            "step": float(epoch * steps),
-            "loss": float(np.mean(losses)),
-            "lr": schedule.get_last_lr()[0],
-            "temperature": float(model.log_temperature.detach().exp()),
-            **_val_metrics(model, val),
-        }
-        history.append(record)
-        on_epoch(record)
-    model.eval()
+    history += train_projections(model, pairs, val, tc, lambda rec: _report(progress, stage, rec)).history
     return history
 
 

@@ -132,13 +132,21 @@ def evaluate(model: DualEncoder, data: EvalSet) -> dict[str, float]:
 
 
 def train_projections(
-    model: DualEncoder, train: PairSet, val: Sequence[EvalSet] = (), config: TrainConfig | None = None
+    model: DualEncoder,
+    train: PairSet,
+    val: Sequence[EvalSet] = (),
+    config: TrainConfig | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train every trainable parameter outside the (frozen) towers; returns the model in eval mode."""
+    """Train every trainable parameter outside the (frozen) towers; returns the model in eval mode.
+
+    on_epoch gets each epoch's record (loss, lr, temperature, step, validation metrics) as it finishes,
+    for progress reports (CLI, job status).
+    """
     cfg = config or TrainConfig()
     require_frozen(model)
     with _one_thread():
-        return _train(model, train, val, cfg)
+        return _train(model, train, val, cfg, on_epoch)
 
 
 @contextlib.contextmanager
@@ -153,7 +161,13 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _train(model: DualEncoder, train: PairSet, val: Sequence[EvalSet], cfg: TrainConfig) -> TrainResult:
+def _train(
+    model: DualEncoder,
+    train: PairSet,
+    val: Sequence[EvalSet],
+    cfg: TrainConfig,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> TrainResult:
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -171,6 +185,7 @@ def _train(model: DualEncoder, train: PairSet, val: Sequence[EvalSet], cfg: Trai
         model.eval()
         record = {
             "epoch": float(epoch),
+            "step": float(epoch * steps_per_epoch),
             "loss": float(np.mean(losses)),
             "lr": schedule.get_last_lr()[0],
             "temperature": float(model.log_temperature.detach().exp()),
@@ -178,6 +193,8 @@ def _train(model: DualEncoder, train: PairSet, val: Sequence[EvalSet], cfg: Trai
         for data in val:
             record.update({f"{data.name}/{k}": v for k, v in evaluate(model, data).items()})
         history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         log.info(
             "epoch %d (%.2f s): %s",
             epoch,

@@ -63,6 +63,11 @@ def _load(app: FastAPI, settings: Settings, model: DualEncoder | None) -> None:
     from app.runtime import configure_threads
     from models import load_model
 
+    if settings.train_data_root is not None:
+        from app.jobs import JobManager
+
+        # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
+        app.state.jobs = JobManager(settings.jobs_dir, settings.train_data_root)
     try:
         configure_threads(settings.threads or None)
         model = model or load_model(settings.model, device=settings.device)

@@ -25,13 +25,18 @@ RUN python -m venv /opt/venv && /opt/venv/bin/python -m pip install -q --upgrade
 WORKDIR /src
 COPY pyproject.toml ./
 # Empty stand-ins for the packages (and the readme) let `pip install .` resolve and install exactly
-# pyproject's dependencies; the stand-in project itself is uninstalled again.
+# pyproject's dependencies; the stand-in project itself is uninstalled again. With the gpu extra,
+# faiss-cpu/faiss-gpu-cu12 and onnxruntime/onnxruntime-gpu would install the same modules: keep the GPU ones.
 RUN set -e; \
     mkdir -p app models indexer; \
     touch README.md app/__init__.py models/__init__.py indexer/__init__.py; \
     spec="."; if [ -n "$EXTRAS" ]; then spec=".[$EXTRAS]"; fi; \
     /opt/venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "$spec"; \
     /opt/venv/bin/python -m pip uninstall -q -y audiosearch; \
+    case "$EXTRAS" in *gpu*) \
+      /opt/venv/bin/python -m pip uninstall -q -y faiss-cpu onnxruntime; \
+      /opt/venv/bin/python -m pip install -q --force-reinstall --no-deps faiss-gpu-cu12 onnxruntime-gpu;; \
+    esac; \
     rm -rf /src/*
 
 # --- wheel: the project itself (code, model assets and checkpoints, static files, sample library) --------

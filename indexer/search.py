@@ -109,8 +109,8 @@ class Searcher:
         results: list[list[Hit] | None] = [None] * len(queries)
         todo = list(range(len(queries)))
         while todo:
-            with self._lock:
-                scores, ids = self.index.search(queries[todo], fetch)
+            # FAISS searches are safe to run concurrently; only the SQLite connection needs the lock.
+            scores, ids = self.index.search(queries[todo], fetch)
             still = []
             for row, q in enumerate(todo):
                 best = self._best_per_file(scores[row], ids[row], filters)

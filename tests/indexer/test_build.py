@@ -94,13 +94,20 @@ def test_bad_files_are_skipped_and_reported(library, tmp_path, lite_model) -> No
     (library / "empty.wav").write_bytes(b"")
     (library / "corrupt.ogg").write_bytes(os.urandom(5000))
     sf.write(library / "zero.wav", np.zeros(0, dtype="float32"), 16000)
+    sf.write(library / "nan.wav", np.full(16000, np.nan, dtype="float32"), 16000, subtype="FLOAT")
+    noise = np.random.default_rng(0).standard_normal(48000).astype("float32") * 0.1
+    sf.write(library / "eight_channels.wav", np.tile(noise[:16000, None], (1, 8)), 16000)
+    sf.write(library / "rate_8k.wav", noise[:8000], 8000)
+    sf.write(library / "rate_192k.flac", np.resize(noise, 192000 * 2), 192000)
     idx = tmp_path / "idx"
     report = build_index(library, idx, lite_model, FAST)
-    assert report.files == 9 and report.skipped == 3
+    assert report.files == 12 and report.skipped == 4  # odd but valid audio is indexed
     logged = [json.loads(line) for line in (idx / "errors.jsonl").read_text().splitlines()]
     reasons = {e["path"]: e["reason"] for e in logged}
     assert "empty" in reasons["empty.wav"] and "no samples" in reasons["zero.wav"]
-    assert "decode" in reasons["corrupt.ogg"]
+    assert "decode" in reasons["corrupt.ogg"] and "NaN" in reasons["nan.wav"]
+    clips = {c.path: c for c in map(Searcher(idx).clip, range(1, 13))}
+    assert clips["eight_channels.wav"].channels == 8 and clips["rate_192k.flac"].sample_rate == 192000
     with pytest.raises(IndexBuildError, match="strict"):
         build_index(library, tmp_path / "idx2", lite_model, IndexOptions(workers=0, progress=False, strict=True))
 

@@ -27,7 +27,7 @@ def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 2) -> np.ndarr
 
 
 def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, nprobe: int) -> dict:
-    from indexer.store import new_index
+    from indexer.store import new_index, tune_for_search
 
     index = new_index(base.shape[1], factory)  # the indexer's own settings
     t = time.perf_counter()
@@ -37,9 +37,7 @@ def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
     index.add(base)
     faiss.omp_set_num_threads(1)  # ... and time single queries the way the service runs them
     build = time.perf_counter() - t
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.nprobe = nprobe
+    tune_for_search(index, nprobe=nprobe)  # the service's search settings (HNSW efSearch 128)
     lat = []
     found = np.zeros((len(queries), 10), dtype=np.int64)
     for i, q in enumerate(queries):

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 
 from indexer.errors import IndexCorruptError, IndexMismatchError
-from indexer.store import connect_readonly, read_manifest, require_snapshot
+from indexer.store import connect_readonly, read_manifest, require_snapshot, tune_for_search
 
 
 @dataclass(frozen=True)
@@ -173,9 +173,9 @@ class Searcher:
 
 def _read_faiss(path: Path) -> faiss.Index:
     try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        return tune_for_search(faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
     except RuntimeError:
         try:  # not every index type can be memory-mapped
-            return faiss.read_index(str(path))
+            return tune_for_search(faiss.read_index(str(path)))
         except RuntimeError as err:
             raise IndexCorruptError(f"{path}: cannot read FAISS index ({str(err).splitlines()[0]})") from None

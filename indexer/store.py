@@ -100,6 +100,17 @@ def new_index(dim: int, factory: str) -> faiss.Index:
     return index
 
 
+def tune_for_search(index: faiss.Index, ef_search: int = 128, nprobe: int | None = None) -> faiss.Index:
+    """Search-time knobs: FAISS defaults (HNSW efSearch 16, IVF nprobe 1) trade away most of the recall."""
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    if hnsw is not None:
+        hnsw.efSearch = ef_search
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = nprobe or min(ivf.nlist, max(8, ivf.nlist // 16))
+    return index
+
+
 def train_if_needed(index: faiss.Index, sample: np.ndarray, factory: str) -> None:
     if index.is_trained:
         return

@@ -61,7 +61,8 @@ def _index_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
     _model_arg(p)
     p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode in-process)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="decoding processes (default: one per core; 0: decode in-process)")
     p.add_argument("--window", type=float, default=None, help="window length in seconds (default: model's, 10)")
     p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
     p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")

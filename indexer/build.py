@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import multiprocessing as mp
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,14 +157,29 @@ def _embed_missing(
 
 
 def _decoded(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int) -> Iterable[Decoded]:
+    """Decoded files in job order. At most a few jobs per worker are in flight, so decoded audio never
+    piles up when the model is slower than decoding (memory stays flat however large the library)."""
     if workers <= 0:
         init_worker(done, s)
         yield from map(decode_job, jobs)
         return
     # spawn, not fork: forking a process that already runs torch threads can deadlock the child.
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=init_worker, initargs=(done, s)) as pool:
-        yield from pool.imap(decode_job, jobs, chunksize=1)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(done, s)) as pool:
+        queue = iter(jobs)
+        pending = deque(pool.submit(decode_job, j) for j in itertools.islice(queue, 4 * workers))
+        while pending:
+            future = pending.popleft()
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                raise IndexBuildError(
+                    "a decode worker died (a decoder crash or out of memory); files embedded so far are cached, "
+                    "rerun to continue, or use --workers 0 to find the file"
+                ) from None
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(decode_job, nxt))
 
 
 class _Batcher:

@@ -172,6 +172,8 @@ def _session(path: Path, threads: int) -> object:
         raise ModelLoadError(f"YAMNet model not found: {path} (re-create it with scripts/vendor_yamnet.py)")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
+    # Spinning pool threads burn the cores that decode workers and the text tower need between calls.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # onnxruntime warns about the CUDA provider falling back for int8 nodes
     providers = ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers():

@@ -221,3 +221,46 @@ def test_full_disk_keeps_the_previous_index(library, shared_data, tiny_disk, lit
     ballast.unlink()
     report = build_index(library, idx, lite_model, FAST)  # space again: the next run completes
     assert report.files == 25 and assert_consistent(idx).index.ntotal == 25
+
+
+def _child_pids() -> list[int]:
+    me = str(os.getpid())
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_a_killed_decode_worker_fails_clearly_instead_of_hanging(shared_data, tmp_path, lite_model) -> None:
+    import signal
+    import threading
+
+    lib = tmp_path / "lib"
+    copy_clips(shared_data, lib, {"rain": 40, "rooster": 40, "dog_bark": 40, "sea_waves": 40})
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            build_index(lib, tmp_path / "idx", lite_model, IndexOptions(workers=1, progress=False, batch_size=4))
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            outcome.append(err)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not (kids := _child_pids()):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    for pid in _child_pids():
+        os.kill(pid, signal.SIGKILL)
+    t.join(timeout=120)
+    assert not t.is_alive(), "the indexer hung after its worker died"
+    assert kids and isinstance(outcome[0], IndexBuildError) and "decode worker died" in str(outcome[0])
+    report = build_index(lib, tmp_path / "idx", lite_model, FAST)  # the rerun completes
+    assert report.files == 160 and assert_consistent(tmp_path / "idx").index.ntotal == 160

@@ -22,9 +22,6 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed to call the API (widget)"
     )
-    max_k: int = 100
-    max_query_chars: int = 1000
-    max_batch_queries: int = 64
     max_upload_bytes: int = 20 * 1024 * 1024
     query_cache_size: int = 4096
     threads: int = 0  # 0: one per core

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import mimetypes
 
 from fastapi import APIRouter, Request
@@ -20,9 +21,7 @@ CONTENT_TYPES = {".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
 @router.get("/{clip_id}", response_model=ClipInfo, summary="Metadata of one indexed file")
 def clip_info(request: Request, clip_id: int, service: ServiceDep) -> ClipInfo:
     c = service.clip(clip_id)
-    url = str(request.url_for("clip_audio", clip_id=c.id).path)
-    return ClipInfo(id=c.id, path=c.path, size=c.size, duration=c.duration, sample_rate=c.sample_rate,
-                    channels=c.channels, sha1=c.sha1, windows=c.windows, audio_url=url)
+    return ClipInfo(**dataclasses.asdict(c), audio_url=str(request.url_for("clip_audio", clip_id=c.id).path))
 
 
 @router.get("/{clip_id}/audio", name="clip_audio", summary="The audio file itself (supports Range requests)",

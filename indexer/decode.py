@@ -52,9 +52,6 @@ def init_worker(done: frozenset[str], settings: DecodeSettings) -> None:
     """Pool initializer: the set of content hashes already embedded, and how to decode."""
     global _DONE, _SETTINGS
     _DONE, _SETTINGS = done, settings
-    import torch  # imported anyway via models; one thread each so workers don't fight the model's pool
-
-    torch.set_num_threads(1)
 
 
 def decode_job(job: DecodeJob) -> Decoded:

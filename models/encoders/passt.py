@@ -31,7 +31,7 @@ class PasstTower(AudioTower):
         arch: str = "passt_s_p16_s16_128_ap468",
         checkpoint: str | None = None,
         input_tdim: int = 1000,
-        s_patchout_t: int = 15,
+        s_patchout_t: int = 15,  # reference recipe (Primus et al. 2023): 15 time columns, 2 frequency rows
         s_patchout_f: int = 2,
         embed_dim: int = 768,
         depth: int = 12,
@@ -46,9 +46,25 @@ class PasstTower(AudioTower):
         if checkpoint:
             _load_checkpoint(self.net, Path(checkpoint))
 
+    @property
+    def patchout(self) -> tuple[int, int]:
+        """(time columns, frequency rows) of patches dropped per example in train mode."""
+        return int(self.net.s_patchout_t), int(self.net.s_patchout_f)
+
+    def set_patchout(self, time: int, frequency: int) -> None:
+        """Structured patchout sizes for training (reference: time 15, frequency 2). hear21passt drops
+        that many random patch columns / rows only while `self.training`; eval mode sees every patch."""
+        grid_f, grid_t = self.net.patch_embed.grid_size
+        if not (0 <= time < grid_t and 0 <= frequency < grid_f):
+            raise ModelLoadError(
+                f"patchout must leave patches: time in [0, {grid_t}), frequency in [0, {grid_f}); "
+                f"got time {time}, frequency {frequency}"
+            )
+        self.net.s_patchout_t, self.net.s_patchout_f = int(time), int(frequency)
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         mel = self.mel(waveforms).unsqueeze(1)  # (B, 1, 128, frames)
-        # PaSST applies structured patchout only when training, which is what we want.
+        # PaSST applies structured patchout (and the mel front end its band jitter) only when training.
         with contextlib.redirect_stdout(io.StringIO()):
             _, features = self.net(mel)  # features: mean of CLS and distillation tokens, (B, 768)
         return features

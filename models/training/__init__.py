@@ -1,4 +1,4 @@
-"""Training of the dual encoder's projections: data rows, cached tower features, trainer, metrics, runs."""
+"""Training of the dual encoder: data sets, cached tower features, projection and tower trainers, metrics, runs."""
 
 from models.training.augment import augment_rows, load_extra_captions, template_captions
 from models.training.data import (
@@ -10,6 +10,7 @@ from models.training.data import (
     path_stem_group,
     split_rows,
 )
+from models.training.datasets import FORMATS, detect_format, load_rows
 from models.training.features import (
     AudioFeatures,
     compute_audio_features,
@@ -27,9 +28,11 @@ from models.training.run import (
     parse_run_config,
     run_training,
 )
+from models.training.towers import set_frozen, train_towers
 from models.training.trainer import (
     EvalSet,
     PairSet,
+    StepCheckpoint,
     TrainConfig,
     TrainResult,
     eval_set_from_rows,
@@ -45,10 +48,12 @@ __all__ = [
     "DataSpec",
     "DatasetError",
     "EvalSet",
+    "FORMATS",
     "PairSet",
     "RunConfig",
     "RunResult",
     "StageConfig",
+    "StepCheckpoint",
     "TrainConfig",
     "TrainResult",
     "augment_rows",
@@ -56,11 +61,13 @@ __all__ = [
     "chance_metrics",
     "compute_audio_features",
     "compute_text_features",
+    "detect_format",
     "eval_set_from_rows",
     "evaluate",
     "group_split",
     "load_caption_csv",
     "load_extra_captions",
+    "load_rows",
     "load_run_config",
     "pairs_from_rows",
     "parse_run_config",
@@ -70,8 +77,10 @@ __all__ = [
     "project_text",
     "reset_projections",
     "retrieval_metrics",
+    "set_frozen",
     "run_training",
     "split_rows",
     "template_captions",
     "train_projections",
+    "train_towers",
 ]

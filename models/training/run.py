@@ -1,12 +1,15 @@
 """A training run from a config file: stages in order, each starting from the previous stage's weights.
 
 The paper's recipe is two stages (pre-train on several caption sets, fine-tune on one with augmented
-captions). Only projections of frozen towers train here (cached features, models.training.trainer);
-a model with trainable towers (the `paper` profile) is refused as not supported yet.
+captions). A stage whose towers are both frozen (and still their source's weights) trains the projections
+on cached tower features (models.training.trainer); a stage with `frozen: {audio: false}` and/or
+`{text: false}` trains those towers end to end from raw audio (models.training.towers). By default a
+tower is frozen when the model's config says so (`aisfx`, `lite`: both; `paper`: neither).
 
 Layout of `output`: `<stage>/` checkpoint after each stage, `state.json` (finished stages, per-epoch
-history), `model/` the final model. Resume is per stage: a rerun skips finished stages and starts
-from the last finished stage's checkpoint; an interrupted stage restarts from its first epoch.
+history), `model/` the final model, `steps/<stage>.pt` the running stage's step checkpoint (with
+`checkpoint_every_steps`). Resume: a rerun skips finished stages, starts from the last finished stage's
+checkpoint, and continues an interrupted stage from its last step checkpoint (else from its first epoch).
 
 Example (YAML; paths relative to the config file):
 
@@ -25,11 +28,12 @@ Example (YAML; paths relative to the config file):
         lr: 2.0e-4
         augment: true
         extra_captions: data/esc10/llm_captions.csv
+        checkpoint_every_steps: 100
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import logging
 import os
@@ -41,16 +45,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.checkpoint import load_model, save_model
 from models.config import ModelConfig
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError, ModelLoadError
 from models.training.augment import augment_rows, load_extra_captions
-from models.training.data import CaptionRow, DatasetError, load_caption_csv
-from models.training.features import require_frozen
+from models.training.data import CaptionRow, DatasetError
+from models.training.datasets import FORMATS, REQUIRED_COLUMNS, load_rows, read_header
+from models.training.towers import evaluate_rows_fast, set_frozen, train_towers, trainable_parts
 from models.training.trainer import (
     EvalSet,
+    StepCheckpoint,
     TrainConfig,
     eval_set_from_rows,
     evaluate,
@@ -62,15 +69,26 @@ from models.training.trainer import (
 log = logging.getLogger(__name__)
 STATE = "state.json"
 FINAL = "model"
+STEPS = "steps"
+SPEC_KEYS = {"csv", "file", "format", "audio_root", "caption_column", "audio_pattern", "skip_missing"}
 
 Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
 class DataSpec:
-    csv: Path
-    audio_root: Path | None = None  # default: the CSV's folder
-    caption_column: str = "caption"
+    csv: Path  # the caption file, whatever its format (`file:` or `csv:` in a config)
+    audio_root: Path | None = None  # default: the file's folder
+    caption_column: str = "caption"  # format csv only
+    format: str = "csv"  # models.training.datasets.FORMATS
+    audio_pattern: str | None = None  # audiocaps / wavcaps: audio file name from the row's fields
+    skip_missing: bool = False  # drop rows whose audio file is absent instead of failing
+
+
+@dataclass
+class Patchout:
+    time: int = 15  # reference recipe (Primus et al. 2023; hear21passt s_patchout_t / s_patchout_f)
+    frequency: int = 2
 
 
 @dataclass
@@ -85,6 +103,12 @@ class StageConfig:
     weight_decay: float = 0.01
     augment: bool = False  # built-in caption templates (models.training.augment)
     extra_captions: Path | None = None  # path,caption CSV merged as extra positives whenever given
+    # {audio: bool, text: bool}; a side left out follows the model config's frozen_towers
+    frozen: dict[str, bool] = field(default_factory=dict)
+    accumulate_steps: int = 1  # micro-batches of batch_size per optimizer step
+    amp: bool = False  # fp16 + loss scaling on CUDA, bf16 autocast on CPU
+    checkpoint_every_steps: int = 0  # 0: only the end-of-stage checkpoint
+    patchout: Patchout | None = None  # PaSST towers in training; None keeps the tower's (reference) sizes
 
 
 @dataclass
@@ -97,6 +121,7 @@ class RunConfig:
     # the run reproducible from its config alone.
     reset_projections: bool = False
     cache_dir: Path | None = None  # tower-feature cache; default $AUDIOSEARCH_FEATURE_CACHE or <output>/features
+    device: str = "auto"  # auto: cuda when available, else cpu
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with absolute paths: re-parsing it from any folder gives the same run."""
@@ -132,7 +157,7 @@ def parse_run_config(
     """Typed config from a mapping. `read_root` / `write_root` confine data and output paths (after
     resolving `..` and symlinks); the service passes them, the CLI does not."""
     p = _Parser(source, Path(base_dir), read_root, write_root)
-    top = p.mapping(data, "", {"model", "output", "stages", "seed", "reset_projections", "cache_dir"})
+    top = p.mapping(data, "", {"model", "output", "stages", "seed", "reset_projections", "cache_dir", "device"})
     stages_raw = p.require(top, "stages", "")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise p.error("stages", "must be a non-empty list")
@@ -150,13 +175,14 @@ def parse_run_config(
         seed=p.integer(top.get("seed", 0), "seed", minimum=0),
         reset_projections=p.boolean(top.get("reset_projections", False), "reset_projections"),
         cache_dir=p.path(top["cache_dir"], "cache_dir", write=True) if top.get("cache_dir") is not None else None,
+        device=p.choice(top.get("device", "auto"), "device", ("auto", "cpu", "cuda")),
     )
 
 
 def parse_data_specs(
     data: Any, base_dir: str | Path, source: str = "request", read_root: Path | None = None
 ) -> list[DataSpec]:
-    """A list of {csv, audio_root?, caption_column?} checked like a stage's `data` (for evaluation)."""
+    """A list of {file|csv, format?, audio_root?, ...} checked like a stage's `data` (for evaluation)."""
     return _Parser(source, Path(base_dir), read_root, None).specs(data, "data", required=True)
 
 
@@ -164,7 +190,8 @@ def parse_model(
     name: Any, base_dir: str | Path, source: str = "request", read_root: Path | None = None,
     write_root: Path | None = None, trainable: bool = True,
 ) -> str:
-    """A profile name or a confined model directory; `trainable` also refuses models with trainable towers."""
+    """A profile name or a confined model directory. `trainable` is kept for callers; every model
+    trains now (frozen towers as projections on cached features, the others end to end)."""
     if not isinstance(name, str) or not name:
         raise DatasetError(f"{source}: model: must be a profile name or a model directory")
     return _Parser(source, Path(base_dir), read_root, write_root).model(name, trainable)
@@ -215,37 +242,67 @@ class _Parser:
                                      allow_zero=True),
             augment=self.boolean(raw.get("augment", False), _join(where, "augment")),
             extra_captions=self.file(extra, _join(where, "extra_captions")) if extra is not None else None,
+            frozen=self.frozen(raw.get("frozen", {}), _join(where, "frozen")),
+            accumulate_steps=self.integer(raw.get("accumulate_steps", 1), _join(where, "accumulate_steps"), minimum=1),
+            amp=self.boolean(raw.get("amp", False), _join(where, "amp")),
+            checkpoint_every_steps=self.integer(raw.get("checkpoint_every_steps", 0),
+                                                _join(where, "checkpoint_every_steps"), minimum=0),
+            patchout=self.patchout(raw["patchout"], _join(where, "patchout")) if "patchout" in raw else None,
         )
+
+    def frozen(self, data: Any, where: str) -> dict[str, bool]:
+        raw = self.mapping(data if data is not None else {}, where, {"audio", "text"})
+        return {side: self.boolean(v, _join(where, side)) for side, v in raw.items()}
+
+    def patchout(self, data: Any, where: str) -> Patchout:
+        raw = self.mapping(data, where, {"time", "frequency"})
+        d = Patchout()
+        return Patchout(self.integer(raw.get("time", d.time), _join(where, "time"), minimum=0),
+                        self.integer(raw.get("frequency", d.frequency), _join(where, "frequency"), minimum=0))
+
+    def choice(self, value: Any, where: str, allowed: Sequence[str]) -> str:
+        if value not in allowed:
+            raise self.error(where, f"must be one of {list(allowed)}, got {value!r}")
+        return value
 
     def specs(self, data: Any, where: str, required: bool) -> list[DataSpec]:
         if not isinstance(data, list) or (required and not data):
-            raise self.error(where, "must be a non-empty list of {csv, audio_root?, caption_column?}")
-        out = []
-        for i, item in enumerate(data):
-            at = f"{where}[{i}]"
-            raw = self.mapping(item, at, {"csv", "audio_root", "caption_column"})
-            column = raw.get("caption_column", "caption")
-            if not isinstance(column, str) or not column:
-                raise self.error(_join(at, "caption_column"), "must be a column name")
-            root = raw.get("audio_root")
-            root_path = self.path(root, _join(at, "audio_root")) if root is not None else None
-            if root_path is not None and not root_path.is_dir():
-                raise self.error(_join(at, "audio_root"), f"{root_path} is not a directory")
-            csv_path = self.file(self.require(raw, "csv", at), _join(at, "csv"))
-            self.columns(csv_path, ("path", column), at)
-            out.append(DataSpec(csv_path, root_path, column))
-        return out
+            raise self.error(where, "must be a non-empty list of {file (or csv), format?, audio_root?, ...}")
+        return [self.spec(item, f"{where}[{i}]") for i, item in enumerate(data)]
+
+    def spec(self, item: Any, at: str) -> DataSpec:
+        raw = self.mapping(item, at, SPEC_KEYS)
+        fmt = self.choice(raw.get("format", "csv"), _join(at, "format"), FORMATS)
+        column = raw.get("caption_column", "caption")
+        if not isinstance(column, str) or not column:
+            raise self.error(_join(at, "caption_column"), "must be a column name")
+        pattern = raw.get("audio_pattern")
+        if pattern is not None and (not isinstance(pattern, str) or "{" not in pattern):
+            raise self.error(_join(at, "audio_pattern"), f"must be a file name pattern like '{{youtube_id}}.wav', "
+                                                         f"got {pattern!r}")
+        root = raw.get("audio_root")
+        root_path = self.path(root, _join(at, "audio_root")) if root is not None else None
+        if root_path is not None and not root_path.is_dir():
+            raise self.error(_join(at, "audio_root"), f"{root_path} is not a directory")
+        if ("csv" in raw) == ("file" in raw):
+            raise self.error(at, "needs exactly one of 'file' or 'csv' (the caption file)")
+        key = "csv" if "csv" in raw else "file"
+        path = self.file(raw[key], _join(at, key))
+        needed = {"csv": ("path", column), **REQUIRED_COLUMNS}.get(fmt)
+        if needed is not None:
+            self.columns(path, needed, _join(at, key))
+        return DataSpec(path, root_path, column, fmt, pattern,
+                        self.boolean(raw.get("skip_missing", False), _join(at, "skip_missing")))
 
     def columns(self, csv_path: Path, needed: Sequence[str], where: str) -> None:
         """Header check now, so a bad column fails at submit time rather than hours into stage 2."""
         try:
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                header = next(csv.reader(f), [])
-        except (OSError, UnicodeDecodeError) as err:
-            raise self.error(_join(where, "csv"), f"cannot read {csv_path} ({err})") from None
+            header = read_header(csv_path)
+        except DatasetError as err:
+            raise self.error(where, str(err)) from None
         missing = [c for c in needed if c not in header]
         if missing:
-            raise self.error(_join(where, "csv"), f"{csv_path} has no column(s) {missing}; found {header}")
+            raise self.error(where, f"{csv_path} has no column(s) {missing}; found {header}")
 
     def model(self, name: str, trainable: bool = True) -> str:
         from models.profiles import PROFILES
@@ -263,8 +320,7 @@ class _Parser:
                                           "directory")
             model = str(path)
         try:
-            if trainable:
-                check_trainable(model)
+            check_model_config(model)
         except InvalidInputError as err:
             raise self.error("model", str(err)) from None
         return model
@@ -326,39 +382,66 @@ def run_training(
 ) -> RunResult:
     """Run (or resume) every stage; returns where the final model was saved and the run state.
 
-    `progress` gets one event per epoch ({"stage", "epoch", "epochs", "loss", "lr", "temperature",
-    "metrics"}); `read_root` additionally confines the audio files named inside the CSVs."""
+    `progress` gets one event per epoch ({"stage", "epoch", "epochs", "step", "loss", "lr", "temperature",
+    "metrics"}) and, with `checkpoint_every_steps`, one per step checkpoint ({..., "event": "checkpoint"},
+    metrics of the last finished epoch); `read_root` additionally confines the audio files named inside
+    the caption files."""
     cfg.output.mkdir(parents=True, exist_ok=True)
     state = _load_state(cfg)
     done = state["finished"]
-    model = _start_model(cfg, done)
+    model = _start_model(cfg, done).to(resolve_device(cfg.device))
     cache = cfg.cache_dir or os.environ.get("AUDIOSEARCH_FEATURE_CACHE") or cfg.output / "features"
     for index, stage in enumerate(cfg.stages):
         if stage.name in done:
             log.info("stage %s: finished earlier, skipped (checkpoint %s)", stage.name, cfg.output / stage.name)
+            _step_file(cfg, stage).unlink(missing_ok=True)  # left by a crash between save and clean-up
             continue
-        state["current"] = {"stage": stage.name, "epoch": 0, "epochs": stage.epochs}
+        current = state["current"] if (state["current"] or {}).get("stage") == stage.name else None
+        state["current"] = current or {"stage": stage.name, "epoch": 0, "epochs": stage.epochs}
         _write_state(cfg.output, state)
 
-        def on_epoch(event: dict[str, Any], stage: StageConfig = stage) -> None:
-            # state.json tracks the running epoch too, so a reader sees progress without the log
+        def on_event(event: dict[str, Any], stage: StageConfig = stage) -> None:
+            # state.json tracks the running epoch (and step) too, so a reader sees progress without the log
             state["current"] = {"stage": stage.name, "epoch": event["epoch"], "epochs": stage.epochs,
-                                "loss": event.get("loss"), "metrics": event["metrics"]}
+                                "step": event.get("step"), "loss": event.get("loss"), "metrics": event["metrics"]}
             _write_state(cfg.output, state)
             if progress is not None:
                 progress(event)
 
-        history = _run_stage(model, stage, cfg.seed + index, str(cache), on_epoch, read_root)
+        ckpt = _step_checkpoint(cfg, stage, cfg.seed + index)
+        history = _run_stage(model, stage, cfg.seed + index, str(cache), on_event, read_root, ckpt)
         save_model(model, cfg.output / stage.name)
         state["stages"][stage.name] = {"history": history, "checkpoint": str(cfg.output / stage.name)}
         done.append(stage.name)
         state["current"] = None
         _write_state(cfg.output, state)
+        _step_file(cfg, stage).unlink(missing_ok=True)
         log.info("stage %s: saved %s", stage.name, cfg.output / stage.name)
     final = save_model(model, cfg.output / FINAL)
     state["model"] = str(final)
     _write_state(cfg.output, state)
     return RunResult(final, state)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("device: cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _step_file(cfg: RunConfig, stage: StageConfig) -> Path:
+    return cfg.output / STEPS / f"{stage.name}.pt"
+
+
+def _step_checkpoint(cfg: RunConfig, stage: StageConfig, seed: int) -> StepCheckpoint | None:
+    if not stage.checkpoint_every_steps:
+        return None
+    # What the steps depend on; a checkpoint written under another stage config is refused, not mixed in.
+    spec = {"stage": asdict(stage), "seed": seed, "model": cfg.model, "reset": cfg.reset_projections}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return StepCheckpoint(_step_file(cfg, stage), stage.checkpoint_every_steps, key)
 
 
 def _load_state(cfg: RunConfig) -> dict[str, Any]:
@@ -385,36 +468,33 @@ def _start_model(cfg: RunConfig, done: Sequence[str]) -> DualEncoder:
     if done:
         log.info("resuming after stage %s", done[-1])
         return load_model(cfg.output / done[-1])
-    check_trainable(cfg.model)
+    check_model_config(cfg.model)
     try:
         model = load_model(cfg.model)
     except ModelLoadError as err:
         raise DatasetError(f"model: {err}") from None
-    require_frozen(model)
     return reset_projections(model, cfg.seed) if cfg.reset_projections else model
 
 
-def check_trainable(model: str) -> None:
-    """Refuse models with trainable towers from their config alone (loading PaSST + RoBERTa to find
-    out would take minutes and the network)."""
+def check_model_config(model: str) -> None:
+    """Read the model's config alone (loading PaSST + RoBERTa to find a typo would take minutes)."""
     from models.profiles import PROFILES
 
     try:
-        config = PROFILES[model] if model in PROFILES else ModelConfig.from_dict(
-            json.loads((Path(model) / "config.json").read_text()))
+        if model not in PROFILES:
+            ModelConfig.from_dict(json.loads((Path(model) / "config.json").read_text()))
     except (OSError, ValueError, ModelLoadError) as err:
         raise DatasetError(f"model: cannot read {model}/config.json ({err})") from None
-    if {"audio", "text"} - set(config.frozen_towers):
-        raise InvalidInputError(
-            f"model {model!r} has trainable towers; training towers (the paper profile's PaSST + RoBERTa) "
-            "is not supported yet: only projections of frozen towers train (e.g. the aisfx or lite profile)"
-        )
+
+
+check_trainable = check_model_config  # the earlier name; every model trains now
 
 
 def stage_rows(specs: Sequence[DataSpec], read_root: Path | None = None) -> list[CaptionRow]:
     rows: list[CaptionRow] = []
     for spec in specs:
-        loaded = load_caption_csv(spec.csv, audio_root=spec.audio_root, caption_column=spec.caption_column)
+        loaded = load_rows(spec.csv, spec.format, spec.audio_root, spec.caption_column, spec.audio_pattern,
+                           spec.skip_missing)
         if read_root is not None:
             root = read_root.resolve()
             outside = next((r for r in loaded if not r.path.is_relative_to(root)), None)
@@ -425,27 +505,80 @@ def stage_rows(specs: Sequence[DataSpec], read_root: Path | None = None) -> list
 
 
 def _run_stage(
-    model: DualEncoder, stage: StageConfig, seed: int, cache: str, progress: Progress | None, read_root: Path | None
+    model: DualEncoder,
+    stage: StageConfig,
+    seed: int,
+    cache: str,
+    progress: Progress | None,
+    read_root: Path | None,
+    ckpt: StepCheckpoint | None,
 ) -> list[dict[str, float]]:
     rows = stage_rows(stage.data, read_root)
     if stage.extra_captions is not None:
         rows += load_extra_captions(stage.extra_captions, rows)
     if stage.augment:
         rows = augment_rows(rows, seed=seed)
-    pairs = pairs_from_rows(model, rows, cache)
-    val = [
-        eval_set_from_rows(model, _val_name(spec, i, stage.val), stage_rows([spec], read_root), cache)
-        for i, spec in enumerate(stage.val)
-    ]
+    val_rows = [(_val_name(spec, i, stage.val), stage_rows([spec], read_root)) for i, spec in enumerate(stage.val)]
+    cached = _prepare(model, stage)
     tc = TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, lr=stage.lr, weight_decay=stage.weight_decay,
-                     warmup_fraction=stage.warmup_fraction, seed=seed)
-    log.info("stage %s: %d pairs (%d clips), %d epochs", stage.name, len(pairs), len(pairs.audio), stage.epochs)
+                     warmup_fraction=stage.warmup_fraction, seed=seed, accumulate_steps=stage.accumulate_steps,
+                     amp=stage.amp)
+    last: dict[str, Any] = {}
+
+    def epoch_done(rec: dict[str, float]) -> None:
+        last.update(rec)
+        _report(progress, stage, rec)
+
+    def step_saved(rec: dict[str, float]) -> None:
+        metrics = {k: v for k, v in last.items() if "/" in k}
+        _report(progress, stage, {**rec, **metrics}, event="checkpoint")
+
+    if cached:
+        pairs = pairs_from_rows(model, rows, cache)
+        val: list[EvalSet] = [eval_set_from_rows(model, name, r, cache) for name, r in val_rows]
+        start = _start_record(model, ckpt, lambda: _val_metrics(model, val))
+        log.info("stage %s: %d pairs (%d clips), %d epochs, projections on cached features", stage.name,
+                 len(pairs), len(pairs.audio), stage.epochs)
+        _report(progress, stage, start)
+        last.update(start)
+        result = train_projections(model, pairs, val, tc, epoch_done, ckpt, step_saved)
+    else:
+        start = _start_record(model, ckpt, lambda: {f"{n}/{k}": v for n, r in val_rows
+                                                     for k, v in evaluate_rows_fast(model, r).items()})
+        log.info("stage %s: %d rows, %d epochs, end to end (%s)", stage.name, len(rows), stage.epochs,
+                 ", ".join(trainable_parts(model)))
+        _report(progress, stage, start)
+        last.update(start)
+        result = train_towers(model, rows, val_rows, tc, epoch_done, ckpt, step_saved)
     # Epoch 0 = the start weights: every history shows what the stage changed.
-    start = {"epoch": 0.0, **_val_metrics(model, val)}
-    _report(progress, stage, start)
-    history = [start]
-    history += train_projections(model, pairs, val, tc, lambda rec: _report(progress, stage, rec)).history
-    return history
+    return [start, *result.history]
+
+
+def _prepare(model: DualEncoder, stage: StageConfig) -> bool:
+    """Freeze / unfreeze towers and set patchout for the stage; True when it trains projections on cached
+    features (both towers frozen and still their source's weights, so cached features stay valid)."""
+    frozen = {side: stage.frozen.get(side, side in model.config.frozen_towers) for side in ("audio", "text")}
+    set_frozen(model, frozen["audio"], frozen["text"])
+    if stage.patchout is not None:
+        if not hasattr(model.audio_tower, "set_patchout"):
+            raise InvalidInputError(f"stage {stage.name}: patchout applies to PaSST audio towers only, not "
+                                    f"{model.config.audio.kind}")
+        model.audio_tower.set_patchout(stage.patchout.time, stage.patchout.frequency)
+    return all(frozen.values()) and {"audio", "text"} <= set(model.config.frozen_towers)
+
+
+def _start_record(
+    model: DualEncoder, ckpt: StepCheckpoint | None, metrics: Callable[[], dict[str, float]]
+) -> dict[str, float]:
+    """The stage's epoch-0 record; a resumed stage takes it from its step checkpoint, since the weights in
+    memory are no longer the stage's start."""
+    saved = ckpt.read() if ckpt is not None else None
+    if saved is not None:
+        return dict(saved["meta"]["start"])
+    start = {"epoch": 0.0, **metrics()}
+    if ckpt is not None:
+        ckpt.meta = {"start": start}
+    return start
 
 
 def _val_name(spec: DataSpec, index: int, specs: Sequence[DataSpec]) -> str:
@@ -463,15 +596,20 @@ def _val_metrics(model: DualEncoder, val: Sequence[EvalSet]) -> dict[str, float]
     return {f"{data.name}/{k}": v for data in val for k, v in evaluate(model, data).items()}
 
 
-def _report(progress: Progress | None, stage: StageConfig, record: dict[str, float]) -> None:
+def _report(progress: Progress | None, stage: StageConfig, record: dict[str, float], event: str = "epoch") -> None:
     metrics = {k: v for k, v in record.items() if "/" in k}
-    event = {"stage": stage.name, "epochs": stage.epochs, "time": time.time(), "metrics": metrics,
-             **{k: v for k, v in record.items() if "/" not in k}}
-    event["epoch"] = int(record["epoch"])
-    log.info("stage %s epoch %d/%d: %s", stage.name, event["epoch"], stage.epochs,
-             ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
+    out = {"stage": stage.name, "epochs": stage.epochs, "time": time.time(), "metrics": metrics,
+           **{k: v for k, v in record.items() if "/" not in k}}
+    out["epoch"] = int(record["epoch"])
+    if "step" in out:
+        out["step"] = int(out["step"])
+    if event != "epoch":
+        out["event"] = event
+    else:
+        log.info("stage %s epoch %d/%d: %s", stage.name, out["epoch"], stage.epochs,
+                 ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
     if progress is not None:
-        progress(event)
+        progress(out)
 
 
 def _write_state(output: Path, state: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""Train a DualEncoder's projections (and temperature) on cached frozen-tower features.
+"""Train a DualEncoder's projections (and temperature) on cached frozen-tower features, and the loop
+that tower training (models.training.towers) shares.
 
-The loop follows the reference recipe where it applies to projections alone: AdamW, linear warm-up
-then cosine decay per step, in-batch symmetric NT-Xent where every caption of a clip is a positive.
+The loop follows the reference recipe: AdamW, linear warm-up then cosine decay per optimizer step,
+in-batch symmetric NT-Xent where every caption of a clip is a positive; optional gradient accumulation,
+mixed precision and step-level checkpoints (`StepCheckpoint`) that a rerun resumes exactly.
 """
 
 from __future__ import annotations
@@ -9,9 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +49,8 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # of all steps
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
     seed: int = 0
+    accumulate_steps: int = 1  # micro-batches of batch_size per optimizer step
+    amp: bool = False  # mixed precision: fp16 autocast + loss scaling on CUDA, bf16 autocast on CPU
 
 
 @dataclass
@@ -137,16 +146,29 @@ def train_projections(
     val: Sequence[EvalSet] = (),
     config: TrainConfig | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint: StepCheckpoint | None = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train every trainable parameter outside the (frozen) towers; returns the model in eval mode.
 
     on_epoch gets each epoch's record (loss, lr, temperature, step, validation metrics) as it finishes,
-    for progress reports (CLI, job status).
+    for progress reports (CLI, job status). With `checkpoint`, training state is saved every
+    `checkpoint.every` optimizer steps and a matching earlier checkpoint is resumed (on_step gets a
+    record after each save).
     """
     cfg = config or TrainConfig()
     require_frozen(model)
+
+    def loss(m: DualEncoder, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        audio = project_audio(m, _random_windows(train.audio, train.audio_index[batch], gen))  # (B, E)
+        text = project_text(m, train.text[train.text_index[batch]])  # (B, E)
+        return m.loss(audio.float(), text.float(), train.groups[batch].to(m.device))
+
+    def metrics(m: DualEncoder) -> dict[str, float]:
+        return {f"{data.name}/{k}": v for data in val for k, v in evaluate(m, data).items()}
+
     with _one_thread():
-        return _train(model, train, val, cfg, on_epoch)
+        return fit(model, len(train), loss, metrics, cfg, on_epoch, checkpoint, on_step)
 
 
 @contextlib.contextmanager
@@ -161,38 +183,54 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _train(
+LossFn = Callable[[DualEncoder, torch.Tensor, torch.Generator], torch.Tensor]
+MetricsFn = Callable[[DualEncoder], dict[str, float]]
+
+
+def fit(
     model: DualEncoder,
-    train: PairSet,
-    val: Sequence[EvalSet],
+    n_items: int,
+    loss_fn: LossFn,
+    metrics_fn: MetricsFn,
     cfg: TrainConfig,
-    on_epoch: Callable[[dict[str, float]], None] | None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint: StepCheckpoint | None = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = max(1, len(train) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    optimizer = _optimizer(model, cfg)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, cfg))
-    history = []
-    log.info("training %d pairs, %d epochs x %d steps, config %s", len(train), cfg.epochs, steps_per_epoch, asdict(cfg))
-    for epoch in range(1, cfg.epochs + 1):
+    """The loop shared by projection and tower training: `loss_fn(model, item indices, generator)` gives
+    one micro-batch's loss; `accumulate_steps` micro-batches make one optimizer step. Every random draw
+    of the data order and crops comes from one generator seeded by cfg.seed, so a run is reproducible
+    and a resumed run continues the same sequence."""
+    loop = _Loop(model, n_items, cfg)
+    pos = checkpoint.resume(loop) if checkpoint is not None else None
+    pos = pos or _Position()
+    log.info("training %d items, %d epochs x %d steps (from step %d), config %s", n_items, cfg.epochs,
+             loop.steps_per_epoch, pos.step, asdict(cfg))
+    # A checkpoint taken on an epoch's last step precedes that epoch's record: redo only the record.
+    for epoch in range(len(pos.history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
-        model.train()
-        losses = [
-            _step(model, train, batch, optimizer, schedule, gen)
-            for batch in _batches(len(train), cfg.batch_size, steps_per_epoch, gen)
-        ]
+        done = pos.step - (epoch - 1) * loop.steps_per_epoch  # steps of this epoch before a resume
+        if done == 0:
+            pos.order, pos.losses = torch.randperm(n_items, generator=loop.gen), []
+        _train_mode(model)
+        for s in range(done, loop.steps_per_epoch):
+            pos.losses.append(loop.step(loss_fn, pos.order, s))
+            pos.step += 1
+            if checkpoint is not None and pos.step % checkpoint.every == 0:
+                checkpoint.save(loop, pos)
+                if on_step is not None:
+                    on_step({"epoch": float(epoch), "step": float(pos.step), "loss": float(np.mean(pos.losses)),
+                             "lr": loop.schedule.get_last_lr()[0]})
         model.eval()
         record = {
             "epoch": float(epoch),
-            "step": float(epoch * steps_per_epoch),
-            "loss": float(np.mean(losses)),
-            "lr": schedule.get_last_lr()[0],
+            "step": float(pos.step),
+            "loss": float(np.mean(pos.losses)),
+            "lr": loop.schedule.get_last_lr()[0],
             "temperature": float(model.log_temperature.detach().exp()),
+            **metrics_fn(model),
         }
-        for data in val:
-            record.update({f"{data.name}/{k}": v for k, v in evaluate(model, data).items()})
-        history.append(record)
+        pos.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
         log.info(
@@ -201,7 +239,160 @@ def _train(
             time.perf_counter() - started,
             ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
         )
-    return TrainResult(model.eval(), history)
+    return TrainResult(model.eval(), pos.history)
+
+
+def _train_mode(model: DualEncoder) -> None:
+    """Train mode for what trains; a frozen tower stays in eval mode, so it is the fixed feature
+    extractor it is at inference (no dropout, no patchout, no batch-norm statistics drifting)."""
+    model.train()
+    for tower in (model.audio_tower, model.text_tower):
+        if not any(p.requires_grad for p in tower.parameters()):
+            tower.eval()
+
+
+@dataclass
+class _Position:
+    """Where a run is: optimizer steps done, this epoch's data order and losses, finished epochs' records."""
+
+    step: int = 0
+    order: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+    losses: list[float] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _Loop:
+    """Optimizer, schedule, mixed precision and the data generator of one training run."""
+
+    def __init__(self, model: DualEncoder, n_items: int, cfg: TrainConfig) -> None:
+        if cfg.accumulate_steps < 1:
+            raise InvalidInputError(f"accumulate_steps must be >= 1, got {cfg.accumulate_steps}")
+        self.model, self.cfg = model, cfg
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        micro_batches = max(1, n_items // cfg.batch_size)
+        self.steps_per_epoch = max(1, micro_batches // cfg.accumulate_steps)
+        self.optimizer = _optimizer(model, cfg)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg.epochs * self.steps_per_epoch, cfg)
+        )
+        cuda = model.device.type == "cuda"
+        # fp16 needs loss scaling against gradient underflow; bf16 (CPU) has fp32's range and does not.
+        self.amp_dtype = torch.float16 if cuda else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and cuda)
+
+    def step(self, loss_fn: LossFn, order: torch.Tensor, index: int) -> float:
+        """One optimizer step over `accumulate_steps` micro-batches; returns their mean loss."""
+        k, size = self.cfg.accumulate_steps, self.cfg.batch_size
+        total = 0.0
+        for j in range(k):
+            first = (index * k + j) * size
+            with torch.autocast(self.model.device.type, dtype=self.amp_dtype, enabled=self.cfg.amp):
+                loss = loss_fn(self.model, order[first : first + size], self.gen) / k
+            self.scaler.scale(loss).backward()
+            total += float(loss.detach())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step()
+        return total
+
+
+@dataclass
+class StepCheckpoint:
+    """Training state every `every` optimizer steps in one file, replaced atomically.
+
+    `key` identifies what wrote it (the caller's stage config); a file with another key is refused
+    rather than resumed into a different run. `meta` is stored alongside for the caller.
+    """
+
+    path: Path
+    every: int
+    key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def read(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a torn write cannot happen (os.replace); anything else is foreign
+            raise InvalidInputError(f"{self.path}: unreadable step checkpoint ({err}); delete it to restart "
+                                    "the stage") from None
+        if state.get("key") != self.key:
+            raise InvalidInputError(f"{self.path}: step checkpoint of a different configuration; delete it or "
+                                    "use a new output folder")
+        return state
+
+    def resume(self, loop: _Loop) -> _Position | None:
+        state = self.read()
+        if state is None:
+            return None
+        missing, unexpected = loop.model.load_state_dict(state["model"], strict=False)
+        frozen = _frozen_prefixes(loop.model)
+        if unexpected or [k for k in missing if not k.startswith(frozen)]:
+            raise InvalidInputError(f"{self.path}: weights do not match the model (missing {missing[:3]}, "
+                                    f"unexpected {unexpected[:3]})")
+        loop.optimizer.load_state_dict(state["optimizer"])
+        loop.schedule.load_state_dict(state["schedule"])
+        loop.scaler.load_state_dict(state["scaler"])
+        loop.gen.set_state(state["generator"])
+        _set_rng(state["rng"])
+        self.meta = state["meta"]
+        log.info("resuming from %s at step %d", self.path, state["step"])
+        return _Position(state["step"], state["order"], state["losses"], state["history"])
+
+    def save(self, loop: _Loop, pos: _Position) -> None:
+        frozen = _frozen_prefixes(loop.model)
+        state = {
+            "key": self.key,
+            "meta": self.meta,
+            "step": pos.step,
+            "order": pos.order,
+            "losses": pos.losses,
+            "history": pos.history,
+            # frozen towers cannot have changed: the run's start model has them
+            "model": {k: v.detach().cpu() for k, v in loop.model.state_dict().items() if not k.startswith(frozen)},
+            "optimizer": loop.optimizer.state_dict(),
+            "schedule": loop.schedule.state_dict(),
+            "scaler": loop.scaler.state_dict(),
+            "generator": loop.gen.get_state(),
+            "rng": _get_rng(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, self.path)  # a crash mid-write leaves the previous checkpoint intact
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        log.info("step %d: checkpoint %s", pos.step, self.path)
+
+
+def _frozen_prefixes(model: DualEncoder) -> tuple[str, ...]:
+    towers = {"audio_tower.": model.audio_tower, "text_tower.": model.text_tower}
+    return tuple(k for k, t in towers.items() if not any(p.requires_grad for p in t.parameters()))
+
+
+def _get_rng() -> dict[str, Any]:
+    """Global RNG states (dropout, patchout, mel jitter draw from torch's), as plain data for weights_only."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": list(random.getstate()[1]),
+    }
+
+
+def _set_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate((3, tuple(state["python"]), None))
 
 
 def _optimizer(model: DualEncoder, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -226,29 +417,6 @@ def _lr_lambda(total: int, cfg: TrainConfig) -> Callable[[int], float]:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-def _batches(n: int, size: int, steps: int, gen: torch.Generator) -> list[torch.Tensor]:
-    order = torch.randperm(n, generator=gen)
-    return [order[i * size : (i + 1) * size] for i in range(steps)]
-
-
-def _step(
-    model: DualEncoder,
-    data: PairSet,
-    batch: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.LRScheduler,
-    gen: torch.Generator,
-) -> float:
-    audio = project_audio(model, _random_windows(data.audio, data.audio_index[batch], gen))  # (B, E)
-    text = project_text(model, data.text[data.text_index[batch]])  # (B, E)
-    loss = model.loss(audio, text, data.groups[batch].to(model.device))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    schedule.step()
-    return float(loss.detach())
 
 
 def _random_windows(feats: AudioFeatures, clips: torch.Tensor, gen: torch.Generator) -> AudioFeatures:

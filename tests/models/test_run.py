@@ -140,7 +140,14 @@ def _minimal(tmp_path: Path, shared: Path, **stage: Any) -> dict[str, Any]:
         (lambda c: c["stages"][0].update(data=[{"csv": "nope.csv"}]), "stages[0].data[0].csv: file"),
         (lambda c: c["stages"][0]["data"][0].update(caption_column="text"), "has no column(s) ['text']"),
         (lambda c: c.update(model="nosuch"), "model: unknown model 'nosuch'"),
-        (lambda c: c.update(model="paper"), "model: model 'paper' has trainable towers"),
+        (lambda c: c["stages"][0].update(frozen={"audio": "no"}), "stages[0].frozen.audio: must be true or false"),
+        (lambda c: c["stages"][0].update(frozen={"tower": True}), "stages[0].frozen: unknown key(s) ['tower']"),
+        (lambda c: c["stages"][0].update(accumulate_steps=0), "stages[0].accumulate_steps: must be an integer >= 1"),
+        (lambda c: c["stages"][0].update(patchout={"time": -1}), "stages[0].patchout.time: must be an integer >= 0"),
+        (lambda c: c["stages"][0]["data"][0].update(format="clotho"), "has no column(s) ['file_name', 'caption_1']"),
+        (lambda c: c["stages"][0]["data"][0].update(format="tsv"), "stages[0].data[0].format: must be one of"),
+        (lambda c: c["stages"][0]["data"][0].update(file="x.csv"), "needs exactly one of 'file' or 'csv'"),
+        (lambda c: c.update(device="tpu"), "device: must be one of ['auto', 'cpu', 'cuda']"),
         (lambda c: c.pop("output"), "output: is required"),
         (lambda c: c.update(stages=[]), "stages: must be a non-empty list"),
     ],
@@ -152,7 +159,6 @@ def test_bad_configs_name_file_and_field(tmp_path: Path, shared_data: Path, chan
     with pytest.raises(InvalidInputError) as err:
         load_run_config(tmp_path / "run.yaml")
     assert message in str(err.value) and "run.yaml" in str(err.value)
-    assert "not supported yet" in str(err.value) or config.get("model") != "paper"
 
 
 def test_confined_paths_reject_escapes(tmp_path: Path, shared_data: Path) -> None:

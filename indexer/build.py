@@ -26,7 +26,10 @@ from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_
 from indexer.errors import IndexBuildError
 from indexer.scan import FileEntry, scan_library
 from indexer.store import SnapshotWriter, previous_files, prune_snapshots, train_if_needed
+from indexer.stream import embed_stream
+from models.audio import STREAM_OVER_SECONDS
 from models.dual_encoder import DualEncoder
+from models.errors import AudioSearchError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,8 @@ class IndexOptions:
     faiss_factory: str = "Flat"
     strict: bool = False
     progress: bool = True
-    max_seconds: float = 6 * 3600
+    max_seconds: float = 24 * 3600  # longer files are refused (a sign of a wrong file, not a recording)
+    stream_over_s: float = STREAM_OVER_SECONDS  # longer files are read in blocks, memory bounded
 
 
 @dataclass
@@ -110,7 +114,7 @@ def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOpti
     prev = previous_files(index_dir)
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
     try:
-        settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds)
+        settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
         jobs = [_job(e, audio_dir, prev) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report)
         _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
@@ -144,16 +148,31 @@ def _embed_missing(
     bar = tqdm(total=len(jobs), unit="file", disable=not opts.progress, desc="indexing")
     for d in _decoded(jobs, done, settings, opts.workers):
         bar.update(1)
+        if d.stream and not d.error:
+            batcher.flush()  # keeps the cache in file order, and memory to one file at a time
+            d.error = _embed_long_file(d, settings, model, cache, opts.batch_size)
         if d.error:
             report.errors.append({"path": d.job.path, "reason": d.error})
             continue
         hashes[d.job.path] = d.sha1
-        if not d.cached and d.sha1 not in batcher.pending_hashes:
+        if d.stream:
+            report.embedded += 1
+        elif not d.cached and d.sha1 not in batcher.pending_hashes:
             batcher.add(d)
             report.embedded += 1
     batcher.flush()
     bar.close()
     return hashes
+
+
+def _embed_long_file(
+    d: Decoded, s: DecodeSettings, model: DualEncoder, cache: EmbeddingCache, batch: int
+) -> str | None:
+    try:
+        embed_stream(d, s, model, cache, batch)
+    except AudioSearchError as err:  # e.g. corrupt or NaN stretch hours into the file: skip the file
+        return str(err).replace(d.job.full, d.job.path)
+    return None
 
 
 def _decoded(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int) -> Iterable[Decoded]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.scan import file_sha1
-from models.audio import cut_windows, load_audio, probe
+from models.audio import STREAM_OVER_SECONDS, cut_windows, load_audio, probe
 from models.errors import AudioSearchError
 
 
@@ -34,6 +34,7 @@ class Decoded:
     sample_rate: int = 0
     channels: int = 0
     error: str | None = None
+    stream: bool = False  # too long to decode whole: the embedder reads it in blocks (models.audio_stream)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class DecodeSettings:
     window_s: float
     hop_s: float
     max_seconds: float
+    stream_over_s: float = STREAM_OVER_SECONDS
 
 
 _DONE: frozenset[str] = frozenset()
@@ -76,8 +78,11 @@ def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:
         raise AudioSearchError(
             f"{full}: {info.duration / 3600:.1f} h is longer than the {s.max_seconds / 3600:.1f} h limit"
         )
+    out.sample_rate, out.channels = info.sample_rate, info.channels
+    if info.blockwise and info.duration > s.stream_over_s:
+        out.stream, out.duration = True, info.duration
+        return
     wave = load_audio(full, s.sample_rate)
     win = cut_windows(wave, s.sample_rate, s.window_s, s.hop_s)
     out.waves, out.starts, out.ends, out.lengths = win.waves, win.starts, win.ends, win.lengths
     out.duration = len(wave) / s.sample_rate
-    out.sample_rate, out.channels = info.sample_rate, info.channels

@@ -15,8 +15,9 @@ from models.errors import AudioDecodeError, InvalidInputError
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".m4a", ".opus"})
-# Longest audio accepted in one piece; longer input is handled by streaming windows (indexer) instead.
-MAX_SECONDS = 6 * 3600
+# Files longer than this are read in blocks (`stream_windows`) rather than decoded whole, so a
+# multi-hour recording costs a few blocks of memory instead of gigabytes.
+STREAM_OVER_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class AudioInfo:
     duration: float
     sample_rate: int
     channels: int
+    blockwise: bool = True  # soundfile reads it, so `stream_windows` can read it block by block
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def probe(path: str | Path) -> AudioInfo:
         return AudioInfo(duration=float(info.duration), sample_rate=int(info.samplerate), channels=info.channels)
     except Exception:  # soundfile cannot read mp3/m4a headers everywhere: fall back to a decode
         wave, sr = _decode(path)
-        return AudioInfo(duration=len(wave) / sr, sample_rate=sr, channels=1)
+        return AudioInfo(duration=len(wave) / sr, sample_rate=sr, channels=1, blockwise=False)
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

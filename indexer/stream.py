@@ -1,0 +1,69 @@
+"""Embedding one long file block by block, with decoding overlapped in a thread.
+
+Memory stays at a few blocks of audio plus the file's vectors (4 kB per window), so a recording of
+many hours indexes like any other file; it is cached only once all its windows are embedded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import TypeVar
+
+import numpy as np
+
+from indexer.cache import EmbeddingCache
+from indexer.decode import Decoded, DecodeSettings
+from models.audio_stream import stream_windows
+from models.dual_encoder import DualEncoder
+
+T = TypeVar("T")
+_END = object()
+
+
+def embed_stream(d: Decoded, s: DecodeSettings, model: DualEncoder, cache: EmbeddingCache, batch: int) -> None:
+    chunks = stream_windows(d.job.full, s.sample_rate, s.window_s, s.hop_s, chunk_windows=batch)
+    vecs, starts, ends = [], [], []
+    for w in prefetch(chunks):
+        vecs.append(model.encode_audio(w.waves, s.sample_rate, w.lengths, batch).numpy())
+        starts.append(w.starts)
+        ends.append(w.ends)
+    vectors = np.concatenate(vecs)
+    cache.put(d.sha1, d.duration, d.sample_rate, d.channels, np.concatenate(starts), np.concatenate(ends), vectors)
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run `items` in a thread, at most `depth` ahead; its exceptions surface here, in order."""
+    q: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[object, BaseException | None]) -> bool:
+        while not stop.is_set():  # a consumer that gave up must not leave this thread blocked forever
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            put((_END, err))
+
+    threading.Thread(target=produce, daemon=True, name="prefetch").start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is _END:
+                if err is not None:
+                    raise err
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()

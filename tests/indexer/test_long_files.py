@@ -20,8 +20,11 @@ from tests.indexer.test_build import assert_consistent
 
 def real_recording(shared: Path, seconds: float, sr: int, dest: Path, subtype: str = "PCM_16") -> Path:
     """A long file made of real ESC-10 clips back to back (dog barks, rain, rooster), written in blocks."""
-    clips = [load_audio(p, sr) for label in ("dog_bark", "rain", "rooster")
-             for p in sorted((shared / "esc10" / label).glob("*.ogg"))[:4]]
+    clips = [
+        load_audio(p, sr)
+        for label in ("dog_bark", "rain", "rooster")
+        for p in sorted((shared / "esc10" / label).glob("*.ogg"))[:4]
+    ]
     loop = np.concatenate(clips)
     total = int(seconds * sr)
     with sf.SoundFile(str(dest), "w", sr, 1, subtype=subtype) as f:
@@ -98,6 +101,7 @@ def test_a_three_hour_recording_indexes_in_bounded_memory(shared_data, tmp_path)
     grown = run["rss_mb"] - base["rss_mb"]
     assert grown < 150, f"peak RSS grew by {grown:.0f} MB from 1 h to 3 h ({base['rss_mb']:.0f} MB)"
     s = Searcher(tmp_path / "idx")
-    rows = s.db.execute('SELECT MAX(w."end") FROM windows w JOIN files f ON f.id = w.file_id '
-                        "WHERE f.path = 'three_hours.wav'").fetchone()
+    rows = s.db.execute(
+        "SELECT MAX(w.\"end\") FROM windows w JOIN files f ON f.id = w.file_id WHERE f.path = 'three_hours.wav'"
+    ).fetchone()
     assert rows[0] == pytest.approx(3 * 3600, abs=0.01)

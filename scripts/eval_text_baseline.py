@@ -53,8 +53,11 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["esc10-f5", "booth", "0ad-held"], help="sets to evaluate")
     parser.add_argument("--ad-fraction", type=float, default=0.2, help="share of 0ad captions held out")
     parser.add_argument("--ad-seed", type=int, default=0, help="seed of the 0ad caption split")
-    parser.add_argument("--with-folders", action="store_true",
-                        help="also a row for the path below the set's folder (folders often name the class)")
+    parser.add_argument(
+        "--with-folders",
+        action="store_true",
+        help="also a row for the path below the set's folder (folders often name the class)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 

@@ -111,8 +111,7 @@ def _make_row(where: str, root: Path, rel: str, caption: str, meta: dict[str, st
         raise DatasetError(f"{where}: empty audio file name")
     if not caption:
         raise DatasetError(f"{where} ({rel}): empty caption")
-    return CaptionRow(path=(root / rel).resolve(), caption=caption, clip_id=f"{source}/{rel}", source=source,
-                      meta=meta)
+    return CaptionRow(path=(root / rel).resolve(), caption=caption, clip_id=f"{source}/{rel}", source=source, meta=meta)
 
 
 Record = tuple[str, str, str, dict[str, str]]  # (where, audio path relative to the root, caption, meta)
@@ -158,14 +157,14 @@ def _wavcaps(path: Path, pattern: str) -> Iterator[Record]:
         raise DatasetError(f"{path}: not valid JSON at line {err.lineno} ({err.msg})") from None
     entries = data.get("data") if isinstance(data, Mapping) else None
     if not isinstance(entries, list):
-        raise DatasetError(f"{path}: expected a WavCaps object {{\"data\": [...]}}, got {type(data).__name__}")
+        raise DatasetError(f'{path}: expected a WavCaps object {{"data": [...]}}, got {type(data).__name__}')
     for i, entry in enumerate(entries):
         where = f"{path}: data[{i}]"
         if not isinstance(entry, Mapping):
             raise DatasetError(f"{where}: must be an object, got {type(entry).__name__}")
         fields = {k: _text(v) for k, v in entry.items()}
         if not fields.get("id"):
-            raise DatasetError(f"{where}: missing \"id\"")
+            raise DatasetError(f'{where}: missing "id"')
         fields["stem"] = _strip_audio_suffix(fields["id"])
         meta = {k: v for k, v in fields.items() if k not in ("caption", "stem")}
         yield where, _pattern(pattern, fields, where), fields.get("caption", ""), meta

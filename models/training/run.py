@@ -187,8 +187,12 @@ def parse_data_specs(
 
 
 def parse_model(
-    name: Any, base_dir: str | Path, source: str = "request", read_root: Path | None = None,
-    write_root: Path | None = None, trainable: bool = True,
+    name: Any,
+    base_dir: str | Path,
+    source: str = "request",
+    read_root: Path | None = None,
+    write_root: Path | None = None,
+    trainable: bool = True,
 ) -> str:
     """A profile name or a confined model directory. `trainable` is kept for callers; every model
     trains now (frozen towers as projections on cached features, the others end to end)."""
@@ -238,15 +242,17 @@ class _Parser:
             lr=self.number(raw.get("lr", defaults.lr), _join(where, "lr")),
             batch_size=self.integer(raw.get("batch_size", defaults.batch_size), _join(where, "batch_size"), minimum=2),
             warmup_fraction=self.fraction(raw.get("warmup_fraction", defaults.warmup_fraction), where),
-            weight_decay=self.number(raw.get("weight_decay", defaults.weight_decay), _join(where, "weight_decay"),
-                                     allow_zero=True),
+            weight_decay=self.number(
+                raw.get("weight_decay", defaults.weight_decay), _join(where, "weight_decay"), allow_zero=True
+            ),
             augment=self.boolean(raw.get("augment", False), _join(where, "augment")),
             extra_captions=self.file(extra, _join(where, "extra_captions")) if extra is not None else None,
             frozen=self.frozen(raw.get("frozen", {}), _join(where, "frozen")),
             accumulate_steps=self.integer(raw.get("accumulate_steps", 1), _join(where, "accumulate_steps"), minimum=1),
             amp=self.boolean(raw.get("amp", False), _join(where, "amp")),
-            checkpoint_every_steps=self.integer(raw.get("checkpoint_every_steps", 0),
-                                                _join(where, "checkpoint_every_steps"), minimum=0),
+            checkpoint_every_steps=self.integer(
+                raw.get("checkpoint_every_steps", 0), _join(where, "checkpoint_every_steps"), minimum=0
+            ),
             patchout=self.patchout(raw["patchout"], _join(where, "patchout")) if "patchout" in raw else None,
         )
 
@@ -257,8 +263,10 @@ class _Parser:
     def patchout(self, data: Any, where: str) -> Patchout:
         raw = self.mapping(data, where, {"time", "frequency"})
         d = Patchout()
-        return Patchout(self.integer(raw.get("time", d.time), _join(where, "time"), minimum=0),
-                        self.integer(raw.get("frequency", d.frequency), _join(where, "frequency"), minimum=0))
+        return Patchout(
+            self.integer(raw.get("time", d.time), _join(where, "time"), minimum=0),
+            self.integer(raw.get("frequency", d.frequency), _join(where, "frequency"), minimum=0),
+        )
 
     def choice(self, value: Any, where: str, allowed: Sequence[str]) -> str:
         if value not in allowed:
@@ -278,8 +286,9 @@ class _Parser:
             raise self.error(_join(at, "caption_column"), "must be a column name")
         pattern = raw.get("audio_pattern")
         if pattern is not None and (not isinstance(pattern, str) or "{" not in pattern):
-            raise self.error(_join(at, "audio_pattern"), f"must be a file name pattern like '{{youtube_id}}.wav', "
-                                                         f"got {pattern!r}")
+            raise self.error(
+                _join(at, "audio_pattern"), f"must be a file name pattern like '{{youtube_id}}.wav', got {pattern!r}"
+            )
         root = raw.get("audio_root")
         root_path = self.path(root, _join(at, "audio_root")) if root is not None else None
         if root_path is not None and not root_path.is_dir():
@@ -291,8 +300,14 @@ class _Parser:
         needed = {"csv": ("path", column), **REQUIRED_COLUMNS}.get(fmt)
         if needed is not None:
             self.columns(path, needed, _join(at, key))
-        return DataSpec(path, root_path, column, fmt, pattern,
-                        self.boolean(raw.get("skip_missing", False), _join(at, "skip_missing")))
+        return DataSpec(
+            path,
+            root_path,
+            column,
+            fmt,
+            pattern,
+            self.boolean(raw.get("skip_missing", False), _join(at, "skip_missing")),
+        )
 
     def columns(self, csv_path: Path, needed: Sequence[str], where: str) -> None:
         """Header check now, so a bad column fails at submit time rather than hours into stage 2."""
@@ -316,8 +331,9 @@ class _Parser:
             if roots and not any(path.is_relative_to(r) for r in roots):
                 raise self.error("model", f"{name} is outside the allowed data and output folders")
             if not (path / "config.json").is_file():
-                raise self.error("model", f"unknown model {name!r}: use one of {', '.join(PROFILES)} or a model "
-                                          "directory")
+                raise self.error(
+                    "model", f"unknown model {name!r}: use one of {', '.join(PROFILES)} or a model directory"
+                )
             model = str(path)
         try:
             check_model_config(model)
@@ -377,9 +393,7 @@ class RunResult:
     state: dict[str, Any]
 
 
-def run_training(
-    cfg: RunConfig, progress: Progress | None = None, read_root: Path | None = None
-) -> RunResult:
+def run_training(cfg: RunConfig, progress: Progress | None = None, read_root: Path | None = None) -> RunResult:
     """Run (or resume) every stage; returns where the final model was saved and the run state.
 
     `progress` gets one event per epoch ({"stage", "epoch", "epochs", "step", "loss", "lr", "temperature",
@@ -402,8 +416,14 @@ def run_training(
 
         def on_event(event: dict[str, Any], stage: StageConfig = stage) -> None:
             # state.json tracks the running epoch (and step) too, so a reader sees progress without the log
-            state["current"] = {"stage": stage.name, "epoch": event["epoch"], "epochs": stage.epochs,
-                                "step": event.get("step"), "loss": event.get("loss"), "metrics": event["metrics"]}
+            state["current"] = {
+                "stage": stage.name,
+                "epoch": event["epoch"],
+                "epochs": stage.epochs,
+                "step": event.get("step"),
+                "loss": event.get("loss"),
+                "metrics": event["metrics"],
+            }
             _write_state(cfg.output, state)
             if progress is not None:
                 progress(event)
@@ -493,8 +513,9 @@ check_trainable = check_model_config  # the earlier name; every model trains now
 def stage_rows(specs: Sequence[DataSpec], read_root: Path | None = None) -> list[CaptionRow]:
     rows: list[CaptionRow] = []
     for spec in specs:
-        loaded = load_rows(spec.csv, spec.format, spec.audio_root, spec.caption_column, spec.audio_pattern,
-                           spec.skip_missing)
+        loaded = load_rows(
+            spec.csv, spec.format, spec.audio_root, spec.caption_column, spec.audio_pattern, spec.skip_missing
+        )
         if read_root is not None:
             root = read_root.resolve()
             outside = next((r for r in loaded if not r.path.is_relative_to(root)), None)
@@ -520,9 +541,16 @@ def _run_stage(
         rows = augment_rows(rows, seed=seed)
     val_rows = [(_val_name(spec, i, stage.val), stage_rows([spec], read_root)) for i, spec in enumerate(stage.val)]
     cached = _prepare(model, stage)
-    tc = TrainConfig(epochs=stage.epochs, batch_size=stage.batch_size, lr=stage.lr, weight_decay=stage.weight_decay,
-                     warmup_fraction=stage.warmup_fraction, seed=seed, accumulate_steps=stage.accumulate_steps,
-                     amp=stage.amp)
+    tc = TrainConfig(
+        epochs=stage.epochs,
+        batch_size=stage.batch_size,
+        lr=stage.lr,
+        weight_decay=stage.weight_decay,
+        warmup_fraction=stage.warmup_fraction,
+        seed=seed,
+        accumulate_steps=stage.accumulate_steps,
+        amp=stage.amp,
+    )
     last: dict[str, Any] = {}
 
     def epoch_done(rec: dict[str, float]) -> None:
@@ -536,18 +564,31 @@ def _run_stage(
     if cached:
         pairs = pairs_from_rows(model, rows, cache)
         val: list[EvalSet] = [eval_set_from_rows(model, name, r, cache) for name, r in val_rows]
-        start = _start_record(model, ckpt, lambda: _val_metrics(model, val))
-        log.info("stage %s: %d pairs (%d clips), %d epochs, projections on cached features", stage.name,
-                 len(pairs), len(pairs.audio), stage.epochs)
-        _report(progress, stage, start)
+        start = _start(model, ckpt, lambda: _val_metrics(model, val), progress, stage)
+        log.info(
+            "stage %s: %d pairs (%d clips), %d epochs, projections on cached features",
+            stage.name,
+            len(pairs),
+            len(pairs.audio),
+            stage.epochs,
+        )
         last.update(start)
         result = train_projections(model, pairs, val, tc, epoch_done, ckpt, step_saved)
     else:
-        start = _start_record(model, ckpt, lambda: {f"{n}/{k}": v for n, r in val_rows
-                                                     for k, v in evaluate_rows_fast(model, r).items()})
-        log.info("stage %s: %d rows, %d epochs, end to end (%s)", stage.name, len(rows), stage.epochs,
-                 ", ".join(trainable_parts(model)))
-        _report(progress, stage, start)
+        start = _start(
+            model,
+            ckpt,
+            lambda: {f"{n}/{k}": v for n, r in val_rows for k, v in evaluate_rows_fast(model, r).items()},
+            progress,
+            stage,
+        )
+        log.info(
+            "stage %s: %d rows, %d epochs, end to end (%s)",
+            stage.name,
+            len(rows),
+            stage.epochs,
+            ", ".join(trainable_parts(model)),
+        )
         last.update(start)
         result = train_towers(model, rows, val_rows, tc, epoch_done, ckpt, step_saved)
     # Epoch 0 = the start weights: every history shows what the stage changed.
@@ -561,23 +602,29 @@ def _prepare(model: DualEncoder, stage: StageConfig) -> bool:
     set_frozen(model, frozen["audio"], frozen["text"])
     if stage.patchout is not None:
         if not hasattr(model.audio_tower, "set_patchout"):
-            raise InvalidInputError(f"stage {stage.name}: patchout applies to PaSST audio towers only, not "
-                                    f"{model.config.audio.kind}")
+            raise InvalidInputError(
+                f"stage {stage.name}: patchout applies to PaSST audio towers only, not {model.config.audio.kind}"
+            )
         model.audio_tower.set_patchout(stage.patchout.time, stage.patchout.frequency)
     return all(frozen.values()) and {"audio", "text"} <= set(model.config.frozen_towers)
 
 
-def _start_record(
-    model: DualEncoder, ckpt: StepCheckpoint | None, metrics: Callable[[], dict[str, float]]
+def _start(
+    model: DualEncoder,
+    ckpt: StepCheckpoint | None,
+    metrics: Callable[[], dict[str, float]],
+    progress: Progress | None,
+    stage: StageConfig,
 ) -> dict[str, float]:
-    """The stage's epoch-0 record; a resumed stage takes it from its step checkpoint, since the weights in
-    memory are no longer the stage's start."""
+    """The stage's epoch-0 record, reported. A stage resumed from a step checkpoint takes it from there
+    (the weights in memory are no longer the stage's start) and does not report it again."""
     saved = ckpt.read() if ckpt is not None else None
     if saved is not None:
         return dict(saved["meta"]["start"])
     start = {"epoch": 0.0, **metrics()}
     if ckpt is not None:
         ckpt.meta = {"start": start}
+    _report(progress, stage, start)
     return start
 
 
@@ -598,16 +645,26 @@ def _val_metrics(model: DualEncoder, val: Sequence[EvalSet]) -> dict[str, float]
 
 def _report(progress: Progress | None, stage: StageConfig, record: dict[str, float], event: str = "epoch") -> None:
     metrics = {k: v for k, v in record.items() if "/" in k}
-    out = {"stage": stage.name, "epochs": stage.epochs, "time": time.time(), "metrics": metrics,
-           **{k: v for k, v in record.items() if "/" not in k}}
+    out = {
+        "stage": stage.name,
+        "epochs": stage.epochs,
+        "time": time.time(),
+        "metrics": metrics,
+        **{k: v for k, v in record.items() if "/" not in k},
+    }
     out["epoch"] = int(record["epoch"])
     if "step" in out:
         out["step"] = int(out["step"])
     if event != "epoch":
         out["event"] = event
     else:
-        log.info("stage %s epoch %d/%d: %s", stage.name, out["epoch"], stage.epochs,
-                 ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
+        log.info(
+            "stage %s epoch %d/%d: %s",
+            stage.name,
+            out["epoch"],
+            stage.epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step")),
+        )
     if progress is not None:
         progress(out)
 

@@ -99,8 +99,16 @@ def train_towers(
     def metrics(m: DualEncoder) -> dict[str, float]:
         return {f"{name}/{k}": v for name, data in val for k, v in evaluate_rows_fast(m, data).items()}
 
-    log.info("tower training: %d rows, %d clips, %d captions; trainable: %s", len(rows), len(clips), len(texts),
-             ", ".join(trainable_parts(model)))
+    log.info(
+        "tower training: %d rows, %d clips, %d captions; trainable: %s",
+        len(rows),
+        len(clips),
+        len(texts),
+        ", ".join(trainable_parts(model)),
+    )
+    # Dropout, patchout and the mel band jitter draw from torch's global RNG: seeding it makes a run
+    # reproducible from its config (a resumed run restores the RNG state from its checkpoint instead).
+    torch.manual_seed(cfg.seed)
     return fit(model, len(rows), loss, metrics, cfg, on_epoch, checkpoint, on_step)
 
 

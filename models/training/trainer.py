@@ -204,8 +204,14 @@ def fit(
     loop = _Loop(model, n_items, cfg)
     pos = checkpoint.resume(loop) if checkpoint is not None else None
     pos = pos or _Position()
-    log.info("training %d items, %d epochs x %d steps (from step %d), config %s", n_items, cfg.epochs,
-             loop.steps_per_epoch, pos.step, asdict(cfg))
+    log.info(
+        "training %d items, %d epochs x %d steps (from step %d), config %s",
+        n_items,
+        cfg.epochs,
+        loop.steps_per_epoch,
+        pos.step,
+        asdict(cfg),
+    )
     # A checkpoint taken on an epoch's last step precedes that epoch's record: redo only the record.
     for epoch in range(len(pos.history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
@@ -219,8 +225,14 @@ def fit(
             if checkpoint is not None and pos.step % checkpoint.every == 0:
                 checkpoint.save(loop, pos)
                 if on_step is not None:
-                    on_step({"epoch": float(epoch), "step": float(pos.step), "loss": float(np.mean(pos.losses)),
-                             "lr": loop.schedule.get_last_lr()[0]})
+                    on_step(
+                        {
+                            "epoch": float(epoch),
+                            "step": float(pos.step),
+                            "loss": float(np.mean(pos.losses)),
+                            "lr": loop.schedule.get_last_lr()[0],
+                        }
+                    )
         model.eval()
         record = {
             "epoch": float(epoch),
@@ -316,11 +328,13 @@ class StepCheckpoint:
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # a torn write cannot happen (os.replace); anything else is foreign
-            raise InvalidInputError(f"{self.path}: unreadable step checkpoint ({err}); delete it to restart "
-                                    "the stage") from None
+            raise InvalidInputError(
+                f"{self.path}: unreadable step checkpoint ({err}); delete it to restart the stage"
+            ) from None
         if state.get("key") != self.key:
-            raise InvalidInputError(f"{self.path}: step checkpoint of a different configuration; delete it or "
-                                    "use a new output folder")
+            raise InvalidInputError(
+                f"{self.path}: step checkpoint of a different configuration; delete it or use a new output folder"
+            )
         return state
 
     def resume(self, loop: _Loop) -> _Position | None:
@@ -330,8 +344,9 @@ class StepCheckpoint:
         missing, unexpected = loop.model.load_state_dict(state["model"], strict=False)
         frozen = _frozen_prefixes(loop.model)
         if unexpected or [k for k in missing if not k.startswith(frozen)]:
-            raise InvalidInputError(f"{self.path}: weights do not match the model (missing {missing[:3]}, "
-                                    f"unexpected {unexpected[:3]})")
+            raise InvalidInputError(
+                f"{self.path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         loop.optimizer.load_state_dict(state["optimizer"])
         loop.schedule.load_state_dict(state["schedule"])
         loop.scaler.load_state_dict(state["scaler"])

@@ -51,11 +51,27 @@ def run_config(shared: Path, root: Path, cache: str) -> dict[str, Any]:
         "cache_dir": cache,
         "seed": 0,
         "stages": [
-            {"name": "pretrain", "data": [{"csv": "esc_fold1.csv", "audio_root": esc},
-                                          {"csv": str(shared / "animals_cc0" / "captions.csv")}],
-             "val": val, "epochs": 12, "lr": 2e-3, "batch_size": 8},
-            {"name": "finetune", "data": [{"csv": "esc_fold2.csv", "audio_root": esc}], "val": val,
-             "epochs": 6, "lr": 5e-4, "batch_size": 8, "augment": True, "extra_captions": "llm.csv"},
+            {
+                "name": "pretrain",
+                "data": [
+                    {"csv": "esc_fold1.csv", "audio_root": esc},
+                    {"csv": str(shared / "animals_cc0" / "captions.csv")},
+                ],
+                "val": val,
+                "epochs": 12,
+                "lr": 2e-3,
+                "batch_size": 8,
+            },
+            {
+                "name": "finetune",
+                "data": [{"csv": "esc_fold2.csv", "audio_root": esc}],
+                "val": val,
+                "epochs": 6,
+                "lr": 5e-4,
+                "batch_size": 8,
+                "augment": True,
+                "extra_captions": "llm.csv",
+            },
         ],
     }
 
@@ -177,5 +193,6 @@ def test_confined_paths_reject_escapes(tmp_path: Path, shared_data: Path) -> Non
         with pytest.raises(DatasetError, match=message):
             parse_run_config(cfg, data_root, read_root=data_root, write_root=jobs)
     with pytest.raises(DatasetError, match="output: .* outside the allowed output folder"):
-        parse_run_config({**good, "output": str(jobs / ".." / "elsewhere")}, data_root, read_root=data_root,
-                         write_root=jobs)
+        parse_run_config(
+            {**good, "output": str(jobs / ".." / "elsewhere")}, data_root, read_root=data_root, write_root=jobs
+        )

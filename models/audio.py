@@ -53,7 +53,10 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     wave, sr = _decode(path)
     wave = to_mono(wave)
     check_waveform(wave, where=str(path))
-    return resample(wave, sr, sample_rate)
+    out = resample(wave, sr, sample_rate)
+    if out.size == 0:  # e.g. one sample at 44.1 kHz is less than one at 16 kHz
+        raise AudioDecodeError(f"{path}: too short ({len(wave)} samples at {sr} Hz)")
+    return out
 
 
 def _decode(path: str | Path) -> tuple[np.ndarray, int]:
@@ -79,6 +82,8 @@ def _decode_librosa(p: Path, sf_error: Exception) -> tuple[np.ndarray, int]:
             warnings.simplefilter("ignore")
             wave, sr = librosa.load(str(p), sr=None, mono=False)
     except Exception as lr_error:
+        if "does not exist" in str(sf_error):  # libsndfile's words for "no format recognised" (e.g. mp3 name)
+            raise AudioDecodeError(f"{p}: cannot decode (not a recognised audio format)") from None
         raise AudioDecodeError(f"{p}: cannot decode ({_short(sf_error)}; {_short(lr_error)})") from None
     wave = np.asarray(wave, dtype=np.float32)
     return (wave[:, None] if wave.ndim == 1 else wave.T), int(sr)

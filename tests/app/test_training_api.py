@@ -84,7 +84,8 @@ def test_admin_token_is_required(server: str) -> None:
         ({"output": "../../elsewhere"}, "../../elsewhere is outside the allowed output folder"),
         ({"model": "/etc"}, "model: /etc is outside the allowed data and output folders"),
         ({"epochs": 3}, "config: unknown key(s) ['epochs']"),
-        ({"model": "paper"}, "not supported yet"),
+        ({"stages": [{"name": "s", "data": [{"csv": "captions.csv"}], "frozen": {"audio": "no"}}]},
+         "stages[0].frozen.audio: must be true or false"),
     ],
 )
 def test_bad_configs_are_422_with_the_field(client: httpx.Client, change: dict[str, Any], detail: str) -> None:

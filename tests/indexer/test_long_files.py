@@ -27,6 +27,7 @@ def real_recording(shared: Path, seconds: float, sr: int, dest: Path, subtype: s
     ]
     loop = np.concatenate(clips)
     total = int(seconds * sr)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with sf.SoundFile(str(dest), "w", sr, 1, subtype=subtype) as f:
         for at in range(0, total, len(loop)):
             f.write(loop[: min(len(loop), total - at)])

@@ -270,3 +270,20 @@ def test_corrupt_index_at_start_is_not_ready_with_a_reason(tmp_path, lite_model)
         assert r.status_code == 503 and "missing or incomplete" in r.json()["detail"]
         s = httpx.get(f"{url}/search", params={"q": "dog"})
         assert s.status_code == 503 and "not loaded" in s.json()["detail"]
+
+
+def test_every_bad_audio_kind_uploaded_for_query_by_example(client, shared_data, tmp_path) -> None:
+    """The indexer's bad-file matrix, uploaded instead: 422 with the reason, or results for odd but valid audio."""
+    from tests.indexer.test_faults import INDEXED, MATRIX, bad_library
+
+    lib = bad_library(shared_data, tmp_path)
+    for name, outcome in MATRIX.items():
+        path = lib / name
+        if path.is_symlink():  # symlink cases: an upload is bytes, there is no path to follow
+            continue
+        r = client.post("/search/by-audio", files={"file": (name, path.read_bytes(), "application/octet-stream")})
+        if outcome == INDEXED:
+            assert r.status_code == 200 and r.json()["results"], (name, r.text)
+        else:
+            assert r.status_code == 422 and "Traceback" not in r.text, (name, r.text)
+            assert r.json()["detail"], name

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from models.config import ModelConfig
 from models.dual_encoder import DualEncoder
 from models.errors import ModelLoadError
-from models.profiles import CHECKPOINTS, PROFILES, profile
+from models.profiles import ALIASES, CHECKPOINTS, PROFILES, profile
 
 log = logging.getLogger(__name__)
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -79,8 +79,9 @@ def _resolve(name_or_path: str | Path) -> Path | None:
     if (path / CONFIG).is_file():
         return path
     name = str(name_or_path)
-    if (CHECKPOINTS / name / CONFIG).is_file():
-        return CHECKPOINTS / name
+    stored = ALIASES.get(name, name)  # 'lite' names the default profile's checkpoint
+    if (CHECKPOINTS / stored / CONFIG).is_file():
+        return CHECKPOINTS / stored
     if name in PROFILES:
         return None
     if path.exists():

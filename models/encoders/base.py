@@ -71,4 +71,4 @@ def build_tower(registry: dict[str, Callable[..., Any]], kind: str, options: dic
 
 def _import_builtin_towers() -> None:
     # Imported lazily so that `import models` stays cheap and PaSST is only touched when asked for.
-    from models.encoders import aisfx, bridge, hf_text, passt, yamnet  # noqa: F401
+    from models.encoders import aisfx, bridge, fusion, hf_text, passt, yamnet  # noqa: F401

@@ -92,7 +92,10 @@ def new_index(dim: int, factory: str) -> faiss.Index:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as err:
         raise IndexBuildError(f"invalid FAISS factory {factory!r}: {str(err).splitlines()[0]}") from None
+    # try_extract_index_ivf returns the IndexIVF base class; without the downcast the check below never
+    # matched and every PQ index spent about a minute on polysemous training.
     ivf = faiss.try_extract_index_ivf(index)
+    ivf = faiss.downcast_index(ivf) if ivf is not None else None
     if isinstance(ivf, faiss.IndexIVFPQ):
         # Polysemous codes only help Hamming-filtered search, which we never use, and their training
         # takes minutes on a couple of cores.

@@ -9,8 +9,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.errors import AudioSearchError
+
+if TYPE_CHECKING:  # the CLI imports indexer (torch, FAISS) and Ray only in the commands that need them
+    from indexer import IndexOptions, IndexReport
 
 log = logging.getLogger("audiosearch")
 
@@ -61,13 +65,26 @@ def _index_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
     _model_arg(p)
     p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="decoding processes (default: one per core; 0: decode in-process)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="decoding processes (default: one per core; 0: decode in-process)",
+    )
     p.add_argument("--window", type=float, default=None, help="window length in seconds (default: model's, 10)")
     p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
     p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")
     p.add_argument("--strict", action="store_true", help="fail (exit 1) if any file cannot be indexed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or info logs")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="decode and embed on Ray: a cluster's HOST:PORT or ray://HOST:PORT, or none for $RAY_ADDRESS, "
+        "a running local cluster or a new local one (needs audiosearch[ray]; put it after AUDIO_DIR)",
+    )
     p.set_defaults(handler=_cmd_index)
 
 
@@ -151,16 +168,36 @@ def _cmd_index(args: argparse.Namespace) -> int:
     _check_positive(batch_size=args.batch_size, window=args.window, hop=args.hop)
     if args.workers < 0:
         raise AudioSearchError("--workers must be 0 or more")
-    opts = IndexOptions(batch_size=args.batch_size, workers=args.workers, window_s=args.window, hop_s=args.hop,
-                        faiss_factory=args.faiss, strict=args.strict,
-                        progress=not args.quiet and sys.stderr.isatty())
-    report = build_index(args.audio_dir, args.index, _load(args), opts)
-    print(report.summary())  # noqa: T201 - the CLI's result
+    opts = IndexOptions(
+        batch_size=args.batch_size,
+        workers=args.workers,
+        window_s=args.window,
+        hop_s=args.hop,
+        faiss_factory=args.faiss,
+        strict=args.strict,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if args.ray is not None:
+        summary, report = _index_on_ray(args, opts)
+    else:
+        report = build_index(args.audio_dir, args.index, _load(args), opts)
+        summary = report.summary()
+    print(summary)  # noqa: T201 - the CLI's result
     for err in report.errors[:5]:
         print(f"  skipped {err['path']}: {err['reason']}", file=sys.stderr)  # noqa: T201
     if len(report.errors) > 5:
         print(f"  ... and {len(report.errors) - 5} more in {args.index / 'errors.jsonl'}", file=sys.stderr)  # noqa: T201
     return 0
+
+
+def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, IndexReport]:
+    from indexer.distributed import RayOptions, build_index_ray, check_ray
+
+    address = args.ray or None
+    check_ray(address)  # before the model loads: a wrong address fails in seconds, in one line
+    ray_opts = RayOptions(address=address, model_spec=args.model, device=args.device)
+    result = build_index_ray(args.audio_dir, args.index, _load(args), opts, ray_opts)
+    return result.summary(), result.index
 
 
 def _cmd_search(args: argparse.Namespace) -> int:

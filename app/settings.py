@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     query_cache_size: int = 4096
     threads: int = 0  # 0: one per core
+    mmap: bool = Field(
+        False, description="memory-map the index's vectors instead of reading them into RAM (indexes larger than RAM)"
+    )
     jobs_dir: Path = Field(Path("jobs"), description="training jobs: configs, status, checkpoints (POST /train)")
     train_data_root: Path | None = Field(None, description="training data the API may read; unset disables /train")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,8 @@ import numpy as np
 
 from indexer.errors import IndexCorruptError, IndexMismatchError
 from indexer.store import connect_readonly, read_manifest, require_snapshot, tune_for_search
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,14 @@ class Clip:
 class Searcher:
     """One loaded snapshot. Thread-safe for concurrent searches; a reload builds a new Searcher."""
 
-    def __init__(self, index_dir: Path) -> None:
+    def __init__(self, index_dir: Path, mmap: bool | None = None) -> None:
+        """mmap: map the vectors from the snapshot file instead of reading them into RAM (None: $AUDIOSEARCH_MMAP)."""
         self.index_dir = Path(index_dir)
         self.snapshot = require_snapshot(self.index_dir)
         self.manifest = read_manifest(self.snapshot)
         self.library = Path(self.manifest["library"])
-        self.index = _read_faiss(self.snapshot / "vectors.faiss")
+        self.mmap = mmap_from_env() if mmap is None else mmap
+        self.index = _read_faiss(self.snapshot / "vectors.faiss", self.mmap)
         self.db = connect_readonly(self.snapshot / "meta.sqlite")
         self._lock = threading.Lock()
         self.n_files = self._one("SELECT COUNT(*) FROM files")[0]
@@ -171,11 +177,25 @@ class Searcher:
             return self.db.execute(sql, args).fetchall()
 
 
-def _read_faiss(path: Path) -> faiss.Index:
+def mmap_from_env() -> bool:
+    """AUDIOSEARCH_MMAP (app/settings.py documents it), read here too so every Searcher follows it."""
+    return os.environ.get("AUDIOSEARCH_MMAP", "").strip().lower() in ("1", "true", "yes", "on", "t", "y")
+
+
+def _read_faiss(path: Path, mmap: bool = False) -> faiss.Index:
+    # IFC maps the codes of Flat, HNSW and IVF (array lists) from the file; IO_FLAG_MMAP maps IVF lists only
+    # (as on-disk lists), for FAISS builds or index types IFC does not cover.
+    tries = (
+        [faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY] if mmap else []
+    )
+    for flags in tries:
+        try:
+            return tune_for_search(faiss.read_index(str(path), flags))
+        except RuntimeError:
+            continue
+    if mmap:
+        log.warning("%s: this FAISS index type cannot be memory-mapped; reading it into memory", path)
     try:
-        return tune_for_search(faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY))
-    except RuntimeError:
-        try:  # not every index type can be memory-mapped
-            return tune_for_search(faiss.read_index(str(path)))
-        except RuntimeError as err:
-            raise IndexCorruptError(f"{path}: cannot read FAISS index ({str(err).splitlines()[0]})") from None
+        return tune_for_search(faiss.read_index(str(path)))
+    except RuntimeError as err:
+        raise IndexCorruptError(f"{path}: cannot read FAISS index ({str(err).splitlines()[0]})") from None

@@ -8,6 +8,7 @@ same vectors in the same process, and the ratios; appends to bench/results/query
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -51,8 +52,9 @@ def timed(fn, items: list, concurrency: int) -> tuple[list[float], float]:
 
 def stats(lat: list[float], qps: float) -> dict:
     s = sorted(lat)
+    # The load average goes with each figure: the development machine is shared, so others' work shows in it.
     return {"p50_ms": round(statistics.median(s) * 1e3, 2), "p99_ms": round(s[int(0.99 * (len(s) - 1))] * 1e3, 2),
-            "qps": round(qps, 1)}
+            "qps": round(qps, 1), "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg())}
 
 
 def naive_peer(vectors: np.ndarray):
@@ -103,7 +105,9 @@ def main() -> None:
             vectors = random_unit(n, model.config.embed_dim)
             qs = queries(args.requests)
             for factory in args.faiss:
+                t = time.perf_counter()
                 idx = synthetic_index(Path(tmp) / factory.replace(",", "_"), vectors, model.fingerprint, factory)
+                print(f"{n} vectors: {factory} index built in {time.perf_counter() - t:.0f} s", flush=True)
                 app = create_app(Settings(index_dir=idx, onnx_dir=onnx_dir), model=model)
                 with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
                     client.get("/search", params={"q": "warm up"})
@@ -121,7 +125,8 @@ def main() -> None:
             r = naive[o["concurrency"]]
             print(f"{n:>9} vectors, concurrency {o['concurrency']}: {o['system']} p50 {o['p50_ms']} ms "
                   f"p99 {o['p99_ms']} ms {o['qps']} QPS | naive p50 {r['p50_ms']} ms {r['qps']} QPS | "
-                  f"QPS x{o['qps'] / r['qps']:.1f}, p50 x{r['p50_ms'] / o['p50_ms']:.1f} faster")
+                  f"QPS x{o['qps'] / r['qps']:.1f}, p50 x{r['p50_ms'] / o['p50_ms']:.1f} faster | "
+                  f"load {o['load_avg']}", flush=True)
     print(f"appended to {append_csv('query', rows)}")
 
 

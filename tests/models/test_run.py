@@ -196,3 +196,18 @@ def test_confined_paths_reject_escapes(tmp_path: Path, shared_data: Path) -> Non
         parse_run_config(
             {**good, "output": str(jobs / ".." / "elsewhere")}, data_root, read_root=data_root, write_root=jobs
         )
+
+
+def test_a_config_written_by_to_dict_parses_back_to_the_same_run(tmp_path) -> None:
+    """The HTTP job runner stores RunConfig.to_dict() and re-parses it in the child process."""
+    import json
+
+    from tests.conftest import shared_data_dir
+
+    data = shared_data_dir() / "animals_cc0" / "captions.csv"
+    if not data.is_file():
+        pytest.skip(f"real test audio not found at {data}")
+    cfg = parse_run_config({"model": "lite", "output": str(tmp_path / "out"),
+                            "stages": [{"name": "s", "data": [{"csv": str(data)}], "epochs": 1}]}, tmp_path)
+    again = parse_run_config(json.loads(json.dumps(cfg.to_dict())), tmp_path)
+    assert again.to_dict() == cfg.to_dict()

@@ -52,9 +52,9 @@ PROFILES: dict[str, ModelConfig] = {
     ),
 }
 # The offline default is whichever profile scores best on held-out data without losing out of domain
-# (README model card): today `fusion`, above the zero-shot bridge on unseen 0 A.D. captions and ESC-10 P@10,
-# level or above it on booth/.
-DEFAULT = "bridge"
+# (README model card): today `fusion`, above the zero-shot bridge on unseen 0 A.D. captions (+0.11 and +0.18
+# mAP@10) and ESC-10 fold 5 (P@10), and level with it on booth/ (+0.04 raw queries, -0.03 "the sound of ...").
+DEFAULT = "fusion"
 PROFILES["lite"] = dataclasses.replace(PROFILES[DEFAULT], name="lite")
 # `lite` loads the default's shipped checkpoint (models.checkpoint): one copy of the weights, and the same
 # fingerprint as the profile it names, so an index built with either answers queries from both.

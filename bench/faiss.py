@@ -69,9 +69,16 @@ def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
         faiss.write_index(index, str(Path(tmp) / "x"))
         size = (Path(tmp) / "x").stat().st_size
     # New columns go last, so rows from before they existed still line up under the header.
-    return {"factory": factory, "recall_at_10": round(float(recall), 4), "p50_ms": round(np.median(lat) * 1e3, 3),
-            "bytes_per_vector": round(size / len(base), 1), "build_s": round(build, 1), "settings": _settings(index),
-            "train_n": min(len(base), args.train) if "IVF" in factory else 0, "load_avg": load_avg()}
+    return {
+        "factory": factory,
+        "recall_at_10": round(float(recall), 4),
+        "p50_ms": round(np.median(lat) * 1e3, 3),
+        "bytes_per_vector": round(size / len(base), 1),
+        "build_s": round(build, 1),
+        "settings": _settings(index),
+        "train_n": min(len(base), args.train) if "IVF" in factory else 0,
+        "load_avg": load_avg(),
+    }
 
 
 def _settings(index: faiss.Index) -> str:
@@ -92,8 +99,12 @@ def main() -> None:
     ap.add_argument("--pq", type=int, default=0, help="PQ sub-quantizers (default dim/32)")
     ap.add_argument("--train", type=int, default=100_000, help="IVF training sample (vectors)")
     ap.add_argument("--data", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
-    ap.add_argument("--factories", nargs="+", default=None,
-                    help="FAISS factories (default: Flat HNSW32 IVF{nlist},PQ{pq} IVF{nlist},Flat)")
+    ap.add_argument(
+        "--factories",
+        nargs="+",
+        default=None,
+        help="FAISS factories (default: Flat HNSW32 IVF{nlist},PQ{pq} IVF{nlist},Flat)",
+    )
     args = ap.parse_args()
     pq = args.pq or max(8, args.dim // 32)
     factories = args.factories or ["Flat", "HNSW32", f"IVF{args.nlist},PQ{pq}", f"IVF{args.nlist},Flat"]
@@ -110,9 +121,12 @@ def main() -> None:
             gc.collect()  # drop this index before the next one is built
             r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
             rows.append(r)
-            print(f"{kind:>9} {factory:>16} ({r['settings']}): recall@10 {r['recall_at_10']:.3f}  "
-                  f"p50 {r['p50_ms']:.2f} ms  {r['bytes_per_vector']:.0f} B/vector  build {r['build_s']} s  "
-                  f"load {r['load_avg']}  peak RSS {r['peak_rss_mb']} MB", flush=True)
+            print(
+                f"{kind:>9} {factory:>16} ({r['settings']}): recall@10 {r['recall_at_10']:.3f}  "
+                f"p50 {r['p50_ms']:.2f} ms  {r['bytes_per_vector']:.0f} B/vector  build {r['build_s']} s  "
+                f"load {r['load_avg']}  peak RSS {r['peak_rss_mb']} MB",
+                flush=True,
+            )
         del base
     print(f"appended to {append_csv('faiss', rows)}")
 

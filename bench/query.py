@@ -53,8 +53,12 @@ def timed(fn, items: list, concurrency: int) -> tuple[list[float], float]:
 def stats(lat: list[float], qps: float) -> dict:
     s = sorted(lat)
     # The load average goes with each figure: the development machine is shared, so others' work shows in it.
-    return {"p50_ms": round(statistics.median(s) * 1e3, 2), "p99_ms": round(s[int(0.99 * (len(s) - 1))] * 1e3, 2),
-            "qps": round(qps, 1), "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg())}
+    return {
+        "p50_ms": round(statistics.median(s) * 1e3, 2),
+        "p99_ms": round(s[int(0.99 * (len(s) - 1))] * 1e3, 2),
+        "qps": round(qps, 1),
+        "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
 
 
 def naive_peer(vectors: np.ndarray):
@@ -113,8 +117,9 @@ def main() -> None:
                     client.get("/search", params={"q": "warm up"})
                     for conc in (1, 8):
                         lat, qps = timed(lambda q: client.get("/search", params={"q": q}).raise_for_status(), qs, conc)
-                        rows.append({"system": f"audiosearch {factory}", "vectors": n, "concurrency": conc,
-                                     **stats(lat, qps)})
+                        rows.append(
+                            {"system": f"audiosearch {factory}", "vectors": n, "concurrency": conc, **stats(lat, qps)}
+                        )
             peer = naive_peer(vectors)
             peer("warm up")
             for conc in (1, 8):
@@ -123,10 +128,13 @@ def main() -> None:
         naive = {r["concurrency"]: r for r in rows if r["system"] == "naive" and r["vectors"] == n}
         for o in [r for r in rows if r["system"] != "naive" and r["vectors"] == n]:
             r = naive[o["concurrency"]]
-            print(f"{n:>9} vectors, concurrency {o['concurrency']}: {o['system']} p50 {o['p50_ms']} ms "
-                  f"p99 {o['p99_ms']} ms {o['qps']} QPS | naive p50 {r['p50_ms']} ms {r['qps']} QPS | "
-                  f"QPS x{o['qps'] / r['qps']:.1f}, p50 x{r['p50_ms'] / o['p50_ms']:.1f} faster | "
-                  f"load {o['load_avg']}", flush=True)
+            print(
+                f"{n:>9} vectors, concurrency {o['concurrency']}: {o['system']} p50 {o['p50_ms']} ms "
+                f"p99 {o['p99_ms']} ms {o['qps']} QPS | naive p50 {r['p50_ms']} ms {r['qps']} QPS | "
+                f"QPS x{o['qps'] / r['qps']:.1f}, p50 x{r['p50_ms'] / o['p50_ms']:.1f} faster | "
+                f"load {o['load_avg']}",
+                flush=True,
+            )
     print(f"appended to {append_csv('query', rows)}")
 
 

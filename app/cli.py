@@ -127,6 +127,12 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
 def _export_parser(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     p.add_argument("--out", type=Path, required=True, help="directory for text.onnx and export.json")
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="also export the audio tower (aisfx: ~3x faster indexing on CPU); `index` and `serve` use it "
+        "when AUDIOSEARCH_ONNX_DIR names the directory",
+    )
     p.set_defaults(handler=_cmd_export)
 
 
@@ -241,10 +247,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from models.onnx_audio import check_exportable, export_audio_onnx
     from models.onnx_text import export_text_onnx
 
-    out = export_text_onnx(_load(args), args.out)
+    model = _load(args)
+    if args.audio:
+        check_exportable(model)  # before the text export, so a refused call writes nothing
+    out = export_text_onnx(model, args.out)
     print(f"exported the text encoder to {out}")  # noqa: T201
+    if args.audio:
+        export_audio_onnx(model, out)
+        print(f"exported the audio encoder to {out}; set AUDIOSEARCH_ONNX_DIR={out} for index and serve")  # noqa: T201
     return 0
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from models.config import ModelConfig
 from models.dual_encoder import DualEncoder
 from models.errors import ModelLoadError
+from models.onnx_audio import attach_audio_onnx
 from models.profiles import ALIASES, CHECKPOINTS, PROFILES, profile
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,10 @@ def load_model(
     if directory is not None:
         _load_weights(model, directory)
     model.fingerprint = fingerprint(directory, config)
-    return model.to(torch.device(device)).eval()
+    model = model.to(torch.device(device)).eval()
+    if model.device.type == "cpu":  # onnxruntime's CPU graph; on a GPU torch is the fast path
+        attach_audio_onnx(model)  # an `export-onnx --audio` directory named by $AUDIOSEARCH_ONNX_DIR, if any
+    return model
 
 
 def _resolve(name_or_path: str | Path) -> Path | None:

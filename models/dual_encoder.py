@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -47,7 +48,18 @@ class _Tied(nn.Module):
         return self._shared[0](x)
 
 
+class AudioRuntime(Protocol):
+    """A faster inference path for the audio side (models.onnx_audio), same inputs and outputs as embed_audio."""
+
+    def accepts(self, width: int) -> bool: ...
+
+    def embed(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
+
+
 class DualEncoder(nn.Module):
+    # Set by models.onnx_audio.attach_audio_onnx; encode_audio uses it on the CPU, outside training.
+    audio_runtime: AudioRuntime | None = None
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         config.validate()
@@ -105,6 +117,9 @@ class DualEncoder(nn.Module):
         with self._inference():
             for rows in _chunks(len(batch), batch_size):
                 width = int(lens[rows].max()) if self.audio_tower.crops_padding else batch.shape[1]
+                if self._runtime_takes(width):
+                    out.append(torch.from_numpy(self.audio_runtime.embed(batch[rows, :width], lens[rows])))
+                    continue
                 x = torch.from_numpy(batch[rows, :width]).to(self.device)
                 n = torch.from_numpy(lens[rows]).to(self.device)
                 out.append(self.embed_audio(x, n).float().cpu())
@@ -120,6 +135,10 @@ class DualEncoder(nn.Module):
                 tok = {k: v.to(self.device) for k, v in tok.items()}
                 out.append(self.embed_tokens(**tok).float().cpu())
         return torch.cat(out)
+
+    def _runtime_takes(self, width: int) -> bool:
+        rt = self.audio_runtime
+        return rt is not None and not self.training and self.device.type == "cpu" and rt.accepts(width)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:

@@ -40,3 +40,10 @@ def test_faiss_bench_tiny(tmp_path, module: str) -> None:
 def test_load_bench_tiny_swaps_without_failures(tmp_path, shared_data) -> None:
     out = run_bench("bench.load", "--seconds", "8", "--concurrency", "4", tmp_path=tmp_path)
     assert "failed 0," in out and "swapped True" in out, out
+
+
+def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
+    out = run_bench("bench.onnx_audio", "--models", "aisfx", "--clips", "2", "--batch1-clips", "1", "--rounds", "1",
+                    tmp_path=tmp_path)
+    assert "aisfx (aisfx) batch 16: torch" in out and "ratio x" in out and "min cosine" in out
+    assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16

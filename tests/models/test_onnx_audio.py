@@ -1,0 +1,86 @@
+"""ONNX audio export: parity with torch on real clips, picked up by load_model, refused where it does not apply."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main as cli
+from models import load_audio, load_model
+from models.checkpoint import fingerprint
+from models.dual_encoder import DualEncoder
+from models.errors import ModelLoadError
+from models.onnx_audio import ENV, OnnxAudioEncoder, attach_audio_onnx, export_audio_onnx
+from tests.models.tiny import tiny_paper_config
+
+
+def _clips(shared_data, sample_rate: int, seconds: list[float]) -> list[np.ndarray]:
+    """Real clips from different classes, cut to the given lengths (ragged, like a library's last windows)."""
+    paths = [sorted((shared_data / "esc10" / c).glob("*.ogg"))[0] for c in ("dog_bark", "rain", "rooster", "sea_waves")]
+    return [load_audio(p, sample_rate)[: int(s * sample_rate)] for p, s in zip(paths, seconds, strict=False)]
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
+
+
+@pytest.fixture(scope="module")
+def aisfx_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aisfx-onnx")
+    assert cli(["export-onnx", "--model", "aisfx", "--out", str(out), "--audio"]) == 0
+    return out
+
+
+def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeypatch) -> None:
+    monkeypatch.setenv(ENV, str(aisfx_export))
+    model = load_model("aisfx")  # the indexer's and service's load path
+    assert isinstance(model.audio_runtime, OnnxAudioEncoder)
+    widths: list[int] = []
+    embed = model.audio_runtime.embed
+    monkeypatch.setattr(model.audio_runtime, "embed", lambda w, n: widths.append(w.shape[1]) or embed(w, n))
+    waves = _clips(shared_data, 44100, [5.0, 2.0, 3.3, 1.5])
+    onnx = model.encode_audio(waves, 44100, batch_size=2).numpy()
+    assert widths == [5 * 44100, int(3.3 * 44100)]  # two batches, each cropped to its longest clip
+    model.audio_runtime = None
+    plain = model.encode_audio(waves, 44100, batch_size=2).numpy()
+    assert _min_cosine(onnx, plain) > 0.999
+    assert np.abs(onnx - plain).max() < 1e-3  # same vectors, so an index and its cache stay valid
+
+
+def test_another_model_refuses_the_export(aisfx_export, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(ENV, str(aisfx_export))
+    with pytest.raises(ModelLoadError, match="export again"):
+        load_model("lite")
+    monkeypatch.setenv(ENV, str(tmp_path))  # a directory without an audio export is left alone
+    assert attach_audio_onnx(torch.nn.Module()) is False  # type: ignore[arg-type]
+
+
+def test_export_refused_where_it_does_not_pay(tmp_path, capsys) -> None:
+    assert cli(["export-onnx", "--model", "lite", "--out", str(tmp_path / "x"), "--audio"]) == 1
+    assert "no ONNX path" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before the text export wrote anything
+
+
+def test_tiny_passt_export_matches_torch(shared_data, tmp_path) -> None:
+    config = tiny_paper_config()
+    model = DualEncoder(config)
+    model.fingerprint = fingerprint(None, config)
+    enc = OnnxAudioEncoder(export_audio_onnx(model, tmp_path), model)
+    width = 10 * 32000
+    assert enc.samples == width and enc.accepts(width) and not enc.accepts(width - 1)  # PaSST's fixed input
+    waves = _clips(shared_data, 32000, [10.0, 10.0, 4.0])
+    batch = np.zeros((len(waves), width), dtype=np.float32)
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = w
+    lens = np.array([len(w) for w in waves])
+    with torch.inference_mode():
+        ref = model.embed_audio(torch.from_numpy(batch), torch.from_numpy(lens)).numpy()
+    assert _min_cosine(enc.embed(batch, lens), ref) > 0.999
+    assert _min_cosine(copy.deepcopy(enc).embed(batch, lens), ref) > 0.999  # reopened, as for Ray workers
+    model.audio_runtime = enc  # a batch of another width goes through torch, unchanged
+    short = model.encode_audio([waves[2]], 32000).numpy()
+    model.audio_runtime = None
+    assert np.array_equal(short, model.encode_audio([waves[2]], 32000).numpy())

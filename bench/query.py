@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--onnx", action="store_true", help="serve queries through an ONNX export of the text tower")
     ap.add_argument("--faiss", nargs="+", default=["Flat"], help="FAISS factories to serve, e.g. Flat HNSW32")
+    ap.add_argument("--model", default="lite", help="model whose text tower answers (its dim sizes the vectors)")
     args = ap.parse_args()
 
     from app.main import create_app
@@ -95,7 +96,7 @@ def main() -> None:
     from models import load_model
     from tests.app.live import live_server
 
-    model = load_model("lite")
+    model = load_model(args.model)
     print(f"machine: {machine()}; torch {torch.__version__}")
     rows = []
     onnx_tmp = tempfile.TemporaryDirectory()
@@ -104,6 +105,7 @@ def main() -> None:
         from models.onnx_text import export_text_onnx
 
         onnx_dir = export_text_onnx(model, Path(onnx_tmp.name) / "onnx")
+    tag = {"model": args.model, "dim": model.config.embed_dim}  # last columns: older rows lack them
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             vectors = random_unit(n, model.config.embed_dim)
@@ -119,12 +121,13 @@ def main() -> None:
                         lat, qps = timed(lambda q: client.get("/search", params={"q": q}).raise_for_status(), qs, conc)
                         rows.append(
                             {"system": f"audiosearch {factory}", "vectors": n, "concurrency": conc, **stats(lat, qps)}
+                            | tag
                         )
             peer = naive_peer(vectors)
             peer("warm up")
             for conc in (1, 8):
                 lat, qps = timed(peer, qs[: max(20, args.requests // 4)], conc)
-                rows.append({"system": "naive", "vectors": n, "concurrency": conc, **stats(lat, qps)})
+                rows.append({"system": "naive", "vectors": n, "concurrency": conc, **stats(lat, qps)} | tag)
         naive = {r["concurrency"]: r for r in rows if r["system"] == "naive" and r["vectors"] == n}
         for o in [r for r in rows if r["system"] != "naive" and r["vectors"] == n]:
             r = naive[o["concurrency"]]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from app.cli import main
 from indexer import IndexOptions, Searcher, build_index
@@ -113,16 +114,34 @@ def test_crashed_task_is_retried_and_rerun_skips_finished_shards(
 
 
 def test_ivf_pq_from_ray_matches_local_and_loads_memory_mapped(local_ray, library, lite_model, tmp_path) -> None:
-    opts = IndexOptions(workers=0, progress=False, window_s=1.0, hop_s=0.25, faiss_factory="IVF4,PQ16")
-    build_index(library, tmp_path / "local", lite_model, opts)
+    # PQ codebooks are k-means on a sample: a 1e-7 difference in one input vector can move a centroid. The
+    # float differences come from batch composition and torch's thread count, so here both paths embed one
+    # window per forward on one thread (as Ray workers do) and must then agree bit for bit.
+    opts = IndexOptions(workers=0, progress=False, window_s=1.0, hop_s=0.25, faiss_factory="IVF4,PQ16", batch_size=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        build_index(library, tmp_path / "local", lite_model, opts)
+    finally:
+        torch.set_num_threads(threads)
     result = build_index_ray(library, tmp_path / "ray", lite_model, opts, RayOptions(shard_files=6))
     assert result.index.windows >= 256  # enough to train the PQ codebooks, from one sample for all shards
     assert_same_index(tmp_path / "local", tmp_path / "ray", lite_model)
+    local_faiss = (snapshot(tmp_path / "local") / "vectors.faiss").read_bytes()
+    assert (snapshot(tmp_path / "ray") / "vectors.faiss").read_bytes() == local_faiss  # same codebooks and codes
     in_ram, mapped = Searcher(tmp_path / "ray", mmap=False), Searcher(tmp_path / "ray", mmap=True)
     faiss_file = str(snapshot(tmp_path / "ray") / "vectors.faiss")
     assert faiss_file in Path("/proc/self/maps").read_text()  # the codes are read from the file, not copied
     assert results(mapped, lite_model) == results(in_ram, lite_model)
     np.testing.assert_array_equal(mapped.window_vectors(3), in_ram.window_vectors(3))
+
+
+def test_mmap_setting_reaches_the_searcher(local_index, monkeypatch) -> None:
+    from app.settings import Settings
+
+    assert Settings().mmap is False and Searcher(local_index).mmap is False  # opt-in
+    monkeypatch.setenv("AUDIOSEARCH_MMAP", "true")
+    assert Settings().mmap is True and Searcher(local_index).mmap is True
 
 
 def test_cli_index_on_ray(local_ray, library, local_index, lite_model, tmp_path, capsys) -> None:

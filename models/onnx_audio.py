@@ -102,6 +102,8 @@ class OnnxAudioEncoder:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
+        # Idle workers would spin for the next call, taking the CPU from the indexer's decode thread.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(directory / GRAPH), opts, providers=["CPUExecutionProvider"])
         # The exporter drops inputs the graph never reads (PaSST ignores lengths), so feed only declared ones.
         self.inputs = {i.name for i in self.session.get_inputs()}

@@ -45,7 +45,11 @@ def load_avg() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace) -> dict:
+def measure(
+    factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
+) -> list[dict]:
+    """One row at the service's search settings, then one per --ef value for HNSW (searching is cheap, building
+    is not, so the same index answers every setting)."""
     from indexer.store import new_index, tune_for_search
 
     index = new_index(base.shape[1], factory)  # the indexer's own settings
@@ -57,7 +61,31 @@ def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
         index.add(base[i : i + 100_000])
     faiss.omp_set_num_threads(1)  # ... and time single queries the way the service runs them
     build = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        faiss.write_index(index, str(Path(tmp) / "x"))
+        size = (Path(tmp) / "x").stat().st_size
     tune_for_search(index, nprobe=args.nprobe)  # the service's search settings
+    rows = [(_settings(index), *_search(index, queries, truth))]
+    if getattr(faiss.downcast_index(index), "hnsw", None) is not None:
+        for ef in args.ef:
+            rows.append((f"efSearch {ef}", *_search(tune_for_search(index, ef_search=ef), queries, truth)))
+    # New columns go last, so rows from before they existed still line up under the header.
+    return [
+        {
+            "factory": factory,
+            "recall_at_10": recall,
+            "p50_ms": p50,
+            "bytes_per_vector": round(size / len(base), 1),
+            "build_s": round(build, 1),
+            "settings": settings,
+            "train_n": min(len(base), args.train) if "IVF" in factory else 0,
+            "load_avg": load,
+        }
+        for settings, recall, p50, load in rows
+    ]
+
+
+def _search(index: faiss.Index, queries: np.ndarray, truth: np.ndarray) -> tuple[float, float, str]:
     lat = []
     found = np.zeros((len(queries), 10), dtype=np.int64)
     for i, q in enumerate(queries):
@@ -65,20 +93,7 @@ def measure(factory: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarr
         found[i] = index.search(q[None], 10)[1][0]
         lat.append(time.perf_counter() - t)
     recall = np.mean([len(set(found[i]) & set(truth[i])) / 10 for i in range(len(queries))])
-    with tempfile.TemporaryDirectory() as tmp:
-        faiss.write_index(index, str(Path(tmp) / "x"))
-        size = (Path(tmp) / "x").stat().st_size
-    # New columns go last, so rows from before they existed still line up under the header.
-    return {
-        "factory": factory,
-        "recall_at_10": round(float(recall), 4),
-        "p50_ms": round(np.median(lat) * 1e3, 3),
-        "bytes_per_vector": round(size / len(base), 1),
-        "build_s": round(build, 1),
-        "settings": _settings(index),
-        "train_n": min(len(base), args.train) if "IVF" in factory else 0,
-        "load_avg": load_avg(),
-    }
+    return round(float(recall), 4), round(float(np.median(lat)) * 1e3, 3), load_avg()
 
 
 def _settings(index: faiss.Index) -> str:
@@ -97,6 +112,7 @@ def main() -> None:
     ap.add_argument("--nlist", type=int, default=4096)
     ap.add_argument("--nprobe", type=int, default=None, help="IVF nprobe (default: the service's, nlist/16)")
     ap.add_argument("--pq", type=int, default=0, help="PQ sub-quantizers (default dim/32)")
+    ap.add_argument("--ef", type=int, nargs="*", default=[256, 512], help="HNSW efSearch values to try as well")
     ap.add_argument("--train", type=int, default=100_000, help="IVF training sample (vectors)")
     ap.add_argument("--data", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
     ap.add_argument(
@@ -116,16 +132,18 @@ def main() -> None:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         truth = exact_top10(base, queries)
         for factory in factories:
-            r = {"data": kind, "n": args.n, **measure(factory, base, queries, truth, args)}
+            rows = [{"data": kind, "n": args.n, **r} for r in measure(factory, base, queries, truth, args)]
             gc.collect()  # drop this index before the next one is built
-            r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-            path = append_csv("faiss", [r])  # row by row: a 1M run takes an hour, keep what finished
-            print(
-                f"{kind:>9} {factory:>16} ({r['settings']}): recall@10 {r['recall_at_10']:.3f}  "
-                f"p50 {r['p50_ms']:.2f} ms  {r['bytes_per_vector']:.0f} B/vector  build {r['build_s']} s  "
-                f"load {r['load_avg']}  peak RSS {r['peak_rss_mb']} MB",
-                flush=True,
-            )
+            for r in rows:
+                r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            path = append_csv("faiss", rows)  # index by index: a 1M run takes an hour, keep what finished
+            for r in rows:
+                print(
+                    f"{kind:>9} {factory:>16} ({r['settings']}): recall@10 {r['recall_at_10']:.3f}  "
+                    f"p50 {r['p50_ms']:.2f} ms  {r['bytes_per_vector']:.0f} B/vector  build {r['build_s']} s  "
+                    f"load {r['load_avg']}  peak RSS {r['peak_rss_mb']} MB",
+                    flush=True,
+                )
         del base
     print(f"appended to {path}")
 

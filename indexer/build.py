@@ -182,20 +182,23 @@ def _decoded(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, wor
         init_worker(done, s)
         yield from map(decode_job, jobs)
         return
+    try:
+        yield from _decoded_in_pool(jobs, done, s, workers)
+    except BrokenProcessPool:  # raised by result() or, once the pool noticed, by submit()
+        raise IndexBuildError(
+            "a decode worker died (a decoder crash or out of memory); files embedded so far are cached, "
+            "rerun to continue, or use --workers 0 to find the file"
+        ) from None
+
+
+def _decoded_in_pool(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int) -> Iterable[Decoded]:
     # spawn, not fork: forking a process that already runs torch threads can deadlock the child.
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(done, s)) as pool:
         queue = iter(jobs)
         pending = deque(pool.submit(decode_job, j) for j in itertools.islice(queue, 4 * workers))
         while pending:
-            future = pending.popleft()
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                raise IndexBuildError(
-                    "a decode worker died (a decoder crash or out of memory); files embedded so far are cached, "
-                    "rerun to continue, or use --workers 0 to find the file"
-                ) from None
+            yield pending.popleft().result()
             nxt = next(queue, None)
             if nxt is not None:
                 pending.append(pool.submit(decode_job, nxt))

@@ -71,7 +71,9 @@ def _load(app: FastAPI, settings: Settings, model: DualEncoder | None) -> None:
     try:
         configure_threads(settings.threads or None)
         model = model or load_model(settings.model, device=settings.device)
-        app.state.service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.onnx_dir)
+        app.state.service = SearchService(
+            model, settings.index_dir, settings.query_cache_size, settings.onnx_dir, settings.mmap
+        )
     except AudioSearchError as err:
         app.state.load_error = str(err)
         log.error("not ready: %s", err)

@@ -47,9 +47,14 @@ class QueryCache:
 
 class SearchService:
     def __init__(
-        self, model: DualEncoder, index_dir: Path, cache_size: int = 4096, onnx_dir: Path | None = None
+        self,
+        model: DualEncoder,
+        index_dir: Path,
+        cache_size: int = 4096,
+        onnx_dir: Path | None = None,
+        mmap: bool = False,
     ) -> None:
-        self.model = model
+        self.model, self.mmap = model, mmap
         self.onnx = OnnxTextEncoder(onnx_dir, model) if onnx_dir else None
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
@@ -58,7 +63,7 @@ class SearchService:
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
-        searcher = Searcher(index_dir)
+        searcher = Searcher(index_dir, mmap=self.mmap)
         searcher.check_model(self.model.fingerprint)
         return searcher
 

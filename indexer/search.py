@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,13 +72,14 @@ class Clip:
 class Searcher:
     """One loaded snapshot. Thread-safe for concurrent searches; a reload builds a new Searcher."""
 
-    def __init__(self, index_dir: Path, mmap: bool | None = None) -> None:
-        """mmap: map the vectors from the snapshot file instead of reading them into RAM (None: $AUDIOSEARCH_MMAP)."""
+    def __init__(self, index_dir: Path, mmap: bool = False) -> None:
+        """mmap: map the vectors from the snapshot file instead of reading them into RAM (the service sets it
+        from AUDIOSEARCH_MMAP)."""
         self.index_dir = Path(index_dir)
         self.snapshot = require_snapshot(self.index_dir)
         self.manifest = read_manifest(self.snapshot)
         self.library = Path(self.manifest["library"])
-        self.mmap = mmap_from_env() if mmap is None else mmap
+        self.mmap = mmap
         self.index = _read_faiss(self.snapshot / "vectors.faiss", self.mmap)
         self.db = connect_readonly(self.snapshot / "meta.sqlite")
         self._lock = threading.Lock()
@@ -175,11 +175,6 @@ class Searcher:
     def _all(self, sql: str, args: list[Any]) -> list[Any]:
         with self._lock:
             return self.db.execute(sql, args).fetchall()
-
-
-def mmap_from_env() -> bool:
-    """AUDIOSEARCH_MMAP (app/settings.py documents it), read here too so every Searcher follows it."""
-    return os.environ.get("AUDIOSEARCH_MMAP", "").strip().lower() in ("1", "true", "yes", "on", "t", "y")
 
 
 def _read_faiss(path: Path, mmap: bool = False) -> faiss.Index:

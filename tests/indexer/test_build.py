@@ -76,7 +76,8 @@ def test_results_are_one_per_file_with_offset_and_filters(library, tmp_path, lit
 def test_incremental_add_change_delete(library, shared_data, tmp_path, lite_model) -> None:
     idx = tmp_path / "idx"
     build_index(library, idx, lite_model, FAST)
-    old_ids = {h.path: h.file_id for h in Searcher(idx).search(np.eye(1, lite_model.config.embed_dim, dtype="float32"), k=9)[0].hits}
+    probe = np.eye(1, lite_model.config.embed_dim, dtype="float32")
+    old_ids = {h.path: h.file_id for h in Searcher(idx).search(probe, k=9)[0].hits}
     (library / "rain" / sorted(os.listdir(library / "rain"))[0]).unlink()  # delete
     wave, sr = sf.read(library / "rooster" / sorted(os.listdir(library / "rooster"))[0])
     sf.write(library / "rooster" / sorted(os.listdir(library / "rooster"))[1], wave[: sr * 2], sr)  # change
@@ -86,7 +87,7 @@ def test_incremental_add_change_delete(library, shared_data, tmp_path, lite_mode
     s = assert_consistent(idx)
     paths = {r[1] for r in window_rows(idx)}
     assert len(paths) == 9 and any(p.startswith("helicopter/") for p in paths)
-    kept = {h.path: h.file_id for h in s.search(np.eye(1, lite_model.config.embed_dim, dtype="float32"), k=9)[0].hits}
+    kept = {h.path: h.file_id for h in s.search(probe, k=9)[0].hits}
     assert all(kept[p] == old_ids[p] for p in kept if p in old_ids)  # unchanged files keep their ids
 
 

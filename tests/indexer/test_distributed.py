@@ -136,12 +136,17 @@ def test_ivf_pq_from_ray_matches_local_and_loads_memory_mapped(local_ray, librar
     np.testing.assert_array_equal(mapped.window_vectors(3), in_ram.window_vectors(3))
 
 
-def test_mmap_setting_reaches_the_searcher(local_index, monkeypatch) -> None:
+def test_mmap_setting_reaches_the_searcher(local_index, monkeypatch, lite_model) -> None:
+    from app.search_service import SearchService
     from app.settings import Settings
 
     assert Settings().mmap is False and Searcher(local_index).mmap is False  # opt-in
     monkeypatch.setenv("AUDIOSEARCH_MMAP", "true")
-    assert Settings().mmap is True and Searcher(local_index).mmap is True
+    settings = Settings(index_dir=local_index)
+    service = SearchService(lite_model, settings.index_dir, mmap=settings.mmap)
+    assert settings.mmap is True and service.searcher.mmap is True
+    service.reload()
+    assert service.searcher.mmap is True  # a hot swap keeps the setting
 
 
 def test_cli_index_on_ray(local_ray, library, local_index, lite_model, tmp_path, capsys) -> None:

@@ -106,8 +106,7 @@ def _run_lock(index_dir: Path) -> Iterator[None]:
 
 def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOptions) -> IndexReport:
     t0 = time.perf_counter()
-    window_s = opts.window_s or model.config.window_seconds
-    hop_s = opts.hop_s or opts.window_s or model.config.hop_seconds
+    window_s, hop_s = resolve_window_hop(model, opts)
     report = IndexReport()
     entries, unreadable = scan_library(audio_dir)
     report.errors += [{"path": p, "reason": r} for p, r in unreadable]
@@ -125,6 +124,12 @@ def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOpti
     report.removed = len(set(prev) - {e.path for e in entries})
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def resolve_window_hop(model: DualEncoder, opts: IndexOptions) -> tuple[float, float]:
+    """Window and hop in seconds: the options', else the model's. Part of the embedding cache key."""
+    window_s = opts.window_s or model.config.window_seconds
+    return window_s, opts.hop_s or opts.window_s or model.config.hop_seconds
 
 
 def _job(e: FileEntry, root: Path, prev: dict[str, tuple[int, int, int, str]]) -> DecodeJob:

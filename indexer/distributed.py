@@ -30,13 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import IndexOptions, IndexReport, build_index
+from indexer.build import IndexOptions, IndexReport, build_index, resolve_window_hop
 from indexer.cache import EmbeddingCache
 from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_worker
 from indexer.errors import IndexBuildError
 from indexer.scan import FileEntry, scan_library
 from indexer.store import previous_files
+from indexer.stream import stream_vectors
 from models.dual_encoder import DualEncoder
+from models.errors import AudioSearchError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def embed_shards(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: Ind
     audio_dir, index_dir = Path(audio_dir).resolve(), Path(index_dir)
     if not audio_dir.is_dir():
         raise IndexBuildError(f"{audio_dir}: not a directory")
-    window_s, hop_s = window_hop(model, opts)
+    window_s, hop_s = resolve_window_hop(model, opts)
     shard_dir = index_dir / "work" / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     with _shard_lock(shard_dir), ray_session(ropts.address):
@@ -115,16 +117,10 @@ def embed_shards(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: Ind
             done = cache.done_hashes()
             entries, _ = scan_library(audio_dir)  # unreadable entries are reported by build_index
             shards = plan_shards(audio_dir, entries, previous_files(index_dir), done, model, window_s, hop_s, ropts)
-            settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds)
+            settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
             return _run_shards(shards, shard_dir, cache, done, settings, model, opts, ropts)
         finally:
             cache.close()
-
-
-def window_hop(model: DualEncoder, opts: IndexOptions) -> tuple[float, float]:
-    """The same defaults as build_index: the cache key must match for it to find the shards' vectors."""
-    window_s = opts.window_s or model.config.window_seconds
-    return window_s, opts.hop_s or opts.window_s or model.config.hop_seconds
 
 
 def plan_shards(
@@ -284,12 +280,16 @@ def _embed_shard(
     batch: list[Decoded] = []
     for job in shard.jobs:
         d = decode_job(job)
-        files.append(_file_meta(d))
-        if d.error is None and not d.cached:
+        if d.stream and d.error is None:  # a long file: block by block, after the files before it
+            out += [_embed(model, batch, batch_size)] if batch else []
+            batch = []
+            out += _stream(model, d, settings, batch_size)
+        elif d.error is None and not d.cached:
             batch.append(d)
             if sum(len(b.waves) for b in batch) >= batch_size:
                 out.append(_embed(model, batch, batch_size))
                 batch = []
+        files.append(_file_meta(d))
     if batch:
         out.append(_embed(model, batch, batch_size))
     dim = model.config.embed_dim
@@ -313,6 +313,16 @@ def _worker_model(spec: str, device: str, fingerprint: str) -> DualEncoder:
     return model
 
 
+def _stream(model: DualEncoder, d: Decoded, settings: DecodeSettings, batch_size: int) -> list[np.ndarray]:
+    """The local indexer's long-file path; a bad stretch marks the file as an error, like a decode error."""
+    try:
+        vectors, d.starts, d.ends = stream_vectors(d, settings, model, batch_size)
+    except AudioSearchError as err:
+        d.error = str(err).replace(d.job.full, d.job.path)
+        return []
+    return [vectors.astype(np.float32)]
+
+
 def _embed(model: DualEncoder, batch: list[Decoded], batch_size: int) -> np.ndarray:
     """The local indexer's call: windows of several files in one encode_audio, float32 out."""
     waves = np.concatenate([d.waves for d in batch])
@@ -321,7 +331,7 @@ def _embed(model: DualEncoder, batch: list[Decoded], batch_size: int) -> np.ndar
 
 
 def _file_meta(d: Decoded) -> dict[str, Any]:
-    n = 0 if d.error or d.cached else len(d.waves)
+    n = 0 if d.error or d.cached else len(d.starts)
     return {
         "path": d.job.path,
         "sha1": d.sha1,

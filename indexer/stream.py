@@ -23,14 +23,21 @@ _END = object()
 
 
 def embed_stream(d: Decoded, s: DecodeSettings, model: DualEncoder, cache: EmbeddingCache, batch: int) -> None:
+    vectors, starts, ends = stream_vectors(d, s, model, batch)
+    cache.put(d.sha1, d.duration, d.sample_rate, d.channels, starts, ends, vectors)
+
+
+def stream_vectors(
+    d: Decoded, s: DecodeSettings, model: DualEncoder, batch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vectors, window starts, window ends) of one long file; raises AudioSearchError for a bad stretch."""
     chunks = stream_windows(d.job.full, s.sample_rate, s.window_s, s.hop_s, chunk_windows=batch)
     vecs, starts, ends = [], [], []
     for w in prefetch(chunks):
         vecs.append(model.encode_audio(w.waves, s.sample_rate, w.lengths, batch).numpy())
         starts.append(w.starts)
         ends.append(w.ends)
-    vectors = np.concatenate(vecs)
-    cache.put(d.sha1, d.duration, d.sample_rate, d.channels, np.concatenate(starts), np.concatenate(ends), vectors)
+    return np.concatenate(vecs), np.concatenate(starts), np.concatenate(ends)
 
 
 def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from app.cli import main
@@ -178,3 +179,21 @@ def test_cli_bad_ray_address_is_one_line(library, tmp_path, address: str, reason
 def test_service_and_plain_cli_never_import_ray() -> None:
     code = "import sys, app.main, app.cli, indexer.build, indexer.search; assert 'ray' not in sys.modules, 'ray'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+def test_long_files_stream_on_ray_as_they_do_locally(local_ray, shared_data, lite_model, tmp_path) -> None:
+    from tests.indexer.test_long_files import real_recording
+
+    lib = tmp_path / "lib"
+    copy_clips(shared_data, lib, {"dog_bark": 2})
+    real_recording(shared_data, 95.0, 22050, lib / "long.wav")
+    bad = real_recording(shared_data, 60.0, 16000, lib / "long_nan.wav", subtype="FLOAT")
+    wave, sr = sf.read(bad, dtype="float32")
+    wave[45 * sr] = np.nan
+    sf.write(bad, wave, sr, subtype="FLOAT")
+    opts = IndexOptions(workers=0, progress=False, stream_over_s=30)  # both long files take the block path
+    local = build_index(lib, tmp_path / "local", lite_model, opts)
+    result = build_index_ray(lib, tmp_path / "ray", lite_model, opts, RayOptions(shard_files=2))
+    assert local.windows == result.index.windows == 2 + 10
+    assert [e["path"] for e in result.index.errors] == ["long_nan.wav"] == [e["path"] for e in local.errors]
+    assert_same_index(tmp_path / "local", tmp_path / "ray", lite_model)

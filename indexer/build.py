@@ -83,7 +83,7 @@ def build_index(
         raise IndexBuildError(f"{audio_dir}: not a directory")
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        with _run_lock(index_dir):
+        with run_lock(index_dir):
             return _build(audio_dir, index_dir, model, opts)
     except (OSError, sqlite3.OperationalError) as err:
         # Disk full, read-only or vanished storage: the live snapshot is untouched (it is only replaced
@@ -95,12 +95,13 @@ def build_index(
 
 
 @contextlib.contextmanager
-def _run_lock(index_dir: Path) -> Iterator[None]:
-    with open(index_dir / ".lock", "w") as lock:
+def run_lock(folder: Path, what: str = "indexing run") -> Iterator[None]:
+    """One run per folder at a time: a second one is refused at once rather than interleaving writes."""
+    with open(folder / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexBuildError(f"{index_dir}: another indexing run is in progress") from None
+            raise IndexBuildError(f"{folder}: another {what} is in progress") from None
         yield
 
 

@@ -15,7 +15,6 @@ and load the model by name or directory; the index directory is written by the d
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import IndexOptions, IndexReport, build_index, resolve_window_hop
+from indexer.build import IndexOptions, IndexReport, build_index, resolve_window_hop, run_lock
 from indexer.cache import EmbeddingCache
 from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_worker
 from indexer.errors import IndexBuildError
@@ -111,7 +110,7 @@ def embed_shards(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: Ind
     window_s, hop_s = resolve_window_hop(model, opts)
     shard_dir = index_dir / "work" / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
-    with _shard_lock(shard_dir), ray_session(ropts.address):
+    with run_lock(shard_dir, "Ray indexing run"), ray_session(ropts.address):
         cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
         try:
             done = cache.done_hashes()
@@ -395,16 +394,6 @@ def _import(result: dict[str, Any], cache: EmbeddingCache, done: set[str]) -> in
 def _remove_shards(index_dir: Path) -> None:
     for p in (index_dir / "work" / "shards").glob("*.npz"):
         p.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _shard_lock(shard_dir: Path) -> Iterator[None]:
-    with open(shard_dir / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBuildError(f"{shard_dir}: another Ray indexing run is in progress") from None
-        yield
 
 
 # -- connecting -------------------------------------------------------------------------------------------

@@ -287,3 +287,27 @@ def test_every_bad_audio_kind_uploaded_for_query_by_example(client, shared_data,
         else:
             assert r.status_code == 422 and "Traceback" not in r.text, (name, r.text)
             assert r.json()["detail"], name
+
+
+def test_huge_queries_and_every_unicode_plane(client, server) -> None:
+    import http.client
+    from urllib.parse import quote, urlsplit
+
+    big = "dog " * 25_000  # 100 kB
+    url = urlsplit(server)  # httpx refuses such a URL itself, so send it raw
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request("GET", "/search?q=" + quote(big))
+    raw = conn.getresponse()
+    assert 400 <= raw.status < 500 and b"Traceback" not in raw.read()
+    conn.close()
+    r = client.post("/search", json={"query": big})
+    assert r.status_code == 422 and "at most 1000" in r.json()["detail"]
+    # one assigned, printable character from each plane that has them (BMP, SMP, SIP, TIP, SSP)
+    for ch in ["\u00e9", "\U0001f415", "\U00020000", "\U00030000", "\U000e0100"]:
+        r = client.get("/search", params={"q": f"dog {ch}", "k": 1})
+        assert r.status_code == 200, (hex(ord(ch)), r.text)
+    for private in ["\U000f0000", "\U00100000"]:  # private-use planes: still just text
+        assert client.post("/search", json={"query": f"dog {private}", "k": 1}).status_code == 200
+    bad_utf8 = b'{"query": "dog \xed\xa0\x80"}'  # an encoded lone surrogate is not valid UTF-8
+    r = client.post("/search", content=bad_utf8, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"], r.text

@@ -26,15 +26,20 @@ def machine() -> str:
 
 
 def append_csv(name: str, rows: list[dict]) -> Path:
+    """Append rows; when a benchmark gained columns, the file is rewritten with the union (old rows blank)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["time", "machine", *rows[0].keys()])
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **r})
+    stamp = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine()}
+    new_rows = [{**stamp, **r} for r in rows]
+    old_rows: list[dict] = []
+    if path.exists():
+        with open(path, newline="") as f:
+            old_rows = list(csv.DictReader(f))
+    fields = list(dict.fromkeys(k for r in old_rows + new_rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(old_rows + new_rows)
     return path
 
 

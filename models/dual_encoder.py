@@ -82,6 +82,11 @@ class DualEncoder(nn.Module):
             getattr(self, f"{side}_tower").requires_grad_(False)
         self.eval()
 
+    def train(self, mode: bool = True) -> DualEncoder:
+        if mode:
+            self.audio_runtime = None  # an export holds the weights it was made from; training changes them
+        return super().train(mode)
+
     @property
     def sample_rate(self) -> int:
         return self.audio_tower.sample_rate

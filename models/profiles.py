@@ -45,7 +45,6 @@ PROFILES: dict[str, ModelConfig] = {
         name="fusion",
         audio=TowerConfig("yamnet_fusion", {"parts": ["embedding", "scores"]}),
         text=TowerConfig("minilm", {}),
-        embed_dim=384,
         projection="linear",
         temperature_init=0.05,
         frozen_towers=["audio", "text"],

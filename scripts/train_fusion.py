@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from models.encoders.fusion import PART_DIMS, freeze_bridge_block, init_fusion  # noqa: E402
+from models.encoders.fusion import PART_DIMS, bridge_identity, freeze_bridge_block, init_fusion  # noqa: E402
 from models.profiles import CHECKPOINTS, profile  # noqa: E402
 from models.training import (  # noqa: E402
     AudioFeatures,
@@ -199,7 +199,7 @@ def scale_residual(model: models.DualEncoder, scale: float) -> None:
     """Move the audio projection towards the bridge's [I | 0], 0 bias: W <- I' + scale * (W - I')."""
     proj = model.audio_proj
     with torch.no_grad():
-        eye = torch.eye(proj.out_features, proj.in_features)
+        eye = bridge_identity(proj, BRIDGE_DIM)
         proj.weight.copy_(eye + scale * (proj.weight - eye))
         proj.bias.mul_(scale)
 

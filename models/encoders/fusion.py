@@ -5,7 +5,8 @@ The `yamnet_fusion` tower outputs, per 10 s window, the concatenation
     [ bridge vector (384, unit) | YAMNet embedding (1024, unit) | class probabilities (521, unit) ]
 
 (`parts` picks which of the last two are present; the bridge always comes first). The `fusion` profile
-puts a linear projection on it into MiniLM's 384-d space and an identity text projection, so
+puts a linear projection on it into MiniLM's 384-d space and an identity text projection, both padded
+with zero rows to the shared 1024-d space every profile uses (the padding changes no cosine), so
 
     audio = normalize(W_b @ bridge + W_r @ [embedding, scores] + b),   query = normalize(MiniLM(text))
 
@@ -62,17 +63,24 @@ def init_fusion(model: DualEncoder) -> DualEncoder:
     tower, proj, text_proj = model.audio_tower, model.audio_proj, model.text_proj
     if not isinstance(tower, YamnetFusionFeatures) or not isinstance(proj, nn.Linear):
         raise ModelLoadError("init_fusion needs a yamnet_fusion audio tower with a linear projection")
-    linear_text = isinstance(text_proj, nn.Linear)
-    dims = {proj.out_features, text_proj.in_features, text_proj.out_features} if linear_text else set()
-    if dims != {tower.bridge_dim}:
-        raise ModelLoadError(f"init_fusion needs embed_dim = text width = {tower.bridge_dim}, linear text projection")
+    width = tower.bridge_dim
+    if not isinstance(text_proj, nn.Linear) or text_proj.in_features != width or proj.out_features < width:
+        raise ModelLoadError(f"init_fusion needs a linear text projection from {width}-d and embed_dim >= {width}")
     with torch.no_grad():
-        proj.weight.copy_(torch.eye(proj.out_features, proj.in_features))
+        proj.weight.copy_(bridge_identity(proj, width))
         proj.bias.zero_()
-        text_proj.weight.copy_(torch.eye(text_proj.out_features, text_proj.in_features))
+        text_proj.weight.copy_(torch.eye(text_proj.out_features, width))
         text_proj.bias.zero_()
     text_proj.requires_grad_(False)
     return model
+
+
+def bridge_identity(proj: nn.Linear, width: int) -> torch.Tensor:
+    """The projection weight that passes the bridge block through and drops the rest: [[I, 0], [0, 0]].
+    Rows past `width` stay zero in training too (the text side is zero there, so their gradient is)."""
+    eye = torch.zeros(proj.out_features, proj.in_features)
+    eye[:width, :width] = torch.eye(width)
+    return eye
 
 
 def freeze_bridge_block(model: DualEncoder) -> torch.utils.hooks.RemovableHandle:

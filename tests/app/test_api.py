@@ -201,7 +201,8 @@ def test_health_ready_metrics_index(client) -> None:
     assert 'audiosearch_requests_total{method="GET",route="/search",status="200"}' in m
     assert "audiosearch_index_files 11.0" in m and "audiosearch_request_seconds_bucket" in m
     info = client.get("/index").json()
-    assert info["files"] == 11 and info["windows"] == 11 and info["manifest"]["model"]["name"] == "lite"
+    assert info["files"] == 11 and info["windows"] == 11
+    assert info["manifest"]["model"]["name"] == "fusion"  # `lite` names the default profile's checkpoint
 
 
 def test_openapi_documents_every_route(client) -> None:

@@ -124,7 +124,9 @@ def test_lite_checkpoint_stores_only_trained_parts(tmp_path) -> None:
     model = load_model("lite")
     save_model(model, tmp_path / "lite")
     size = (tmp_path / "lite" / "model.safetensors").stat().st_size
-    assert size < 8_000_000  # projections + temperature; the frozen towers come from their packages
+    # the projections (1929 -> 1024 and 384 -> 1024, 9.5 MB) and the temperature; the frozen towers (MiniLM
+    # alone is 90 MB) come from their packages
+    assert size < 12_000_000
     again = load_model(tmp_path / "lite")
     assert torch.equal(again.encode_text(["rain"]), model.encode_text(["rain"]))
 

@@ -94,9 +94,9 @@ def training_pairs(model: DualEncoder, train: list[CaptionRow], feats: AudioFeat
 def test_untrained_fusion_is_the_bridge(untrained: DualEncoder, esc_waves: list[np.ndarray]) -> None:
     bridge = load_model("bridge")
     queries = ["a dog barks", "rain falling on a roof"]
-    # The bridge's tied projection pads its 384-d vectors with zeros to 1024; fusion keeps 384.
-    assert torch.allclose(untrained.encode_audio(esc_waves, SR), bridge.encode_audio(esc_waves, SR)[:, :384], atol=1e-6)
-    assert torch.allclose(untrained.encode_text(queries), bridge.encode_text(queries)[:, :384], atol=1e-6)
+    # Both pad their 384-d vectors with zeros to the shared 1024-d space.
+    assert torch.allclose(untrained.encode_audio(esc_waves, SR), bridge.encode_audio(esc_waves, SR), atol=1e-6)
+    assert torch.allclose(untrained.encode_text(queries), bridge.encode_text(queries), atol=1e-6)
     assert not untrained.text_proj.weight.requires_grad  # queries stay plain MiniLM through training
 
 
@@ -106,7 +106,7 @@ def test_shipped_checkpoint_loads_offline_and_encodes(
     assert (CHECKPOINTS / "fusion" / "MODEL_CARD.md").is_file()
     assert shipped.fingerprint.startswith("fusion-")
     audio = shipped.encode_audio(esc_waves, SR)
-    assert audio.shape == (len(esc_waves), 384) and torch.allclose(audio.norm(dim=1), torch.ones(len(audio)))
+    assert audio.shape == (len(esc_waves), 1024) and torch.allclose(audio.norm(dim=1), torch.ones(len(audio)))
     bridge_audio = untrained.encode_audio(esc_waves, SR)
     cos = (audio * bridge_audio).sum(dim=1)
     assert (cos > 0.5).all() and (cos < 0.999).all()  # a trained residual, on top of the bridge

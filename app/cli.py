@@ -56,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lite", help="a profile (lite, fusion, bridge, aisfx, paper) or a model directory (default: lite)")
+    p.add_argument(
+        "--model", default="lite", help="a profile (lite, fusion, bridge, aisfx, paper) or a model directory"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
 
 

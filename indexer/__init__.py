@@ -1,13 +1,11 @@
 """Building and reading indexes: a library with a CLI (app/cli.py) on top.
 
-Exports resolve lazily (PEP 562) so decode worker processes, which import `indexer.decode`, stay free
-of torch and FAISS.
+Exports resolve lazily (models/lazy.py), so decode worker processes stay free of torch and FAISS.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from models.lazy import lazy_exports
 
 _EXPORTS = {
     "IndexOptions": "indexer.build",
@@ -27,9 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'indexer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

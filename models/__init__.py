@@ -1,13 +1,11 @@
 """The dual-encoder package: audio and text to one vector space, shared by indexer, service and training.
 
-Exports resolve lazily (PEP 562): decode worker processes import `models.audio` alone, and must not pay
-for importing torch and transformers (about 2 s of CPU each on a small machine).
+Exports resolve lazily (models/lazy.py), so decode worker processes stay free of torch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from models.lazy import lazy_exports
 
 _EXPORTS = {
     "AUDIO_EXTENSIONS": "models.audio",
@@ -31,9 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -45,6 +45,8 @@ class IndexOptions:
     progress: bool = True
     max_seconds: float = 24 * 3600  # longer files are refused (a sign of a wrong file, not a recording)
     stream_over_s: float = STREAM_OVER_SECONDS  # longer files are read in blocks, memory bounded
+    # path -> (size, mtime_ns, sha1) hashed elsewhere this run (the Ray shards), so files are not read twice
+    known_hashes: dict[str, tuple[int, int, str]] | None = None
 
 
 @dataclass
@@ -115,7 +117,7 @@ def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOpti
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
     try:
         settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
-        jobs = [_job(e, audio_dir, prev) for e in entries]
+        jobs = [_job(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report)
         _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
         cache.prune(hashes.values())
@@ -133,9 +135,17 @@ def resolve_window_hop(model: DualEncoder, opts: IndexOptions) -> tuple[float, f
     return window_s, opts.hop_s or opts.window_s or model.config.hop_seconds
 
 
-def _job(e: FileEntry, root: Path, prev: dict[str, tuple[int, int, int, str]]) -> DecodeJob:
-    old = prev.get(e.path)
-    sha1 = old[3] if old and old[1] == e.size and old[2] == e.mtime_ns else None
+def _job(
+    e: FileEntry, root: Path, prev: dict[str, tuple[int, int, int, str]], known: dict[str, tuple[int, int, str]]
+) -> DecodeJob:
+    """A decode job; its content hash is reused when size and mtime match what was hashed before."""
+    old, seen = prev.get(e.path), known.get(e.path)
+    if old and old[1:3] == (e.size, e.mtime_ns):
+        sha1: str | None = old[3]
+    elif seen and seen[:2] == (e.size, e.mtime_ns):
+        sha1 = seen[2]
+    else:
+        sha1 = None
     return DecodeJob(e.path, str(root / e.path), e.size, e.mtime_ns, sha1)
 
 

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,13 @@ class _Stats:
     reused: int = 0
     embedded: int = 0
     failed: list[str] = field(default_factory=list)
+    hashes: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # IndexOptions.known_hashes
+
+    def record(self, shard: Shard, result: dict[str, Any]) -> None:
+        """The shard's content hashes, so the snapshot phase does not read every file again."""
+        for job, f in zip(shard.jobs, result["files"], strict=True):
+            if f["sha1"]:
+                self.hashes[job.path] = (job.size, job.mtime_ns, f["sha1"])
 
 
 def build_index_ray(
@@ -95,7 +102,7 @@ def build_index_ray(
     t0 = time.perf_counter()
     opts, ropts = options or IndexOptions(), ray_opts or RayOptions()
     stats = embed_shards(audio_dir, index_dir, model, opts, ropts)
-    report = build_index(audio_dir, index_dir, model, opts)
+    report = build_index(audio_dir, index_dir, model, replace(opts, known_hashes=stats.hashes))
     _remove_shards(index_dir)  # everything is in the cache and the snapshot now
     report.embedded += stats.embedded
     report.seconds = time.perf_counter() - t0
@@ -185,6 +192,7 @@ def _run_shards(
         else:
             stats.reused += 1
             _import(saved, cache, done)
+            stats.record(shard, saved)
     if not todo:
         return stats
     device, gpus = _worker_device(ropts)
@@ -198,6 +206,7 @@ def _run_shards(
     for shard, result in _completed(task, todo, args, _in_flight(ray, gpus), ropts.max_retries):
         _write_shard(shard_dir / f"{shard.id}.npz", result)
         stats.embedded += _import(result, cache, done)
+        stats.record(shard, result)
     log.info("ray: %d shards, %d reused, %d files embedded", stats.shards, stats.reused, stats.embedded)
     return stats
 

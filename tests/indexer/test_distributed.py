@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +200,23 @@ def test_long_files_stream_on_ray_as_they_do_locally(local_ray, shared_data, lit
     assert local.windows == result.index.windows == 2 + 10
     assert [e["path"] for e in result.index.errors] == ["long_nan.wav"] == [e["path"] for e in local.errors]
     assert_same_index(tmp_path / "local", tmp_path / "ray", lite_model)
+
+
+def test_the_snapshot_phase_reuses_the_shards_content_hashes(local_ray, shared_data, lite_model, tmp_path) -> None:
+    """After the Ray phase the driver does not read every file again to hash it: a file whose bytes change
+    while size and mtime stay (as the local indexer also trusts) keeps the hash the shard computed."""
+    lib, idx = tmp_path / "lib", tmp_path / "idx"
+    clips = copy_clips(shared_data, lib, {"rain": 2, "rooster": 2})
+    opts = IndexOptions(workers=0, progress=False)
+    stats = embed_shards(lib, idx, lite_model, opts, RayOptions(shard_files=2))
+    assert stats.embedded == 4 and set(stats.hashes) == {c.relative_to(lib).as_posix() for c in clips}
+    st = clips[0].stat()
+    data = bytearray(clips[0].read_bytes())
+    data[-1] ^= 0xFF
+    clips[0].write_bytes(bytes(data))
+    os.utime(clips[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    shutil.copytree(idx, tmp_path / "same_cache")  # the shards' cache, for a run without the hashes
+    report = build_index(lib, idx, lite_model, replace(opts, known_hashes=stats.hashes))
+    assert report.embedded == 0 and report.files == 4  # nothing hashed anew, so nothing looked changed
+    rehashed = build_index(lib, tmp_path / "same_cache", lite_model, opts)
+    assert rehashed.embedded == 1  # without them every file is read again, and the edited one is new

@@ -26,10 +26,9 @@ from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_
 from indexer.errors import IndexBuildError
 from indexer.scan import FileEntry, scan_library
 from indexer.store import SnapshotWriter, previous_files, prune_snapshots, train_if_needed
-from indexer.stream import embed_stream
+from indexer.stream import stream_vectors
 from models.audio import STREAM_OVER_SECONDS
 from models.dual_encoder import DualEncoder
-from models.errors import AudioSearchError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOpti
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
     try:
         settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
-        jobs = [_job(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
+        jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report)
         _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
         cache.prune(hashes.values())
@@ -135,7 +134,7 @@ def resolve_window_hop(model: DualEncoder, opts: IndexOptions) -> tuple[float, f
     return window_s, opts.hop_s or opts.window_s or model.config.hop_seconds
 
 
-def _job(
+def job_for(
     e: FileEntry, root: Path, prev: dict[str, tuple[int, int, int, str]], known: dict[str, tuple[int, int, str]]
 ) -> DecodeJob:
     """A decode job; its content hash is reused when size and mtime match what was hashed before."""
@@ -166,7 +165,10 @@ def _embed_missing(
         bar.update(1)
         if d.stream and not d.error:
             batcher.flush()  # keeps the cache in file order, and memory to one file at a time
-            d.error = _embed_long_file(d, settings, model, cache, opts.batch_size)
+            streamed = stream_vectors(d, settings, model, opts.batch_size)
+            if streamed is not None:
+                vectors, starts, ends = streamed
+                cache.put(d.sha1, d.duration, d.sample_rate, d.channels, starts, ends, vectors)
         if d.error:
             report.errors.append({"path": d.job.path, "reason": d.error})
             continue
@@ -179,16 +181,6 @@ def _embed_missing(
     batcher.flush()
     bar.close()
     return hashes
-
-
-def _embed_long_file(
-    d: Decoded, s: DecodeSettings, model: DualEncoder, cache: EmbeddingCache, batch: int
-) -> str | None:
-    try:
-        embed_stream(d, s, model, cache, batch)
-    except AudioSearchError as err:  # e.g. corrupt or NaN stretch hours into the file: skip the file
-        return str(err).replace(d.job.full, d.job.path)
-    return None
 
 
 def _decoded(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int) -> Iterable[Decoded]:
@@ -220,6 +212,13 @@ def _decoded_in_pool(jobs: list[DecodeJob], done: frozenset[str], s: DecodeSetti
                 pending.append(pool.submit(decode_job, nxt))
 
 
+def embed_files(model: DualEncoder, files: list[Decoded], batch_size: int) -> np.ndarray:
+    """The windows of several decoded files in one `encode_audio` call: float32 rows, in file order."""
+    waves = np.concatenate([f.waves for f in files])
+    lengths = np.concatenate([f.lengths for f in files])
+    return model.encode_audio(waves, model.sample_rate, lengths, batch_size).numpy().astype(np.float32, copy=False)
+
+
 class _Batcher:
     """Packs windows of many files into model batches; a file is cached once all its windows are embedded."""
 
@@ -237,9 +236,7 @@ class _Batcher:
     def flush(self) -> None:
         if not self.files:
             return
-        waves = np.concatenate([f.waves for f in self.files])
-        lengths = np.concatenate([f.lengths for f in self.files])
-        vectors = self.model.encode_audio(waves, self.model.sample_rate, lengths, self.batch_size).numpy()
+        vectors = embed_files(self.model, self.files, self.batch_size)
         at = 0
         for f in self.files:
             n = len(f.waves)

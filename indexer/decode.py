@@ -66,10 +66,15 @@ def decode_job(job: DecodeJob) -> Decoded:
             return out
         _decode_into(out, Path(job.full), _SETTINGS)
     except AudioSearchError as err:
-        out.error = str(err).replace(job.full, job.path)
+        out.error = relative_reason(job, err)
     except (OSError, MemoryError) as err:
         out.error = f"{job.path}: {type(err).__name__}: {err}"
     return out
+
+
+def relative_reason(job: DecodeJob, err: Exception) -> str:
+    """The error's message with the file named by its library path (absolute paths say nothing to users)."""
+    return str(err).replace(job.full, job.path)
 
 
 def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:

@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import IndexOptions, IndexReport, build_index, resolve_window_hop, run_lock
+from indexer.build import (
+    IndexOptions,
+    IndexReport,
+    build_index,
+    embed_files,
+    job_for,
+    resolve_window_hop,
+    run_lock,
+)
 from indexer.cache import EmbeddingCache
 from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_worker
 from indexer.errors import IndexBuildError
@@ -37,7 +45,6 @@ from indexer.scan import FileEntry, scan_library
 from indexer.store import previous_files
 from indexer.stream import stream_vectors
 from models.dual_encoder import DualEncoder
-from models.errors import AudioSearchError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,6 @@ class _Stats:
     shards: int = 0
     reused: int = 0
     embedded: int = 0
-    failed: list[str] = field(default_factory=list)
     hashes: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # IndexOptions.known_hashes
 
     def record(self, shard: Shard, result: dict[str, Any]) -> None:
@@ -142,12 +148,8 @@ def plan_shards(
     """Shards of the files the cache may lack. A shard's id hashes its files (path, size, mtime) and the
     embedding settings, and shards end where a path's hash says so, so a changed or added file changes
     only its own shard's id: a rerun after a failure finds the other shards' files again."""
-    jobs = []
-    for e in entries:
-        old = prev.get(e.path)
-        sha1 = old[3] if old and old[1] == e.size and old[2] == e.mtime_ns else None
-        if sha1 is None or sha1 not in done:
-            jobs.append(DecodeJob(e.path, str(root / e.path), e.size, e.mtime_ns, sha1))
+    candidates = (job_for(e, root, prev, {}) for e in entries)
+    jobs = [j for j in candidates if j.sha1 is None or j.sha1 not in done]
     salt = f"{SHARD_FORMAT}|{root}|{model.fingerprint}|{window_s:g}|{hop_s:g}"
     return [Shard(_shard_id(salt, chunk), tuple(chunk)) for chunk in _chunks(jobs, max(1, ropts.shard_files))]
 
@@ -289,17 +291,19 @@ def _embed_shard(
     for job in shard.jobs:
         d = decode_job(job)
         if d.stream and d.error is None:  # a long file: block by block, after the files before it
-            out += [_embed(model, batch, batch_size)] if batch else []
+            out += [embed_files(model, batch, batch_size)] if batch else []
             batch = []
-            out += _stream(model, d, settings, batch_size)
+            if (streamed := stream_vectors(d, settings, model, batch_size)) is not None:
+                vectors, d.starts, d.ends = streamed
+                out.append(vectors)
         elif d.error is None and not d.cached:
             batch.append(d)
             if sum(len(b.waves) for b in batch) >= batch_size:
-                out.append(_embed(model, batch, batch_size))
+                out.append(embed_files(model, batch, batch_size))
                 batch = []
         files.append(_file_meta(d))
     if batch:
-        out.append(_embed(model, batch, batch_size))
+        out.append(embed_files(model, batch, batch_size))
     dim = model.config.embed_dim
     vectors = np.concatenate(out) if out else np.zeros((0, dim), np.float32)
     starts = [s for f in files for s in f.pop("starts")]
@@ -319,23 +323,6 @@ def _worker_model(spec: str, device: str, fingerprint: str) -> DualEncoder:
             "install the same audiosearch version and model on every node"
         )
     return model
-
-
-def _stream(model: DualEncoder, d: Decoded, settings: DecodeSettings, batch_size: int) -> list[np.ndarray]:
-    """The local indexer's long-file path; a bad stretch marks the file as an error, like a decode error."""
-    try:
-        vectors, d.starts, d.ends = stream_vectors(d, settings, model, batch_size)
-    except AudioSearchError as err:
-        d.error = str(err).replace(d.job.full, d.job.path)
-        return []
-    return [vectors.astype(np.float32)]
-
-
-def _embed(model: DualEncoder, batch: list[Decoded], batch_size: int) -> np.ndarray:
-    """The local indexer's call: windows of several files in one encode_audio, float32 out."""
-    waves = np.concatenate([d.waves for d in batch])
-    lengths = np.concatenate([d.lengths for d in batch])
-    return model.encode_audio(waves, model.sample_rate, lengths, batch_size).numpy().astype(np.float32)
 
 
 def _file_meta(d: Decoded) -> dict[str, Any]:

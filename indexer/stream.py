@@ -13,30 +13,30 @@ from typing import TypeVar
 
 import numpy as np
 
-from indexer.cache import EmbeddingCache
-from indexer.decode import Decoded, DecodeSettings
+from indexer.decode import Decoded, DecodeSettings, relative_reason
 from models.audio_stream import stream_windows
 from models.dual_encoder import DualEncoder
+from models.errors import AudioSearchError
 
 T = TypeVar("T")
 _END = object()
 
 
-def embed_stream(d: Decoded, s: DecodeSettings, model: DualEncoder, cache: EmbeddingCache, batch: int) -> None:
-    vectors, starts, ends = stream_vectors(d, s, model, batch)
-    cache.put(d.sha1, d.duration, d.sample_rate, d.channels, starts, ends, vectors)
-
-
 def stream_vectors(
     d: Decoded, s: DecodeSettings, model: DualEncoder, batch: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vectors, window starts, window ends) of one long file; raises AudioSearchError for a bad stretch."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(vectors, window starts, window ends) of one long file, or None with `d.error` set when a stretch of
+    it cannot be decoded (corrupt, NaN): the file is skipped like any undecodable file."""
     chunks = stream_windows(d.job.full, s.sample_rate, s.window_s, s.hop_s, chunk_windows=batch)
     vecs, starts, ends = [], [], []
-    for w in prefetch(chunks):
-        vecs.append(model.encode_audio(w.waves, s.sample_rate, w.lengths, batch).numpy())
-        starts.append(w.starts)
-        ends.append(w.ends)
+    try:
+        for w in prefetch(chunks):
+            vecs.append(model.encode_audio(w.waves, s.sample_rate, w.lengths, batch).numpy())
+            starts.append(w.starts)
+            ends.append(w.ends)
+    except AudioSearchError as err:
+        d.error = relative_reason(d.job, err)
+        return None
     return np.concatenate(vecs), np.concatenate(starts), np.concatenate(ends)
 
 

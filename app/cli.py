@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     _demo_parser(sub.add_parser("demo", help="index the bundled sample library and serve it"))
     _export_parser(sub.add_parser("export-onnx", help="export the text encoder to ONNX for faster queries"))
     _eval_parser(sub.add_parser("eval", help="retrieval metrics (mAP@10, R@k) of a model on a caption file"))
-    _train_parser(sub.add_parser("train", help="train a model's projections from a run config (YAML/JSON)"))
+    _train_parser(sub.add_parser("train", help="train a model from a run config (YAML/JSON)"))
     return p
 
 
@@ -121,7 +121,7 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, help="run config; paths in it are relative to the file (docs/training.md)")
+    p.add_argument("config", type=Path, help="run config; paths in it are relative to the file (README: Training)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress logs")
     p.set_defaults(handler=_cmd_train)
 

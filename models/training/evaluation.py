@@ -37,11 +37,19 @@ def clip_window_vectors(model: DualEncoder, paths: Sequence[Path], batch_size: i
     return out
 
 
-def evaluate_rows(model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
+def caption_clip_similarity(
+    model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(similarity, relevance), both (distinct captions, unique clips); a clip scores its best window."""
     paths, texts, relevance = query_relevance(rows)
     windows = clip_window_vectors(model, paths)
     queries = model.encode_text([query_prefix + t for t in texts]).numpy()  # (Q, D)
-    sim = np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1)  # (Q, N): best window per clip
+    return np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1), relevance
+
+
+def evaluate_rows(model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
+    sim, relevance = caption_clip_similarity(model, rows, query_prefix)
+    n_queries, n_clips = sim.shape
     metrics = retrieval_metrics(sim, relevance)
-    chance = chance_metrics(relevance.sum(axis=1).tolist(), len(paths))
-    return {**metrics, **{f"chance/{k}": v for k, v in chance.items()}, "queries": len(texts), "clips": len(paths)}
+    chance = chance_metrics(relevance.sum(axis=1).tolist(), n_clips)
+    return {**metrics, **{f"chance/{k}": v for k, v in chance.items()}, "queries": n_queries, "clips": n_clips}

@@ -20,8 +20,8 @@ import torch
 from models.audio import load_audio
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
-from models.training.data import CaptionRow, query_relevance
-from models.training.evaluation import clip_window_vectors
+from models.training.data import CaptionRow
+from models.training.evaluation import caption_clip_similarity
 from models.training.metrics import precision_at_k, retrieval_metrics
 from models.training.trainer import StepCheckpoint, TrainConfig, TrainResult, fit, positive_groups
 
@@ -114,10 +114,7 @@ def train_towers(
 
 def evaluate_rows_fast(model: DualEncoder, rows: Sequence[CaptionRow]) -> dict[str, float]:
     """mAP@10, R@k and P@10 of each distinct caption against the unique clips (best window per clip)."""
-    paths, texts, relevance = query_relevance(rows)
-    windows = clip_window_vectors(model, paths)
-    queries = model.encode_text(texts).numpy()  # (Q, D)
-    sim = np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1)  # (Q, N)
+    sim, relevance = caption_clip_similarity(model, rows)
     return {**retrieval_metrics(sim, relevance), "P@10": precision_at_k(sim, relevance, 10)}
 
 

@@ -68,3 +68,12 @@ def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, fact
                    "window_seconds": 10.0, "hop_seconds": 10.0,
                    "counts": {"files": len(vectors), "windows": len(vectors), "skipped": 0}})
     return index_dir
+
+
+def paper_random_config():
+    """The paper profile's full-size PaSST-S with random weights (its hub weights cannot be fetched here) and
+    the offline MiniLM text tower: enough to time the audio side, which is all the benchmarks use it for."""
+    from models.config import ModelConfig
+    from models.profiles import profile
+
+    return ModelConfig(name="paper-random", audio=profile("paper").audio, text=profile("lite").text)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import append_csv, machine
+from bench.common import append_csv, machine, paper_random_config
 
 
 def library(n: int, dest: Path, clip_seconds: int = 5) -> Path:
@@ -92,12 +92,9 @@ def peak_rss_of_index_run(lib: Path, workers: int, model: str) -> tuple[float, f
 
 def paper_random(dest: Path) -> str:
     """The paper's PaSST-S audio tower with random weights, saved where the child runs can load it."""
-    from models import DualEncoder, ModelConfig, save_model
-    from models.profiles import profile
+    from models import DualEncoder, save_model
 
-    paper = profile("paper")
-    cfg = ModelConfig(name="paper-random", audio=paper.audio, text=profile("lite").text)
-    return str(save_model(DualEncoder(cfg), dest))
+    return str(save_model(DualEncoder(paper_random_config()), dest))
 
 
 def main() -> None:

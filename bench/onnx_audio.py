@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python -m bench.onnx_audio [--models aisfx paper] [--clips 16] [--rounds 3]
 `aisfx` is the shipped aisfx model; `paper` is the paper profile's PaSST-S (full size, randomly initialised:
-no model hub here; speed does not depend on the weights) with a tiny text tower, which the audio side never
+no model hub here; speed does not depend on the weights) with the offline MiniLM text tower, which the audio side never
 touches. Real ESC-10 clips (5 s) from ../shared/data (or $AUDIOSEARCH_DATA), at the tower's rate; PaSST rows
 are zero-padded to its 10 s input as the indexer's windows are. Torch and onnxruntime rounds alternate, so
 load from other processes on a shared machine falls on both. Appends to bench/results/onnx_audio.csv.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import append_csv, machine
+from bench.common import append_csv, machine, paper_random_config
 
 PAYS = 1.2  # speed-up from which the export is worth wiring in
 
@@ -33,11 +33,8 @@ def build(name: str):
         return load_model(name)
     from models.checkpoint import fingerprint
     from models.dual_encoder import DualEncoder
-    from models.profiles import profile
-    from tests.models.tiny import tiny_paper_config
 
-    config = profile("paper")
-    config.text = tiny_paper_config().text  # RoBERTa-large cannot be fetched here; the audio side is untouched
+    config = paper_random_config()
     model = DualEncoder(config)
     model.fingerprint = fingerprint(None, config)
     return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,21 +141,52 @@ def cut_windows(
     check_waveform(wave)
     win = int(round(window_s * sample_rate))
     hop = int(round((hop_s or window_s) * sample_rate))
-    starts = _window_starts(len(wave), win, hop, int(min_tail_s * sample_rate))
-    waves = np.zeros((len(starts), win), dtype=np.float32)
-    lengths = np.zeros(len(starts), dtype=np.int64)
-    for i, s in enumerate(starts):
-        piece = wave[s : s + win]
-        waves[i, : len(piece)] = piece
-        lengths[i] = len(piece)
-    starts_s = np.asarray(starts, dtype=np.float64) / sample_rate
-    return Windows(waves=waves, starts=starts_s, ends=starts_s + lengths / sample_rate, lengths=lengths)
+    cutter = WindowCutter(win, hop, int(min_tail_s * sample_rate), sample_rate, chunk=len(wave) // hop + 2)
+    (windows,) = [*cutter.feed(wave), *cutter.finish()]  # a chunk holds every window: one Windows
+    return windows
 
 
-def _window_starts(n: int, win: int, hop: int, min_tail: int) -> list[int]:
-    if n <= win:
-        return [0]
-    starts = list(range(0, n - win + 1, hop))
-    if n - (starts[-1] + win) > min_tail:
-        starts.append(starts[-1] + hop)
-    return starts
+class WindowCutter:
+    """The one windowing rule, fed a whole waveform (`cut_windows`) or block by block (`stream_windows`):
+    full windows every hop, then one padded tail window if more than `min_tail` samples are left (or a
+    single padded window for short input). Yields `Windows` of at most `chunk` windows."""
+
+    def __init__(self, win: int, hop: int, min_tail: int, sample_rate: int, chunk: int) -> None:
+        self.win, self.hop, self.min_tail, self.sr, self.chunk = win, hop, min_tail, sample_rate, max(1, chunk)
+        self.buf = np.zeros(0, dtype=np.float32)
+        self.buf_at = 0  # stream position of buf[0]
+        self.next_start = 0
+        self.total = 0
+        self.pending: list[tuple[int, np.ndarray]] = []
+
+    def feed(self, samples: np.ndarray) -> Iterator[Windows]:
+        self.total += len(samples)
+        self.buf = np.concatenate([self.buf, samples]) if len(self.buf) else samples
+        while self.next_start + self.win <= self.buf_at + len(self.buf):
+            lo = self.next_start - self.buf_at
+            self.pending.append((self.next_start, self.buf[lo : lo + self.win]))  # a view, copied by _emit
+            self.next_start += self.hop
+            if len(self.pending) >= self.chunk:
+                yield self._emit()
+        drop = min(self.next_start - self.buf_at, len(self.buf))
+        self.buf, self.buf_at = self.buf[drop:], self.buf_at + drop
+
+    def finish(self) -> Iterator[Windows]:
+        emitted_any = self.next_start > 0
+        last_full = self.next_start - self.hop
+        if not emitted_any or (self.total > self.win and self.total - (last_full + self.win) > self.min_tail):
+            start = self.next_start if emitted_any else 0
+            piece = self.buf[start - self.buf_at : start - self.buf_at + self.win]
+            self.pending.append((start, piece))
+        if self.pending:
+            yield self._emit()
+
+    def _emit(self) -> Windows:
+        waves = np.zeros((len(self.pending), self.win), dtype=np.float32)
+        lengths = np.zeros(len(self.pending), dtype=np.int64)
+        for i, (_, piece) in enumerate(self.pending):
+            waves[i, : len(piece)] = piece
+            lengths[i] = len(piece)
+        starts = np.array([s for s, _ in self.pending], dtype=np.float64) / self.sr
+        self.pending = []
+        return Windows(waves=waves, starts=starts, ends=starts + lengths / self.sr, lengths=lengths)

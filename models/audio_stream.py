@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from models.audio import Windows, check_waveform, to_mono
+from models.audio import WindowCutter, Windows, check_waveform, to_mono
 from models.errors import AudioDecodeError, InvalidInputError
 
 
@@ -30,7 +30,7 @@ def stream_windows(
     if window_s <= 0 or (hop_s is not None and hop_s <= 0):
         raise InvalidInputError("window and hop must be positive seconds")
     win, hop = int(round(window_s * sample_rate)), int(round((hop_s or window_s) * sample_rate))
-    cutter = _Cutter(win, hop, int(min_tail_s * sample_rate), sample_rate, chunk_windows)
+    cutter = WindowCutter(win, hop, int(min_tail_s * sample_rate), sample_rate, chunk_windows)
     for block in _resampled_blocks(Path(path), sample_rate, block_s):
         yield from cutter.feed(block)
     yield from cutter.finish()
@@ -61,48 +61,3 @@ def _resampled_blocks(path: Path, sample_rate: int, block_s: float) -> Iterator[
                 break
     if at == 0:
         raise AudioDecodeError(f"{path}: no samples")
-
-
-class _Cutter:
-    """Cuts a sample stream into windows with `cut_windows`' rule: full windows every hop, then one padded
-    tail window if more than `min_tail` samples are left (or a single padded window for short input)."""
-
-    def __init__(self, win: int, hop: int, min_tail: int, sample_rate: int, chunk: int) -> None:
-        self.win, self.hop, self.min_tail, self.sr, self.chunk = win, hop, min_tail, sample_rate, max(1, chunk)
-        self.buf = np.zeros(0, dtype=np.float32)
-        self.buf_at = 0  # stream position of buf[0]
-        self.next_start = 0
-        self.total = 0
-        self.pending: list[tuple[int, np.ndarray]] = []
-
-    def feed(self, samples: np.ndarray) -> Iterator[Windows]:
-        self.total += len(samples)
-        self.buf = np.concatenate([self.buf, samples])
-        while self.next_start + self.win <= self.buf_at + len(self.buf):
-            lo = self.next_start - self.buf_at
-            self.pending.append((self.next_start, self.buf[lo : lo + self.win].copy()))
-            self.next_start += self.hop
-            if len(self.pending) >= self.chunk:
-                yield self._emit()
-        drop = min(self.next_start - self.buf_at, len(self.buf))
-        self.buf, self.buf_at = self.buf[drop:], self.buf_at + drop
-
-    def finish(self) -> Iterator[Windows]:
-        emitted_any = self.next_start > 0
-        last_full = self.next_start - self.hop
-        if not emitted_any or (self.total > self.win and self.total - (last_full + self.win) > self.min_tail):
-            start = self.next_start if emitted_any else 0
-            piece = self.buf[start - self.buf_at : start - self.buf_at + self.win]
-            self.pending.append((start, piece))
-        if self.pending:
-            yield self._emit()
-
-    def _emit(self) -> Windows:
-        waves = np.zeros((len(self.pending), self.win), dtype=np.float32)
-        lengths = np.zeros(len(self.pending), dtype=np.int64)
-        for i, (_, piece) in enumerate(self.pending):
-            waves[i, : len(piece)] = piece
-            lengths[i] = len(piece)
-        starts = np.array([s for s, _ in self.pending], dtype=np.float64) / self.sr
-        self.pending = []
-        return Windows(waves=waves, starts=starts, ends=starts + lengths / self.sr, lengths=lengths)

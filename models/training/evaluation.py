@@ -13,7 +13,7 @@ import numpy as np
 
 from models.audio import cut_windows, load_audio
 from models.dual_encoder import DualEncoder
-from models.training.data import CaptionRow, load_caption_csv, query_relevance
+from models.training.data import CaptionRow, query_relevance
 from models.training.datasets import detect_format, load_rows
 from models.training.metrics import chance_metrics, retrieval_metrics
 
@@ -22,10 +22,7 @@ def parse_data_spec(spec: str, audio_root: str | Path | None = None) -> list[Cap
     """'captions.csv' or 'labels.csv:label' (the caption column after a colon); ClothoV2 and AudioCaps
     CSVs (by their header), WavCaps .json and .jsonl files are recognised (models.training.datasets)."""
     path, _, column = spec.partition(":")
-    fmt = detect_format(path)
-    if fmt == "csv":
-        return load_caption_csv(path, audio_root=audio_root, caption_column=column or "caption")
-    return load_rows(path, fmt, audio_root)
+    return load_rows(path, detect_format(path), audio_root, caption_column=column or "caption")
 
 
 def clip_window_vectors(model: DualEncoder, paths: Sequence[Path], batch_size: int = 32) -> list[np.ndarray]:

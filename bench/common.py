@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,14 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    return f"{cpu}, {os.cpu_count()} cores{_gpu()}"
+
+
+def _gpu() -> str:
+    torch = sys.modules.get("torch")  # only a run that already uses torch can have a GPU worth naming
+    if torch is None or not torch.cuda.is_available():
+        return ""
+    return f", {torch.cuda.get_device_name(0)}"
 
 
 def append_csv(name: str, rows: list[dict]) -> Path:
@@ -70,10 +78,11 @@ def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, fact
     return index_dir
 
 
-def paper_random_config():
+def paper_random_config(text=None):
     """The paper profile's full-size PaSST-S with random weights (its hub weights cannot be fetched here) and
-    the offline MiniLM text tower: enough to time the audio side, which is all the benchmarks use it for."""
+    `text` (a TowerConfig; default the offline MiniLM tower): enough to time the audio side, which is all
+    the benchmarks use it for."""
     from models.config import ModelConfig
     from models.profiles import profile
 
-    return ModelConfig(name="paper-random", audio=profile("paper").audio, text=profile("lite").text)
+    return ModelConfig(name="paper-random", audio=profile("paper").audio, text=text or profile("lite").text)

@@ -1,6 +1,7 @@
 """Indexer throughput on real audio vs the bare model forward (ceiling) and a naive per-file loop.
 
 Usage: .venv/bin/python -m bench.index [--clips 200] [--workers 2] [--clip-seconds 5|10] [--model lite | --paper-random]
+       [--device cpu|cuda] [--batch-size 32]
 Uses ESC-10 clips from ../shared/data (or $AUDIOSEARCH_DATA): as they are (5 s, 44.1 kHz Ogg), or joined in
 pairs into 10 s Ogg files. `--paper-random` measures the paper's PaSST-S tower with random weights (the
 hub weights are not needed to time it). Peak RSS is measured in child processes
@@ -74,28 +75,31 @@ def naive_loop(model, files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - t)
 
 
-def peak_rss_of_index_run(lib: Path, workers: int, model: str) -> tuple[float, float]:
+def peak_rss_of_index_run(
+    lib: Path, workers: int, model: str, device: str = "cpu", batch_size: int = 32
+) -> tuple[float, float]:
     code = (
         "import json, resource, sys; from app.runtime import configure_threads; configure_threads();"
         "from indexer import IndexOptions, build_index; from models import load_model;"
-        f"r = build_index({str(lib)!r}, {str(lib) + '-idx'!r}, load_model({model!r}),"
-        f" IndexOptions(workers={workers}, progress=False));"
+        f"r = build_index({str(lib)!r}, {str(lib) + '-idx'!r}, load_model({model!r}, {device!r}),"
+        f" IndexOptions(workers={workers}, batch_size={batch_size}, progress=False));"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
         "print(json.dumps({'cps': r.clips_per_second, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
         " 'kids': kids}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
+    if out.returncode:
+        sys.exit(f"index run failed: {out.stderr.strip().splitlines()[-1:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     return res["cps"], max(res["rss"], res["kids"]) / 1024
 
 
-def paper_random(dest: Path) -> str:
+def paper_random(dest: Path, text=None) -> str:
     """The paper's PaSST-S audio tower with random weights, saved where the child runs can load it."""
     from models import DualEncoder, save_model
 
-    return str(save_model(DualEncoder(paper_random_config()), dest))
-
+    return str(save_model(DualEncoder(paper_random_config(text)), dest))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,6 +109,7 @@ def main() -> None:
     ap.add_argument("--clip-seconds", type=int, choices=[5, 10], default=5)
     ap.add_argument("--model", default="lite", help="profile name or model directory")
     ap.add_argument("--paper-random", action="store_true", help="time PaSST-S with random weights")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast)")
     args = ap.parse_args()
     from app.runtime import configure_threads
     from models import cut_windows, load_audio, load_model
@@ -113,7 +118,7 @@ def main() -> None:
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         spec = paper_random(Path(tmp) / "paper-random") if args.paper_random else args.model
-        model = load_model(spec)
+        model = load_model(spec, args.device)
         small = library(args.clips, Path(tmp) / "small", args.clip_seconds)
         files = sorted(small.rglob("*.ogg"))
         wins = [cut_windows(load_audio(f, model.sample_rate), model.sample_rate) for f in files]
@@ -121,9 +126,9 @@ def main() -> None:
         bare_forward(model, waves[:8], lengths[:8], args.batch_size)  # warm-up
         ceiling = bare_forward(model, waves, lengths, args.batch_size)
         naive = naive_loop(model, files[: max(20, len(files) // 4)])
-        ours, rss_small = peak_rss_of_index_run(small, args.workers, spec)
+        ours, rss_small = peak_rss_of_index_run(small, args.workers, spec, args.device, args.batch_size)
         large = library(args.clips * 3, Path(tmp) / "large", args.clip_seconds)
-        ours_large, rss_large = peak_rss_of_index_run(large, args.workers, spec)
+        ours_large, rss_large = peak_rss_of_index_run(large, args.workers, spec, args.device, args.batch_size)
     name = "paper-random" if args.paper_random else args.model
     print(f"model {name}, {args.clip_seconds} s clips, {len(waves)} windows")
     print(f"bare forward {ceiling:.1f} clips/s | naive loop {naive:.1f} clips/s | indexer {ours:.1f} clips/s")
@@ -131,7 +136,8 @@ def main() -> None:
     print(f"peak RSS: {args.clips} clips {rss_small:.0f} MB, {args.clips * 3} clips {rss_large:.0f} MB "
           f"({ours_large:.1f} clips/s); load average after: {os.getloadavg()[0]:.2f}")
     append_csv("index", [{"model": name, "clip_seconds": args.clip_seconds, "clips": args.clips,
-                          "workers": args.workers, "ceiling_cps": round(ceiling, 2), "naive_cps": round(naive, 2),
+                          "workers": args.workers, "device": args.device,
+                          "batch_size": args.batch_size, "ceiling_cps": round(ceiling, 2), "naive_cps": round(naive, 2),
                           "indexer_cps": round(ours, 2), "indexer_large_cps": round(ours_large, 2),
                           "rss_mb_small": round(rss_small), "rss_mb_large": round(rss_large),
                           "load_avg": round(os.getloadavg()[0], 2)}])

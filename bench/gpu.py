@@ -1,0 +1,253 @@
+"""GPU figures in one short run on a lent machine.
+
+1. PaSST-S forward (fp16 autocast) on pre-decoded 10 s windows at several batch sizes: clips/s, GPU memory.
+2. The indexer end to end (decode workers on the CPU cores, PaSST-S on the GPU) against (1) at the same
+   batch size and against the naive loop (librosa.load + one clip per forward), at two library sizes.
+3. Exact top-10 search over 1M 1024-d vectors: on the GPU (torch, fp16 matrix product) against faiss
+   IndexFlatIP on all CPU cores, batch 1 and 64.
+4. Paper-size tower training (PaSST-S + RoBERTa-large shapes, both trained) with fp16 autocast and loss
+   scaling, step checkpoints on: steps/s, peak GPU memory, and the scaler state in the checkpoint.
+
+Weights are random (no hub here): timings are those of the trained models. `--tokenizer` names any
+BERT-style tokenizer directory (the RoBERTa tower needs one; MiniLM's works, see the README's GPU section).
+`--smoke` runs every section with tiny sizes on the CPU, to check the script before spending device time.
+
+Usage: python -m bench.gpu --tokenizer DIR [--clips 1000] [--workers N] [--smoke]
+Appends to bench/results/gpu.csv ($AUDIOSEARCH_BENCH_RESULTS to write elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.common import append_csv, machine, paper_random_config
+from bench.index import library, naive_loop, paper_random, peak_rss_of_index_run
+
+REPO = Path(__file__).resolve().parents[1]
+ROBERTA_LARGE_SHAPE = {"model_type": "roberta", "vocab_size": 30522, "hidden_size": 1024,
+                       "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                       "max_position_embeddings": 514, "pad_token_id": 0}
+TINY_SHAPE = {**ROBERTA_LARGE_SHAPE, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 64}
+
+
+def text_tower(tokenizer: str, shape: dict[str, Any]):
+    from models.config import TowerConfig
+
+    return TowerConfig("roberta", {"source": "roberta-random", "config": shape, "tokenizer": tokenizer})
+
+
+def sync_time(fn: Callable[[], Any]) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def peak_gb() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+
+
+def forward_sweep(model, files: list[Path], batches: list[int], n: int) -> list[dict]:
+    from models import cut_windows, load_audio
+
+    wins = [cut_windows(load_audio(f, model.sample_rate), model.sample_rate) for f in files]
+    waves, lengths = np.concatenate([w.waves for w in wins]), np.concatenate([w.lengths for w in wins])
+    reps = -(-n // len(waves))
+    waves, lengths = np.tile(waves, (reps, 1))[:n], np.tile(lengths, reps)[:n]
+    rows = []
+    for b in batches:
+        model.encode_audio(waves[:b], model.sample_rate, lengths[:b], b)  # warm-up: kernels for this shape
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        s = sync_time(lambda b=b: model.encode_audio(waves, model.sample_rate, lengths, b))
+        rows.append({"section": "forward", "batch": b, "clips_per_s": round(n / s, 1), "gpu_gb": round(peak_gb(), 2)})
+        print(f"forward  batch {b:4d}: {n / s:8.1f} clips/s, peak GPU memory {peak_gb():.2f} GB", flush=True)
+    return rows
+
+
+def indexing(spec: str, model, files: list[Path], tmp: Path, args: argparse.Namespace, ceiling: float) -> list[dict]:
+    naive = naive_loop(model, files[: args.naive_files])
+    rows = []
+    for n in (args.clips, args.clips * 3):
+        lib = library(n, tmp / f"lib{n}", clip_seconds=10)
+        decode = decode_only(lib, args.workers, model)
+        cps, rss = peak_rss_of_index_run(lib, args.workers, spec, args.device, args.batch)
+        rows.append({"section": "index", "batch": args.batch, "clips": n, "workers": args.workers,
+                     "clips_per_s": round(cps, 1), "ceiling_cps": round(ceiling, 1), "naive_cps": round(naive, 1),
+                     "decode_cps": round(decode, 1), "of_ceiling": round(cps / ceiling, 2),
+                     "x_naive": round(cps / naive, 2), "rss_mb": round(rss)})
+        print(f"indexer  {n} clips, {args.workers} workers, batch {args.batch}: {cps:.1f} clips/s = "
+              f"{cps / ceiling:.2f} of the forward ({ceiling:.1f}), {cps / naive:.2f}x naive ({naive:.1f}), "
+              f"{cps / decode:.2f} of decoding alone ({decode:.1f}); peak RSS {rss:.0f} MB", flush=True)
+    return rows
+
+
+def decode_only(lib: Path, workers: int, model) -> float:
+    """The indexer's own decode pool with no model behind it: the rate decoding alone allows."""
+    from indexer.build import _decoded
+    from indexer.decode import DecodeJob, DecodeSettings
+
+    files = sorted(lib.rglob("*.ogg"))
+    jobs = [DecodeJob(str(f), str(f), f.stat().st_size, 0, None) for f in files]
+    settings = DecodeSettings(model.sample_rate, model.config.window_seconds, model.config.hop_seconds, 3600.0)
+    t = time.perf_counter()
+    n = sum(1 for d in _decoded(jobs, frozenset(), settings, workers) if not d.error)
+    return n / (time.perf_counter() - t)
+
+
+def search(n: int, dim: int, queries: int) -> list[dict]:
+    import faiss
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = torch.Generator(dev).manual_seed(0)
+    base = torch.nn.functional.normalize(torch.randn(n, dim, device=dev, generator=gen), dim=1)
+    q = torch.nn.functional.normalize(torch.randn(queries, dim, device=dev, generator=gen), dim=1)
+    cpu_index = faiss.IndexFlatIP(dim)
+    cpu_index.add(base.cpu().numpy())
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    gpu_base = base.half() if dev == "cuda" else base
+    del base
+
+    def on_gpu(x: torch.Tensor) -> torch.Tensor:
+        return (x.to(gpu_base.dtype) @ gpu_base.T).topk(10, dim=1).indices
+
+    q_np = q.cpu().numpy()
+    agree = _recall(on_gpu(q[:16]).cpu().numpy(), cpu_index.search(q_np[:16], 10)[1])
+    rows = []
+    for name, one in ((f"torch-{dev}-{gpu_base.dtype}".replace("torch.", ""), on_gpu), ("faiss-cpu-flat", None)):
+        for batch in (1, 64):
+            times = []
+            for at in range(0, min(queries, 64 * 8 if batch > 1 else 100), batch):
+                if one is None:
+                    t = time.perf_counter()
+                    cpu_index.search(q_np[at : at + batch], 10)
+                    times.append(time.perf_counter() - t)
+                else:
+                    times.append(sync_time(lambda f=one, x=q[at : at + batch]: f(x)))
+            times = times[2:] or times  # first calls pay kernel and page set-up
+            p50 = float(np.median(times)) * 1000
+            rows.append({"section": "search", "engine": name, "vectors": n, "batch": batch,
+                         "p50_ms": round(p50, 3), "qps": round(batch * 1000 / p50, 1), "recall_vs_faiss": agree})
+            print(f"search   {name:15s} {n} x {dim}, batch {batch:3d}: p50 {p50:8.3f} ms, "
+                  f"{batch * 1000 / p50:9.1f} queries/s", flush=True)
+    print(f"search   faiss GPUs visible: {faiss.get_num_gpus()}; GPU top-10 agrees with faiss on {agree:.3f}")
+    return rows
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True)]))
+
+
+def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
+    from models import DualEncoder
+    from models.training import TrainConfig, load_caption_csv, train_towers
+    from models.training.step_checkpoint import StepCheckpoint
+
+    torch.manual_seed(0)
+    shape = TINY_SHAPE if args.smoke else ROBERTA_LARGE_SHAPE
+    config = paper_random_config(text_tower(args.tokenizer, shape))
+    if args.smoke:
+        config.audio.options.update({"depth": 1, "embed_dim": 64, "num_heads": 2})
+    model = DualEncoder(config).to(args.device)
+    rows = load_caption_csv(REPO / "app" / "sample" / "captions.csv") * 4  # a few steps per epoch at batch 32
+    ends: list[float] = []
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.train_batch, lr=2e-5, amp=True, seed=0)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    result = train_towers(model, rows, config=cfg, on_epoch=lambda _: ends.append(time.perf_counter()))
+    steps_per_epoch = int(result.history[0]["step"])
+    # epoch 1 pays feature decoding and kernel selection: time the epochs after it
+    sps = steps_per_epoch * (len(ends) - 1) / (ends[-1] - ends[0])
+    losses = [h["loss"] for h in result.history]
+    # one more epoch with a step checkpoint at its end: the loss scaler's state must be in it
+    ckpt = StepCheckpoint(tmp / "step.pt", every=steps_per_epoch, key="gpu-bench")
+    save = sync_time(lambda: train_towers(model, rows, config=dataclasses.replace(cfg, epochs=1), checkpoint=ckpt))
+    state = torch.load(ckpt.path, map_location="cpu", weights_only=False) if ckpt.path.exists() else {}
+    scale = _find_scale(state)
+    print(f"training PaSST-S + RoBERTa-large shapes, batch {args.train_batch}, fp16 + loss scaling: "
+          f"{sps:.2f} steps/s ({sps * args.train_batch:.1f} clips/s), peak GPU memory {peak_gb():.1f} GB, "
+          f"losses {[round(x, 3) for x in losses]}; an epoch with a step checkpoint "
+          f"({ckpt.path.stat().st_size / 2**30:.1f} GB) took {save:.1f} s, loss scale in it {scale}", flush=True)
+    return [{"section": "train", "batch": args.train_batch, "steps_per_s": round(sps, 3),
+             "clips_per_s": round(sps * args.train_batch, 1), "gpu_gb": round(peak_gb(), 2),
+             "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4), "loss_scale": scale}]
+
+
+def _find_scale(state: Any) -> float | None:
+    """The GradScaler's scale wherever the step checkpoint keeps it (None: no scaler state saved)."""
+    if isinstance(state, dict):
+        if "scale" in state and isinstance(state["scale"], float | int | torch.Tensor):
+            return float(state["scale"])
+        for v in state.values():
+            found = _find_scale(v)
+            if found is not None:
+                return found
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokenizer", required=True, help="BERT-style tokenizer directory for the RoBERTa tower")
+    ap.add_argument("--clips", type=int, default=1000, help="smaller library; the larger is 3x")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--batch", type=int, default=64, help="indexer batch size")
+    ap.add_argument("--sections", default="forward,index,search,train")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script")
+    args = ap.parse_args()
+    args.device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    big = not args.smoke
+    args.naive_files, args.epochs, args.train_batch = (60, 4, 32) if big else (4, 2, 4)
+    sections = set(args.sections.split(","))
+    from app.runtime import configure_threads
+
+    configure_threads()
+    print(f"machine: {machine()}; torch {torch.__version__}; device {args.device}", flush=True)
+    out: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        text = text_tower(args.tokenizer, TINY_SHAPE)
+        # --smoke: the same code paths with a one-block PaSST
+        spec = _tiny_audio(tmp / "tiny", text) if args.smoke else paper_random(tmp / "paper-random", text)
+        from models import load_model
+
+        model = load_model(spec, args.device)
+        files = sorted(library(16, tmp / "probe", clip_seconds=10).rglob("*.ogg"))
+        if sections & {"forward", "index"}:
+            batches = [16, 32, 64, 128, 256] if big else [2, args.batch]
+            fwd = forward_sweep(model, files, sorted(set(batches) | {args.batch}), 1024 if big else 8)
+            out += fwd if "forward" in sections else []
+            ceiling = next(r["clips_per_s"] for r in fwd if r["batch"] == args.batch)
+        if "index" in sections:
+            out += indexing(spec, model, files, tmp, args, ceiling)
+        del model
+        if "search" in sections:
+            out += search(1_000_000 if big else 5_000, 1024, 1024 if big else 130)
+        if "train" in sections:
+            out += training(args, tmp)
+    append_csv("gpu", out)
+
+
+def _tiny_audio(dest: Path, text) -> str:
+    from models import DualEncoder, save_model
+
+    config = paper_random_config(text)
+    config.audio.options.update({"depth": 1, "embed_dim": 64, "num_heads": 2})
+    return str(save_model(DualEncoder(config), dest))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ Weights are random (no hub here): timings are those of the trained models. `--to
 BERT-style tokenizer directory (the RoBERTa tower needs one; MiniLM's works, see the README's GPU section).
 `--smoke` runs every section with tiny sizes on the CPU, to check the script before spending device time.
 
-Usage: python -m bench.gpu --tokenizer DIR [--clips 1000] [--workers N] [--smoke]
+Usage: python -m bench.gpu --tokenizer DIR [--clips 1000] [--workers N] [--sections ...] [--formats ogg,wav] [--smoke]
 Appends to bench/results/gpu.csv ($AUDIOSEARCH_BENCH_RESULTS to write elsewhere).
 """
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -82,31 +84,43 @@ def forward_sweep(model, files: list[Path], batches: list[int], n: int) -> list[
 def indexing(spec: str, model, files: list[Path], tmp: Path, args: argparse.Namespace, ceiling: float) -> list[dict]:
     naive = naive_loop(model, files[: args.naive_files])
     rows = []
-    for n in (args.clips, args.clips * 3):
-        lib = library(n, tmp / f"lib{n}", clip_seconds=10)
+    for fmt, n in ((f, n) for f in args.formats.split(",") for n in (args.clips, args.clips * 3)):
+        lib = library(n, tmp / f"lib-{fmt}-{n}", 10, model.sample_rate if fmt == "wav" else 0)
         decode = decode_only(lib, args.workers, model)
         cps, rss = peak_rss_of_index_run(lib, args.workers, spec, args.device, args.batch)
-        rows.append({"section": "index", "batch": args.batch, "clips": n, "workers": args.workers,
+        rows.append({"section": "index", "format": fmt, "batch": args.batch, "clips": n, "workers": args.workers,
                      "clips_per_s": round(cps, 1), "ceiling_cps": round(ceiling, 1), "naive_cps": round(naive, 1),
                      "decode_cps": round(decode, 1), "of_ceiling": round(cps / ceiling, 2),
                      "x_naive": round(cps / naive, 2), "rss_mb": round(rss)})
-        print(f"indexer  {n} clips, {args.workers} workers, batch {args.batch}: {cps:.1f} clips/s = "
+        print(f"indexer  {n} {fmt} clips, {args.workers} workers, batch {args.batch}: {cps:.1f} clips/s = "
               f"{cps / ceiling:.2f} of the forward ({ceiling:.1f}), {cps / naive:.2f}x naive ({naive:.1f}), "
               f"{cps / decode:.2f} of decoding alone ({decode:.1f}); peak RSS {rss:.0f} MB", flush=True)
     return rows
 
 
 def decode_only(lib: Path, workers: int, model) -> float:
-    """The indexer's own decode pool with no model behind it: the rate decoding alone allows."""
-    from indexer.build import _decoded
-    from indexer.decode import DecodeJob, DecodeSettings
-
-    files = sorted(lib.rglob("*.ogg"))
-    jobs = [DecodeJob(str(f), str(f), f.stat().st_size, 0, None) for f in files]
-    settings = DecodeSettings(model.sample_rate, model.config.window_seconds, model.config.hop_seconds, 3600.0)
-    t = time.perf_counter()
-    n = sum(1 for d in _decoded(jobs, frozenset(), settings, workers) if not d.error)
-    return n / (time.perf_counter() - t)
+    """The indexer's own decode pool and hand-off with no model behind it: the rate decoding alone allows.
+    In a child started with -c, like the index runs: spawned workers then do not re-import this module."""
+    code = "\n".join([
+        "import sys, time",
+        "from pathlib import Path",
+        "from indexer.build import _decoded",
+        "from indexer.decode import DecodeJob, DecodeSettings",
+        "from indexer.handoff import handoff_folder",
+        "lib, workers, sr, win, hop = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *map(float, sys.argv[4:])",
+        "files = sorted(p for p in lib.rglob('*') if p.is_file())",
+        "jobs = [DecodeJob(str(f), str(f), f.stat().st_size, 0, None) for f in files]",
+        "s, t = DecodeSettings(sr, win, hop, 3600.0), time.perf_counter()",
+        "with handoff_folder(lib.parent / (lib.name + '-handoff')) as h:",
+        "    n = sum(1 for d in _decoded(jobs, frozenset(), s, workers, h) if not d.error)",
+        "print(n / (time.perf_counter() - t))",
+    ])
+    argv = [str(lib), str(workers), str(model.sample_rate), str(model.config.window_seconds),
+            str(model.config.hop_seconds)]
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
+    if out.returncode:
+        sys.exit(f"decode run failed: {out.stderr.strip().splitlines()[-1:]}")
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def search(n: int, dim: int, queries: int) -> list[dict]:
@@ -206,6 +220,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     ap.add_argument("--batch", type=int, default=64, help="indexer batch size")
     ap.add_argument("--sections", default="forward,index,search,train")
+    ap.add_argument("--formats", default="ogg", help="ogg (44.1 kHz Vorbis) and/or wav (16-bit at the model's rate)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script")
     args = ap.parse_args()
     args.device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.handoff import send
 from indexer.scan import file_sha1
 from models.audio import STREAM_OVER_SECONDS, cut_windows, load_audio, probe
 from models.errors import AudioSearchError
@@ -35,6 +36,8 @@ class Decoded:
     channels: int = 0
     error: str | None = None
     stream: bool = False  # too long to decode whole: the embedder reads it in blocks (models.audio_stream)
+    handoff: str | None = None  # waves sent as this file (indexer.handoff), to be read back by the parent
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,14 @@ class DecodeSettings:
 
 _DONE: frozenset[str] = frozenset()
 _SETTINGS: DecodeSettings | None = None
+_HANDOFF = ""
 
 
-def init_worker(done: frozenset[str], settings: DecodeSettings) -> None:
-    """Pool initializer: the set of content hashes already embedded, and how to decode."""
-    global _DONE, _SETTINGS
-    _DONE, _SETTINGS = done, settings
+def init_worker(done: frozenset[str], settings: DecodeSettings, handoff: str = "") -> None:
+    """Pool initializer: the set of content hashes already embedded, how to decode, and where to put the
+    windows for the parent (indexer.handoff; empty: return them with the result)."""
+    global _DONE, _SETTINGS, _HANDOFF
+    _DONE, _SETTINGS, _HANDOFF = done, settings, handoff
 
 
 def decode_job(job: DecodeJob) -> Decoded:
@@ -65,6 +70,8 @@ def decode_job(job: DecodeJob) -> Decoded:
             out.cached = True
             return out
         _decode_into(out, Path(job.full), _SETTINGS)
+        if _HANDOFF:
+            send(out, _HANDOFF)
     except AudioSearchError as err:
         out.error = relative_reason(job, err)
     except (OSError, MemoryError) as err:

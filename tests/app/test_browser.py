@@ -144,7 +144,9 @@ def test_search_page_ranks_results_and_plays_the_matched_window(servers, page) -
     assert page.evaluate("document.activeElement.id") == "q"  # autofocus: typing goes straight to the box
     page.keyboard.type("a dog barking")
     page.keyboard.press("Enter")
-    sync_api.expect(page.locator("#status")).to_contain_text("for “a dog barking”")
+    # "Searching for “a dog barking”…" contains the query too: wait for the finished state
+    finished = re.compile(r"^Showing 1–\d+ of \d+ sounds for “a dog barking”")
+    sync_api.expect(page.locator("#status")).to_contain_text(finished)
     rows = page.locator("#results .result")
     n = rows.count()
     assert n >= 1

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from indexer.cache import EmbeddingCache
-from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_worker
+from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_pool_worker, init_worker
 from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
 from indexer.scan import FileEntry, scan_library
@@ -210,7 +210,7 @@ def _decoded_in_pool(
     # spawn, not fork: forking a process that already runs torch threads can deadlock the child.
     ctx = mp.get_context("spawn")
     init = (done, s, str(handoff))
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=init) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_pool_worker, initargs=init) as pool:
         queue = iter(jobs)
         pending = deque(pool.submit(decode_job, j) for j in itertools.islice(queue, 4 * workers))
         while pending:

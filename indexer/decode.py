@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,25 @@ class DecodeSettings:
 _DONE: frozenset[str] = frozenset()
 _SETTINGS: DecodeSettings | None = None
 _HANDOFF = ""
+
+
+def init_pool_worker(done: frozenset[str], settings: DecodeSettings, handoff: str) -> None:
+    """Initializer of a decode pool's worker processes: init_worker, and leave when the parent is gone."""
+    init_worker(done, settings, handoff)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """A pool worker whose parent was killed blocks on the call queue for ever (it holds both ends of that
+    pipe, so it never reads EOF), keeping its memory: poll for the parent and leave with it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def init_worker(done: frozenset[str], settings: DecodeSettings, handoff: str = "") -> None:

@@ -175,10 +175,15 @@ def test_killed_run_resumes_without_duplicates(shared_data, tmp_path) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and _cached(cache) < 6:
         time.sleep(0.2)
+    workers = _children(proc.pid)
     proc.kill()
     proc.wait()
     cached = _cached(cache)
     assert 2 <= cached < 26, "the kill should land mid-run"
+    assert workers, "the run should have had a decode worker"
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "decode workers outlived their killed parent"
     assert (idx / "CURRENT").read_text() == live  # the served index is untouched
     assert Searcher(idx).index.ntotal == 2
     out = subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, text=True).stdout
@@ -186,6 +191,19 @@ def test_killed_run_resumes_without_duplicates(shared_data, tmp_path) -> None:
     s = assert_consistent(idx)
     assert s.index.ntotal == 26
     assert f"{26 - cached} embedded" in out  # only what the killed run had not finished
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of pid (Linux /proc; the decode workers of an indexer run)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
 
 
 def _cached(cache: Path) -> int:

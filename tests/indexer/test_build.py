@@ -242,19 +242,6 @@ def test_full_disk_keeps_the_previous_index(library, shared_data, tiny_disk, lit
     assert report.files == 25 and assert_consistent(idx).index.ntotal == 25
 
 
-def _child_pids() -> list[int]:
-    me = str(os.getpid())
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 def test_a_killed_decode_worker_fails_clearly_instead_of_hanging(shared_data, tmp_path, lite_model) -> None:
     import signal
     import threading
@@ -273,10 +260,10 @@ def test_a_killed_decode_worker_fails_clearly_instead_of_hanging(shared_data, tm
     t = threading.Thread(target=run)
     t.start()
     deadline = time.time() + 60
-    while time.time() < deadline and not (kids := _child_pids()):
+    while time.time() < deadline and not (kids := _children(os.getpid())):
         time.sleep(0.1)
     time.sleep(0.5)
-    for pid in _child_pids():
+    for pid in _children(os.getpid()):
         os.kill(pid, signal.SIGKILL)
     t.join(timeout=120)
     assert not t.is_alive(), "the indexer hung after its worker died"

@@ -127,7 +127,7 @@ class JobManager:
         from models import load_model
         from models.training.evaluation import evaluate_rows
 
-        name = parse_model(model, self.data_root, "eval", self.data_root, self.dir, trainable=False)
+        name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
         loaded = load_model(name)
         results = {}

@@ -60,7 +60,6 @@ from models.training.run_config import (  # noqa: F401  (re-exported: the config
     RunConfig,
     StageConfig,
     check_model_config,
-    check_trainable,
     load_run_config,
     parse_data_specs,
     parse_model,

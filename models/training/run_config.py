@@ -139,13 +139,12 @@ def parse_model(
     source: str = "request",
     read_root: Path | None = None,
     write_root: Path | None = None,
-    trainable: bool = True,
 ) -> str:
-    """A profile name or a confined model directory. `trainable` is kept for callers; every model
-    trains now (frozen towers as projections on cached features, the others end to end)."""
+    """A profile name or a confined model directory (every model trains: frozen towers as projections on
+    cached features, the others end to end)."""
     if not isinstance(name, str) or not name:
         raise DatasetError(f"{source}: model: must be a profile name or a model directory")
-    return _Parser(source, Path(base_dir), read_root, write_root).model(name, trainable)
+    return _Parser(source, Path(base_dir), read_root, write_root).model(name)
 
 
 class _Parser:
@@ -267,7 +266,7 @@ class _Parser:
         if missing:
             raise self.error(where, f"{csv_path} has no column(s) {missing}; found {header}")
 
-    def model(self, name: str, trainable: bool = True) -> str:
+    def model(self, name: str) -> str:
         from models.profiles import PROFILES
 
         if name in PROFILES:
@@ -341,6 +340,3 @@ def check_model_config(model: str) -> None:
             ModelConfig.from_dict(json.loads((Path(model) / "config.json").read_text()))
     except (OSError, ValueError, ModelLoadError) as err:
         raise DatasetError(f"model: cannot read {model}/config.json ({err})") from None
-
-
-check_trainable = check_model_config  # the earlier name; every model trains now

@@ -118,8 +118,7 @@ def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOpti
     try:
         settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
         jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
-        with handoff_folder(index_dir / "work" / "handoff") as handoff:
-            hashes = _embed_missing(jobs, cache, model, settings, opts, report, handoff)
+        hashes = _embed_missing(jobs, cache, model, settings, opts, report, index_dir / "work" / "handoff")
         _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
         cache.prune(hashes.values())
     finally:
@@ -210,7 +209,10 @@ def _decoded_in_pool(
     # spawn, not fork: forking a process that already runs torch threads can deadlock the child.
     ctx = mp.get_context("spawn")
     init = (done, s, str(handoff))
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_pool_worker, initargs=init) as pool:
+    with (
+        handoff_folder(handoff),  # left after the pool: its workers write into it until they stop
+        ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_pool_worker, initargs=init) as pool,
+    ):
         queue = iter(jobs)
         pending = deque(pool.submit(decode_job, j) for j in itertools.islice(queue, 4 * workers))
         while pending:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from bench.common import append_csv, machine, paper_random_config
-from bench.index import library, naive_loop, paper_random, peak_rss_of_index_run
+from bench.index import library, naive_loop, peak_rss_of_index_run
 
 REPO = Path(__file__).resolve().parents[1]
 ROBERTA_LARGE_SHAPE = {"model_type": "roberta", "vocab_size": 30522, "hidden_size": 1024,
@@ -43,10 +43,15 @@ TINY_SHAPE = {**ROBERTA_LARGE_SHAPE, "hidden_size": 32, "num_hidden_layers": 2, 
               "intermediate_size": 64}
 
 
-def text_tower(tokenizer: str, shape: dict[str, Any]):
+def bench_config(tokenizer: str, text_shape: dict[str, Any], smoke: bool):
+    """PaSST-S (one small block with --smoke: the same code paths) and a random RoBERTa of `text_shape`."""
     from models.config import TowerConfig
 
-    return TowerConfig("roberta", {"source": "roberta-random", "config": shape, "tokenizer": tokenizer})
+    text = TowerConfig("roberta", {"source": "roberta-random", "config": text_shape, "tokenizer": tokenizer})
+    config = paper_random_config(text)
+    if smoke:
+        config.audio.options.update({"depth": 1, "embed_dim": 64, "num_heads": 2})
+    return config
 
 
 def sync_time(fn: Callable[[], Any]) -> float:
@@ -172,10 +177,7 @@ def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
 
     torch.manual_seed(0)
     shape = TINY_SHAPE if args.smoke else ROBERTA_LARGE_SHAPE
-    config = paper_random_config(text_tower(args.tokenizer, shape))
-    if args.smoke:
-        config.audio.options.update({"depth": 1, "embed_dim": 64, "num_heads": 2})
-    model = DualEncoder(config).to(args.device)
+    model = DualEncoder(bench_config(args.tokenizer, shape, args.smoke)).to(args.device)
     rows = load_caption_csv(REPO / "app" / "sample" / "captions.csv") * 4  # a few steps per epoch at batch 32
     ends: list[float] = []
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.train_batch, lr=2e-5, amp=True, seed=0)
@@ -190,7 +192,7 @@ def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
     ckpt = StepCheckpoint(tmp / "step.pt", every=steps_per_epoch, key="gpu-bench")
     save = sync_time(lambda: train_towers(model, rows, config=dataclasses.replace(cfg, epochs=1), checkpoint=ckpt))
     state = torch.load(ckpt.path, map_location="cpu", weights_only=False) if ckpt.path.exists() else {}
-    scale = _find_scale(state)
+    scale = state.get("scaler", {}).get("scale")  # None: no scaler state (fp32, or a CPU run)
     print(f"training PaSST-S + RoBERTa-large shapes, batch {args.train_batch}, fp16 + loss scaling: "
           f"{sps:.2f} steps/s ({sps * args.train_batch:.1f} clips/s), peak GPU memory {peak_gb():.1f} GB, "
           f"losses {[round(x, 3) for x in losses]}; an epoch with a step checkpoint "
@@ -198,18 +200,6 @@ def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
     return [{"section": "train", "batch": args.train_batch, "steps_per_s": round(sps, 3),
              "clips_per_s": round(sps * args.train_batch, 1), "gpu_gb": round(peak_gb(), 2),
              "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4), "loss_scale": scale}]
-
-
-def _find_scale(state: Any) -> float | None:
-    """The GradScaler's scale wherever the step checkpoint keeps it (None: no scaler state saved)."""
-    if isinstance(state, dict):
-        if "scale" in state and isinstance(state["scale"], float | int | torch.Tensor):
-            return float(state["scale"])
-        for v in state.values():
-            found = _find_scale(v)
-            if found is not None:
-                return found
-    return None
 
 
 def main() -> None:
@@ -233,10 +223,10 @@ def main() -> None:
     out: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        text = text_tower(args.tokenizer, TINY_SHAPE)
-        # --smoke: the same code paths with a one-block PaSST
-        spec = _tiny_audio(tmp / "tiny", text) if args.smoke else paper_random(tmp / "paper-random", text)
-        from models import load_model
+        from models import DualEncoder, load_model, save_model
+
+        # saved, so the child processes of the indexer runs load the same model by directory
+        spec = str(save_model(DualEncoder(bench_config(args.tokenizer, TINY_SHAPE, args.smoke)), tmp / "model"))
 
         model = load_model(spec, args.device)
         files = sorted(library(16, tmp / "probe", clip_seconds=10).rglob("*.ogg"))
@@ -253,14 +243,6 @@ def main() -> None:
         if "train" in sections:
             out += training(args, tmp)
     append_csv("gpu", out)
-
-
-def _tiny_audio(dest: Path, text) -> str:
-    from models import DualEncoder, save_model
-
-    config = paper_random_config(text)
-    config.audio.options.update({"depth": 1, "embed_dim": 64, "num_heads": 2})
-    return str(save_model(DualEncoder(config), dest))
 
 
 if __name__ == "__main__":

@@ -105,11 +105,11 @@ def peak_rss_of_index_run(
     return res["cps"], max(res["rss"], res["kids"]) / 1024
 
 
-def paper_random(dest: Path, text=None) -> str:
+def paper_random(dest: Path) -> str:
     """The paper's PaSST-S audio tower with random weights, saved where the child runs can load it."""
     from models import DualEncoder, save_model
 
-    return str(save_model(DualEncoder(paper_random_config(text)), dest))
+    return str(save_model(DualEncoder(paper_random_config()), dest))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

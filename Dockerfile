@@ -28,8 +28,8 @@ COPY pyproject.toml ./
 # pyproject's dependencies; the stand-in project itself is uninstalled again. With the gpu extra,
 # faiss-cpu/faiss-gpu-cu12 and onnxruntime/onnxruntime-gpu would install the same modules: keep the GPU ones.
 RUN set -e; \
-    mkdir -p app models indexer; \
-    touch README.md app/__init__.py models/__init__.py indexer/__init__.py; \
+    mkdir -p app models indexer training; \
+    touch README.md app/__init__.py models/__init__.py indexer/__init__.py training/__init__.py; \
     spec="."; if [ -n "$EXTRAS" ]; then spec=".[$EXTRAS]"; fi; \
     /opt/venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} "$spec"; \
     /opt/venv/bin/python -m pip uninstall -q -y audiosearch; \

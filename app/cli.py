@@ -229,7 +229,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from models.training.evaluation import evaluate_rows, parse_data_spec
+    from training.evaluation import evaluate_rows, parse_data_spec
 
     model = _load(args)
     results = {}
@@ -241,7 +241,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.training.run import load_run_config, run_training
+    from training.run import load_run_config, run_training
 
     result = run_training(load_run_config(args.config))  # logs each epoch's loss and validation metrics
     print(f"saved the model to {result.model_dir}")  # noqa: T201 - the CLI's result

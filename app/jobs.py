@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import AudioSearchError
-from models.training.run import (
+from training.run import (
     parse_data_specs,
     parse_model,
     parse_run_config,
@@ -125,7 +125,7 @@ class JobManager:
     def evaluate(self, model: str, data: list[Any]) -> dict[str, Any]:
         """Retrieval metrics of a model on confined caption files (runs in the caller's thread)."""
         from models import load_model
-        from models.training.evaluation import evaluate_rows
+        from training.evaluation import evaluate_rows
 
         name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)

@@ -172,8 +172,8 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
     from models import DualEncoder
-    from models.training import TrainConfig, load_caption_csv, train_towers
-    from models.training.step_checkpoint import StepCheckpoint
+    from training import TrainConfig, load_caption_csv, train_towers
+    from training.step_checkpoint import StepCheckpoint
 
     torch.manual_seed(0)
     shape = TINY_SHAPE if args.smoke else ROBERTA_LARGE_SHAPE

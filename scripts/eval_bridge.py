@@ -4,13 +4,13 @@ Sets (all from ../shared/data or $AUDIOSEARCH_DATA):
   esc10-f5  ESC-10 fold 5: 80 clips, its 10 captions as queries;
   booth     all 223 clips, the 45 labels as queries (evaluation only, never training);
   0ad-held  0ad without interface/* cues (their captions name a game event, not the sound), a
-            20% split by caption (models.training.group_split, seed 0): unseen captions. The aisfx
+            20% split by caption (training.group_split, seed 0): unseen captions. The aisfx
             checkpoint was trained on 21 of its 24 captions (its own split differs), so its cells here
             are marked "seen"; fusion never trained on it;
   0ad-held-aisfx  scripts/train_aisfx.py's held-out split (all of 0ad, interface cues too, 20% of
             captions, seed 0): never trained on by aisfx nor fusion.
 Each unique caption is a query ranked against the unique clips; a clip longer than one window scores
-its best 10 s window. Metrics (models.training.metrics): mAP@10 (1/rank of the first relevant clip,
+its best 10 s window. Metrics (training.metrics): mAP@10 (1/rank of the first relevant clip,
 0 past 10), R@1, R@5, R@10, and P@10 (share of relevant clips in the top 10). Queries go in as
 written ("raw") and as "the sound of <caption>" ("sound of").
 
@@ -47,8 +47,8 @@ sys.path.insert(0, str(REPO))
 from models import DualEncoder, Windows, cut_windows, load_audio, load_model  # noqa: E402
 from models.encoders.bridge import class_match_scores  # noqa: E402
 from models.profiles import CHECKPOINTS, profile  # noqa: E402
-from models.training import caption_group, group_split, load_caption_csv, reset_projections  # noqa: E402
-from models.training.metrics import chance_metrics, precision_at_k, retrieval_metrics  # noqa: E402
+from training import caption_group, group_split, load_caption_csv, reset_projections  # noqa: E402
+from training.metrics import chance_metrics, precision_at_k, retrieval_metrics  # noqa: E402
 
 log = logging.getLogger("eval_bridge")
 WINDOW_S = 10.0

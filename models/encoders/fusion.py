@@ -12,7 +12,7 @@ with zero rows to the shared 1024-d space every profile uses (the padding change
 
 With `init_fusion` (W_b = I, W_r = 0, b = 0) the model *is* the zero-shot bridge, and training learns a
 residual from the extra features while the text side stays the frozen MiniLM (one text forward per query).
-The tower has no trainable weights, so the training code's cached-feature path (models/training) applies.
+The tower has no trainable weights, so the training code's cached-feature path (training) applies.
 
 Each part is L2-normalised so that their scales, and thus the learning rate's effect, are comparable.
 """

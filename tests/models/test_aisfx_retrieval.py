@@ -18,7 +18,7 @@ import torch
 import models
 from models.checkpoint import CONFIG
 from models.profiles import CHECKPOINTS, profile
-from models.training import (
+from training import (
     CaptionRow,
     EvalSet,
     TrainConfig,

@@ -18,7 +18,7 @@ import torch
 from models import DualEncoder, load_audio, load_model
 from models.encoders.fusion import init_fusion
 from models.profiles import CHECKPOINTS, profile
-from models.training import (
+from training import (
     AudioFeatures,
     CaptionRow,
     EvalSet,
@@ -33,7 +33,7 @@ from models.training import (
     load_caption_csv,
     train_projections,
 )
-from models.training.data import query_relevance
+from training.data import query_relevance
 
 SR = 16000
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models.errors import InvalidInputError
-from models.training.metrics import (
+from training.metrics import (
     chance_metrics,
     first_relevant_rank,
     precision_at_k,

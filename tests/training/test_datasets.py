@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.training import DatasetError, detect_format, load_rows, load_run_config
-from models.training.evaluation import parse_data_spec
-from models.training.run import stage_rows
+from training import DatasetError, detect_format, load_rows, load_run_config
+from training.evaluation import parse_data_spec
+from training.run import stage_rows
 
 ANIMALS = ("cat", "cow", "dog", "duck")
 

@@ -20,10 +20,10 @@ import torch
 from models.audio import load_audio
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
-from models.training.data import CaptionRow
-from models.training.evaluation import caption_clip_similarity
-from models.training.metrics import precision_at_k, retrieval_metrics
-from models.training.trainer import StepCheckpoint, TrainConfig, TrainResult, fit, positive_groups
+from training.data import CaptionRow
+from training.evaluation import caption_clip_similarity
+from training.metrics import precision_at_k, retrieval_metrics
+from training.trainer import StepCheckpoint, TrainConfig, TrainResult, fit, positive_groups
 
 log = logging.getLogger(__name__)
 AUDIO_CACHE_MB = 2048  # decoded clips kept in memory; beyond it, clips are decoded again when drawn

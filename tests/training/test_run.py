@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from models.errors import InvalidInputError
-from models.training import DatasetError, load_run_config, parse_run_config, run_training
-from models.training.run import RunResult
+from training import DatasetError, load_run_config, parse_run_config, run_training
+from training.run import RunResult
 
 CLASSES = ("dog_bark", "rooster", "rain", "chainsaw", "baby_cry")
 

@@ -1,7 +1,7 @@
 """DCASE-style retrieval evaluation of a whole model on a caption file (what `audiosearch eval` runs).
 
 Each distinct caption is a query ranked against the unique clips; a clip's score is its best window's,
-as in the search service. Metrics: mAP@10, R@1, R@5, R@10 (models.training.metrics).
+as in the search service. Metrics: mAP@10, R@1, R@5, R@10 (training.metrics).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import numpy as np
 
 from models.audio import cut_windows, load_audio
 from models.dual_encoder import DualEncoder
-from models.training.data import CaptionRow, query_relevance
-from models.training.datasets import detect_format, load_rows
-from models.training.metrics import chance_metrics, retrieval_metrics
+from training.data import CaptionRow, query_relevance
+from training.datasets import detect_format, load_rows
+from training.metrics import chance_metrics, retrieval_metrics
 
 
 def parse_data_spec(spec: str, audio_root: str | Path | None = None) -> list[CaptionRow]:
     """'captions.csv' or 'labels.csv:label' (the caption column after a colon); ClothoV2 and AudioCaps
-    CSVs (by their header), WavCaps .json and .jsonl files are recognised (models.training.datasets)."""
+    CSVs (by their header), WavCaps .json and .jsonl files are recognised (training.datasets)."""
     path, _, column = spec.partition(":")
     return load_rows(path, detect_format(path), audio_root, caption_column=column or "caption")
 

@@ -21,7 +21,7 @@ from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from models.training.trainer import _Loop
+    from training.trainer import _Loop
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models.training import DatasetError
-from models.training.augment import augment_rows, load_extra_captions, template_captions
-from models.training.data import CaptionRow
+from training import DatasetError
+from training.augment import augment_rows, load_extra_captions, template_captions
+from training.data import CaptionRow
 
 
 def _row(clip: str, caption: str, keywords: str = "") -> CaptionRow:

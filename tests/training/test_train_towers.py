@@ -14,9 +14,9 @@ import yaml
 import models
 from models.checkpoint import load_model, save_model
 from models.errors import InvalidInputError
-from models.training import TrainConfig, load_caption_csv, load_run_config, run_training, set_frozen, train_towers
-from models.training.data import CaptionRow
 from tests.models.tiny import tiny_paper_config
+from training import TrainConfig, load_caption_csv, load_run_config, run_training, set_frozen, train_towers
+from training.data import CaptionRow
 
 ANIMALS = ("cat", "cow", "dog", "duck", "frog", "horse", "owl", "pig")
 

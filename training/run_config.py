@@ -13,8 +13,8 @@ import numpy as np
 
 from models.config import ModelConfig
 from models.errors import InvalidInputError, ModelLoadError
-from models.training.data import DatasetError
-from models.training.datasets import FORMATS, REQUIRED_COLUMNS, read_header
+from training.data import DatasetError
+from training.datasets import FORMATS, REQUIRED_COLUMNS, read_header
 
 FINAL = "model"  # the output subfolder of the final model, so no stage may take that name
 SPEC_KEYS = {"csv", "file", "format", "audio_root", "caption_column", "audio_pattern", "skip_missing"}
@@ -27,7 +27,7 @@ class DataSpec:
     csv: Path  # the caption file, whatever its format (`file:` or `csv:` in a config)
     audio_root: Path | None = None  # default: the file's folder
     caption_column: str = "caption"  # format csv only
-    format: str = "csv"  # models.training.datasets.FORMATS
+    format: str = "csv"  # training.datasets.FORMATS
     audio_pattern: str | None = None  # audiocaps / wavcaps: audio file name from the row's fields
     skip_missing: bool = False  # drop rows whose audio file is absent instead of failing
 
@@ -48,7 +48,7 @@ class StageConfig:
     batch_size: int = 64
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
-    augment: bool = False  # built-in caption templates (models.training.augment)
+    augment: bool = False  # built-in caption templates (training.augment)
     extra_captions: Path | None = None  # path,caption CSV merged as extra positives whenever given
     # {audio: bool, text: bool}; a side left out follows the model config's frozen_towers
     frozen: dict[str, bool] = field(default_factory=dict)

@@ -1,5 +1,5 @@
 """Train a DualEncoder's projections (and temperature) on cached frozen-tower features, and the loop
-that tower training (models.training.towers) shares.
+that tower training (training.towers) shares.
 
 The loop follows the reference recipe: AdamW, linear warm-up then cosine decay per optimizer step,
 in-batch symmetric NT-Xent where every caption of a clip is a positive; optional gradient accumulation,
@@ -21,8 +21,8 @@ from torch import nn
 
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
-from models.training.data import CaptionRow, query_relevance
-from models.training.features import (
+from training.data import CaptionRow, query_relevance
+from training.features import (
     AudioFeatures,
     compute_audio_features,
     compute_text_features,
@@ -30,8 +30,8 @@ from models.training.features import (
     project_text,
     require_frozen,
 )
-from models.training.metrics import precision_at_k, retrieval_metrics
-from models.training.step_checkpoint import StepCheckpoint, StepPosition
+from training.metrics import precision_at_k, retrieval_metrics
+from training.step_checkpoint import StepCheckpoint, StepPosition
 
 log = logging.getLogger(__name__)
 

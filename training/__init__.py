@@ -1,7 +1,7 @@
 """Training of the dual encoder: data sets, cached tower features, projection and tower trainers, metrics, runs."""
 
-from models.training.augment import augment_rows, load_extra_captions, template_captions
-from models.training.data import (
+from training.augment import augment_rows, load_extra_captions, template_captions
+from training.data import (
     CaptionRow,
     DatasetError,
     caption_group,
@@ -10,16 +10,16 @@ from models.training.data import (
     path_stem_group,
     split_rows,
 )
-from models.training.datasets import FORMATS, detect_format, load_rows
-from models.training.features import (
+from training.datasets import FORMATS, detect_format, load_rows
+from training.features import (
     AudioFeatures,
     compute_audio_features,
     compute_text_features,
     project_audio,
     project_text,
 )
-from models.training.metrics import chance_metrics, precision_at_k, retrieval_metrics
-from models.training.run import (
+from training.metrics import chance_metrics, precision_at_k, retrieval_metrics
+from training.run import (
     DataSpec,
     RunConfig,
     RunResult,
@@ -28,8 +28,8 @@ from models.training.run import (
     parse_run_config,
     run_training,
 )
-from models.training.towers import set_frozen, train_towers
-from models.training.trainer import (
+from training.towers import set_frozen, train_towers
+from training.trainer import (
     EvalSet,
     PairSet,
     StepCheckpoint,

@@ -2,8 +2,8 @@
 
 The paper's recipe is two stages (pre-train on several caption sets, fine-tune on one with augmented
 captions). A stage whose towers are both frozen (and still their source's weights) trains the projections
-on cached tower features (models.training.trainer); a stage with `frozen: {audio: false}` and/or
-`{text: false}` trains those towers end to end from raw audio (models.training.towers). By default a
+on cached tower features (training.trainer); a stage with `frozen: {audio: false}` and/or
+`{text: false}` trains those towers end to end from raw audio (training.towers). By default a
 tower is frozen when the model's config says so (`aisfx`, `lite`: both; `paper`: neither).
 
 Layout of `output`: `<stage>/` checkpoint after each stage, `state.json` (finished stages, per-epoch
@@ -49,10 +49,10 @@ import torch
 from models.checkpoint import load_model, save_model
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError, ModelLoadError
-from models.training.augment import augment_rows, load_extra_captions
-from models.training.data import CaptionRow, DatasetError
-from models.training.datasets import load_rows
-from models.training.run_config import (  # noqa: F401  (re-exported: the config API lives beside the runner)
+from training.augment import augment_rows, load_extra_captions
+from training.data import CaptionRow, DatasetError
+from training.datasets import load_rows
+from training.run_config import (  # noqa: F401  (re-exported: the config API lives beside the runner)
     FINAL,
     DataSpec,
     Patchout,
@@ -65,8 +65,8 @@ from models.training.run_config import (  # noqa: F401  (re-exported: the config
     parse_model,
     parse_run_config,
 )
-from models.training.towers import evaluate_rows_fast, set_frozen, train_towers, trainable_parts
-from models.training.trainer import (
+from training.towers import evaluate_rows_fast, set_frozen, train_towers, trainable_parts
+from training.trainer import (
     EvalSet,
     StepCheckpoint,
     TrainConfig,

@@ -11,7 +11,7 @@ import torch
 import models
 from models.errors import InvalidInputError
 from models.profiles import profile
-from models.training import (
+from training import (
     DatasetError,
     TrainConfig,
     compute_audio_features,
@@ -22,7 +22,7 @@ from models.training import (
     reset_projections,
     train_projections,
 )
-from models.training.trainer import PairSet, _lr_lambda, positive_groups
+from training.trainer import PairSet, _lr_lambda, positive_groups
 
 Small = tuple[models.DualEncoder, PairSet]
 

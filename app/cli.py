@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models.device import resolve_device
 from models.errors import AudioSearchError
 
 if TYPE_CHECKING:  # the CLI imports indexer (torch, FAISS) and Ray only in the commands that need them
@@ -146,22 +147,12 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_demo, model="lite", device="auto", quiet=False)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AudioSearchError("--device cuda: no CUDA device is available")
-    return name
-
-
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from app.runtime import configure_threads
     from models import load_model
 
     configure_threads()
-    return load_model(args.model, device=_device(args.device))
+    return load_model(args.model, device=resolve_device(args.device))
 
 
 def _check_positive(**values: float | None) -> None:
@@ -225,7 +216,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from app.server import serve
 
-    return serve(args.index, args.host, args.port, args.model, _device(args.device), onnx_dir=args.onnx)
+    return serve(args.index, args.host, args.port, args.model, resolve_device(args.device), onnx_dir=args.onnx)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from models.atomic import atomic_write_json
 from models.errors import AudioSearchError
 from training.run import (
     parse_data_specs,
@@ -31,7 +32,6 @@ from training.run import (
     parse_run_config,
     run_training,
     stage_rows,
-    write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ class JobManager:
             raw["cache_dir"] = str(self.dir / "features")
         cfg = parse_run_config(raw, self.data_root, "config", read_root=self.data_root, write_root=self.dir)
         job_dir.mkdir()
-        write_json_atomic(job_dir / CONFIG, cfg.to_dict())
+        atomic_write_json(job_dir / CONFIG, cfg.to_dict())
         # queued is written before start(): the child's "running" must never be overwritten by it
-        write_json_atomic(job_dir / STATUS, {"id": job_id, "state": "queued", "created": time.time()})
+        atomic_write_json(job_dir / STATUS, {"id": job_id, "state": "queued", "created": time.time()})
         proc = multiprocessing.get_context("spawn").Process(
             target=run_job, args=(str(job_dir), str(self.data_root), self.threads), name=f"train-{job_id}",
             daemon=True,  # a stopping server takes its jobs down; they come back as "interrupted"
@@ -144,7 +144,7 @@ class JobManager:
 
     def _update(self, job_id: str, **changes: Any) -> dict[str, Any]:
         status = {**self._read(job_id), **changes}
-        write_json_atomic(self.dir / job_id / STATUS, status)
+        atomic_write_json(self.dir / job_id / STATUS, status)
         return status
 
 
@@ -171,12 +171,12 @@ def run_job(job_dir: str, data_root: str, threads: int) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     status = json.loads((job / STATUS).read_text())
     status.update(state="running", pid=os.getpid(), started=time.time())
-    write_json_atomic(job / STATUS, status)
+    atomic_write_json(job / STATUS, status)
 
     def progress(event: dict[str, Any]) -> None:
         status.update({k: event.get(k) for k in ("stage", "epoch", "epochs", "step", "loss", "lr", "temperature")})
         status["metrics"] = event["metrics"]
-        write_json_atomic(job / STATUS, status)
+        atomic_write_json(job / STATUS, status)
 
     try:
         root = Path(data_root)
@@ -187,4 +187,4 @@ def run_job(job_dir: str, data_root: str, threads: int) -> None:
         logging.getLogger(__name__).exception("training job failed")
         status.update(state="failed", ended=time.time(),
                       error=str(err) if isinstance(err, AudioSearchError) else f"{type(err).__name__}: {err}")
-    write_json_atomic(job / STATUS, status)
+    atomic_write_json(job / STATUS, status)

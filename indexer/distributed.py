@@ -44,6 +44,7 @@ from indexer.errors import IndexBuildError
 from indexer.scan import FileEntry, scan_library
 from indexer.store import previous_files
 from indexer.stream import stream_vectors
+from models.atomic import atomic_write
 from models.dual_encoder import DualEncoder
 
 log = logging.getLogger(__name__)
@@ -349,12 +350,7 @@ def _write_shard(path: Path, result: dict[str, Any]) -> None:
     buf = io.BytesIO()
     meta = json.dumps({"format": SHARD_FORMAT, "files": result["files"]})
     np.savez(buf, vectors=result["vectors"], starts=result["starts"], ends=result["ends"], meta=np.array(meta))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 def _read_shard(path: Path) -> dict[str, Any] | None:

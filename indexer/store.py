@@ -23,6 +23,7 @@ import faiss
 import numpy as np
 
 from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from models.atomic import atomic_write, fsync_dir
 
 FORMAT_VERSION = 1
 META_SCHEMA = """
@@ -173,34 +174,16 @@ class SnapshotWriter:
         self.db.close()
         faiss.write_index(self.index, str(self.tmp / "vectors.faiss"))
         manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory}
-        _write_atomic(self.tmp / "manifest.json", json.dumps(manifest, indent=2))
-        _fsync_dir(self.tmp)
+        atomic_write(self.tmp / "manifest.json", json.dumps(manifest, indent=2))
+        fsync_dir(self.tmp)
         final = self.index_dir / "snapshots" / self.id
         os.replace(self.tmp, final)
-        _write_atomic(self.index_dir / "CURRENT", self.id)
+        atomic_write(self.index_dir / "CURRENT", self.id)
         return final
 
     def abort(self) -> None:
         self.db.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def prune_snapshots(index_dir: Path, keep: int = 2) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.atomic import atomic_directory
 from models.config import ModelConfig
 from models.dual_encoder import DualEncoder
 from models.errors import ModelLoadError
@@ -27,25 +25,9 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 def save_model(model: DualEncoder, directory: str | Path) -> Path:
     """Write atomically: a crash mid-save leaves any earlier checkpoint at `directory` intact."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         (tmp / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2))
         save_file(_trained_state(model), str(tmp / WEIGHTS))
-        # mkdtemp makes the folder owner-only; a checkpoint is read by other users (a container's service user).
-        tmp.chmod(0o755)
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

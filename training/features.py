@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.atomic import atomic_write
 from models.audio import cut_windows, load_audio
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
@@ -145,10 +144,7 @@ def _store(cache: Path | None, path: str | Path, feats: np.ndarray) -> None:
     if cache is None:
         return
     target = _cache_file(cache, path)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, feats)
-    os.replace(tmp, target)  # concurrent runs never see a half-written file
+    atomic_write(target, lambda f: np.save(f, feats), durable=False)  # a cache: recomputed if lost
 
 
 def compute_text_features(model: DualEncoder, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:

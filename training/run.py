@@ -37,16 +37,15 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from models.atomic import atomic_write_json
 from models.checkpoint import load_model, save_model
+from models.device import resolve_device
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError, ModelLoadError
 from training.augment import augment_rows, load_extra_captions
@@ -137,14 +136,6 @@ def run_training(cfg: RunConfig, progress: Progress | None = None, read_root: Pa
     state["model"] = str(final)
     _write_state(cfg.output, state)
     return RunResult(final, state)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("device: cuda was asked for but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def _step_file(cfg: RunConfig, stage: StageConfig) -> Path:
@@ -352,16 +343,6 @@ def _report(progress: Progress | None, stage: StageConfig, record: dict[str, flo
 
 
 def _write_state(output: Path, state: dict[str, Any]) -> None:
-    write_json_atomic(output / STATE, state)
+    atomic_write_json(output / STATE, state)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file then os.replace: a reader (or a crash) never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

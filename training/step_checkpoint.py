@@ -7,9 +7,7 @@ Weights of trainable parts, optimizer, schedule, loss scaler, data order, losses
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from models.atomic import atomic_write
 from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
 
@@ -101,14 +100,7 @@ class StepCheckpoint:
             "rng": _get_rng(),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-            os.replace(tmp, self.path)  # a crash mid-write leaves the previous checkpoint intact
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, lambda f: torch.save(state, f))  # a crash mid-write keeps the previous one
         log.info("step %d: checkpoint %s", pos.step, self.path)
 
 

@@ -149,10 +149,11 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from app.runtime import configure_threads
-    from models import load_model
+    from models import load_encoder
 
+    model = load_encoder(args.model, device=resolve_device(args.device))
     configure_threads()
-    return load_model(args.model, device=resolve_device(args.device))
+    return model
 
 
 def _check_positive(**values: float | None) -> None:
@@ -207,7 +208,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     searcher = Searcher(args.index)
     model = _load(args)
     searcher.check_model(model.fingerprint)
-    page = searcher.search(model.encode_text([args.query]).numpy(), k=args.k)[0]
+    page = searcher.search(model.encode_text([args.query]), k=args.k)[0]
     hits = [{"path": h.path, "score": round(h.score, 4), "start": h.start, "end": h.end} for h in page.hits]
     print(json.dumps({"query": args.query, "results": hits}, indent=2))  # noqa: T201
     return 0
@@ -240,12 +241,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from models.onnx_audio import check_exportable, export_audio_onnx
-    from models.onnx_text import export_text_onnx
+    from models import load_model
+    from models.onnx_export import check_audio_exportable, export_audio_onnx, export_text_onnx
 
-    model = _load(args)
+    model = load_model(args.model, device="cpu")  # an export is made from the torch model
     if args.audio:
-        check_exportable(model)  # before the text export, so a refused call writes nothing
+        check_audio_exportable(model)  # before the text export, so a refused call writes nothing
     out = export_text_onnx(model, args.out)
     print(f"exported the text encoder to {out}")  # noqa: T201
     if args.audio:

@@ -124,12 +124,12 @@ class JobManager:
 
     def evaluate(self, model: str, data: list[Any]) -> dict[str, Any]:
         """Retrieval metrics of a model on confined caption files (runs in the caller's thread)."""
-        from models import load_model
+        from models import load_encoder
         from training.evaluation import evaluate_rows
 
         name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
-        loaded = load_model(name)
+        loaded = load_encoder(name)
         results = {}
         for spec in specs:
             m = evaluate_rows(loaded, stage_rows([spec], self.data_root))

@@ -18,7 +18,7 @@ from app.metrics import Metrics, MetricsMiddleware
 from app.search_service import SearchService
 from app.settings import Settings
 from indexer import IndexBuildError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from models import AudioDecodeError, AudioSearchError, DualEncoder, InvalidInputError, ModelLoadError
+from models import AudioDecodeError, AudioSearchError, Encoder, InvalidInputError, ModelLoadError
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -34,7 +34,7 @@ STATUS = {  # one place that maps domain errors to HTTP
 }
 
 
-def create_app(settings: Settings | None = None, model: DualEncoder | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, model: Encoder | None = None) -> FastAPI:
     """Build the app; pass `model` to share an already loaded model (tests, several apps per process)."""
     settings = settings or Settings()
 
@@ -58,10 +58,10 @@ def create_app(settings: Settings | None = None, model: DualEncoder | None = Non
     return app
 
 
-def _load(app: FastAPI, settings: Settings, model: DualEncoder | None) -> None:
+def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
     from app.runtime import configure_threads
-    from models import load_model
+    from models import load_encoder
 
     if settings.train_data_root is not None:
         from app.jobs import JobManager
@@ -69,11 +69,9 @@ def _load(app: FastAPI, settings: Settings, model: DualEncoder | None) -> None:
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
         app.state.jobs = JobManager(settings.jobs_dir, settings.train_data_root)
     try:
-        configure_threads(settings.threads or None)
-        model = model or load_model(settings.model, device=settings.device)
-        app.state.service = SearchService(
-            model, settings.index_dir, settings.query_cache_size, settings.onnx_dir, settings.mmap
-        )
+        model = model or load_encoder(settings.model, settings.device, settings.onnx_dir)
+        configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
+        app.state.service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap)
     except AudioSearchError as err:
         app.state.load_error = str(err)
         log.error("not ready: %s", err)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
-from models import DualEncoder, InvalidInputError, cut_windows, load_audio
-from models.onnx_text import OnnxTextEncoder
+from models import Encoder, InvalidInputError
+from models.embedder import embed_files
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,16 @@ class QueryCache:
 class SearchService:
     def __init__(
         self,
-        model: DualEncoder,
+        model: Encoder,
         index_dir: Path,
         cache_size: int = 4096,
-        onnx_dir: Path | None = None,
         mmap: bool = False,
     ) -> None:
         self.model, self.mmap = model, mmap
-        self.onnx = OnnxTextEncoder(onnx_dir, model) if onnx_dir else None
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
-        self._model_lock = threading.Lock()  # torch modules are not re-entrant across threads
+        self._model_lock = threading.Lock()  # one forward at a time: the towers are not re-entrant
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
@@ -82,7 +80,7 @@ class SearchService:
         missing = list(dict.fromkeys(q for q in queries if q not in found))
         if missing:
             with self._model_lock:
-                vecs = self.onnx.encode_text(missing) if self.onnx else self.model.encode_text(missing).numpy()
+                vecs = self.model.encode_text(missing)
             for q, v in zip(missing, vecs, strict=True):
                 found[q] = v
                 self.cache.put(q, v)
@@ -98,16 +96,14 @@ class SearchService:
         return self.searcher.search(vec[None], k, offset, filters)[0]
 
     def audio_vector(self, data: bytes, suffix: str) -> np.ndarray:
-        sr = self.model.sample_rate
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
             f.write(data)
             f.flush()
-            wave = load_audio(f.name, sr)
-        cfg = self.model.config
-        win = cut_windows(wave, sr, cfg.window_seconds, cfg.hop_seconds)
-        with self._model_lock:
-            vecs = self.model.encode_audio(win.waves, sr, win.lengths).numpy()
-        mean = vecs.mean(axis=0)
+            with self._model_lock:
+                (result,) = embed_files(self.model, [f.name], overlap=False)
+        if result.error is not None or result.vectors is None:
+            raise InvalidInputError(result.error or "the uploaded audio gives no windows")
+        mean = result.vectors.mean(axis=0)
         norm = float(np.linalg.norm(mean))
         if norm == 0:
             raise InvalidInputError("the uploaded audio gives no usable embedding")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.settings import Settings
-from models import DualEncoder
+from models import Encoder
 
 
 def serve(
-    index_dir: Path, host: str, port: int, model: str, device: str, loaded: DualEncoder | None = None,
+    index_dir: Path, host: str, port: int, model: str, device: str, loaded: Encoder | None = None,
     onnx_dir: Path | None = None,
 ) -> int:
     """Run until interrupted. Other settings (admin token, CORS origins, ...) come from AUDIOSEARCH_* variables."""

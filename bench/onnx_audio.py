@@ -68,7 +68,8 @@ def rate(fn, waves: np.ndarray, lens: np.ndarray, batch: int) -> float:
 
 
 def compare(name: str, args: argparse.Namespace) -> list[dict]:
-    from models.onnx_audio import OnnxAudioEncoder, export_audio_onnx
+    from models.onnx_audio import OnnxAudioEncoder
+    from models.onnx_export import export_audio_onnx
 
     model = build(name)
     t = time.perf_counter()

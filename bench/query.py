@@ -102,7 +102,7 @@ def main() -> None:
     onnx_tmp = tempfile.TemporaryDirectory()
     onnx_dir = None
     if args.onnx:
-        from models.onnx_text import export_text_onnx
+        from models.onnx_export import export_text_onnx
 
         onnx_dir = export_text_onnx(model, Path(onnx_tmp.name) / "onnx")
     tag = {"model": args.model, "dim": model.config.embed_dim}  # last columns: older rows lack them

@@ -12,24 +12,24 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from indexer.cache import EmbeddingCache
-from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_pool_worker, init_worker
+from indexer.decode import decode_job, init_pool_worker, init_worker
+from indexer.decoded import Decoded, DecodeJob, DecodeSettings
+from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
 from indexer.scan import FileEntry, scan_library
 from indexer.store import SnapshotWriter, previous_files, prune_snapshots, train_if_needed
-from indexer.stream import stream_vectors
 from models.audio import STREAM_OVER_SECONDS
-from models.dual_encoder import DualEncoder
+from models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class IndexReport:
 
 
 def build_index(
-    audio_dir: Path, index_dir: Path, model: DualEncoder, options: IndexOptions | None = None
+    audio_dir: Path, index_dir: Path, model: Encoder, options: IndexOptions | None = None
 ) -> IndexReport:
     """Index (or update the index of) one library. Raises IndexBuildError when nothing could be indexed."""
     opts = options or IndexOptions()
@@ -107,7 +107,7 @@ def run_lock(folder: Path, what: str = "indexing run") -> Iterator[None]:
         yield
 
 
-def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOptions) -> IndexReport:
+def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions) -> IndexReport:
     t0 = time.perf_counter()
     window_s, hop_s = resolve_window_hop(model, opts)
     report = IndexReport()
@@ -129,7 +129,7 @@ def _build(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOpti
     return report
 
 
-def resolve_window_hop(model: DualEncoder, opts: IndexOptions) -> tuple[float, float]:
+def resolve_window_hop(model: Encoder, opts: IndexOptions) -> tuple[float, float]:
     """Window and hop in seconds: the options', else the model's. Part of the embedding cache key."""
     window_s = opts.window_s or model.config.window_seconds
     return window_s, opts.hop_s or opts.window_s or model.config.hop_seconds
@@ -152,7 +152,7 @@ def job_for(
 def _embed_missing(
     jobs: list[DecodeJob],
     cache: EmbeddingCache,
-    model: DualEncoder,
+    model: Encoder,
     settings: DecodeSettings,
     opts: IndexOptions,
     report: IndexReport,
@@ -162,25 +162,17 @@ def _embed_missing(
     hashes: dict[str, str] = {}
     done = frozenset(cache.done_hashes())
     bar = tqdm(total=len(jobs), unit="file", disable=not opts.progress, desc="indexing")
-    with _Batcher(model, cache, opts.batch_size) as batcher:
-        for d in _decoded(jobs, done, settings, opts.workers, handoff):
-            bar.update(1)
-            if d.stream and not d.error:
-                batcher.flush()  # keeps the cache in file order, and memory to one file at a time
-                streamed = stream_vectors(d, settings, model, opts.batch_size)
-                if streamed is not None:
-                    vectors, starts, ends = streamed
-                    cache.put(d.sha1, d.duration, d.sample_rate, d.channels, starts, ends, vectors)
-            if d.error:
-                report.errors.append({"path": d.job.path, "reason": d.error})
-                continue
-            hashes[d.job.path] = d.sha1
-            if d.stream:
-                report.embedded += 1
-            elif not d.cached and d.sha1 not in batcher.pending_hashes:
-                batcher.add(d)
-                report.embedded += 1
-        batcher.flush()
+    decoded = _decoded(jobs, done, settings, opts.workers, handoff)
+    for d, e in embed_decoded(decoded, model, settings, opts.batch_size):
+        bar.update(1)
+        d.waves = None  # embedded: the windows need not wait for the rest of the run
+        if d.error:
+            report.errors.append({"path": d.job.path, "reason": d.error})
+            continue
+        hashes[d.job.path] = d.sha1
+        if e.vectors is not None:
+            cache.put(d.sha1, d.duration, d.sample_rate, d.channels, e.starts, e.ends, e.vectors)
+            report.embedded += 1
     bar.close()
     return hashes
 
@@ -222,77 +214,10 @@ def _decoded_in_pool(
                 pending.append(pool.submit(decode_job, nxt))
 
 
-def embed_files(model: DualEncoder, files: list[Decoded], batch_size: int) -> np.ndarray:
-    """The windows of several decoded files in one `encode_audio` call: float32 rows, in file order."""
-    return _embed_stacked(model, *_stacked(files), batch_size)
-
-
-def _stacked(files: list[Decoded]) -> tuple[np.ndarray, np.ndarray]:
-    return np.concatenate([f.waves for f in files]), np.concatenate([f.lengths for f in files])
-
-
-def _embed_stacked(model: DualEncoder, waves: np.ndarray, lengths: np.ndarray, batch_size: int) -> np.ndarray:
-    return model.encode_audio(waves, model.sample_rate, lengths, batch_size).numpy().astype(np.float32, copy=False)
-
-
-class _Batcher:
-    """Packs windows of many files into model batches; a file is cached once all its windows are embedded.
-
-    One batch runs in a helper thread while the caller gathers and stacks the next: torch releases the GIL
-    in the forward, so decoded files keep arriving meanwhile. On an H200 this took the indexer from 0.34 to
-    0.47 of the bare forward; the stacking (an ~80 MB copy per batch) is done here, outside that thread,
-    so the thread does nothing the bare forward does not."""
-
-    def __init__(self, model: DualEncoder, cache: EmbeddingCache, batch_size: int) -> None:
-        self.model, self.cache, self.batch_size = model, cache, max(1, batch_size)
-        self.files: list[Decoded] = []
-        self.pending_hashes: set[str] = set()  # queued or in flight: not to be embedded twice
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="embed")
-        self._in_flight: tuple[Future[np.ndarray], list[Decoded]] | None = None
-
-    def add(self, d: Decoded) -> None:
-        self.files.append(d)
-        self.pending_hashes.add(d.sha1)
-        if sum(len(f.waves) for f in self.files) >= self.batch_size:
-            self._submit()
-
-    def flush(self) -> None:
-        """Embed and cache everything added so far."""
-        self._submit()
-        self._commit()
-
-    def __enter__(self) -> _Batcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._thread.shutdown(wait=True, cancel_futures=True)
-
-    def _submit(self) -> None:
-        if not self.files:
-            return
-        files, self.files = self.files, []
-        future = self._thread.submit(_embed_stacked, self.model, *_stacked(files), self.batch_size)
-        self._commit()  # the previous batch, while this one runs
-        self._in_flight = (future, files)
-
-    def _commit(self) -> None:
-        if self._in_flight is None:
-            return
-        future, files = self._in_flight
-        self._in_flight = None
-        vectors = future.result()
-        at = 0
-        for f in files:
-            n = len(f.waves)
-            self.cache.put(f.sha1, f.duration, f.sample_rate, f.channels, f.starts, f.ends, vectors[at : at + n])
-            at += n
-        self.pending_hashes -= {f.sha1 for f in files}
-
-
 def _write_snapshot(
     index_dir: Path,
     audio_dir: Path,
-    model: DualEncoder,
+    model: Encoder,
     cache: EmbeddingCache,
     entries: list[FileEntry],
     hashes: dict[str, str],
@@ -307,7 +232,7 @@ def _write_snapshot(
         raise IndexBuildError(f"{audio_dir}: nothing could be indexed ({len(report.errors)} files skipped)")
     if opts.strict and report.errors:
         raise IndexBuildError(f"--strict: {len(report.errors)} files could not be indexed, e.g. {report.errors[0]}")
-    writer = SnapshotWriter(index_dir, model.config.embed_dim, opts.faiss_factory)
+    writer = SnapshotWriter(index_dir, model.dim, opts.faiss_factory)
     try:
         if not writer.index.is_trained:
             train_if_needed(
@@ -350,7 +275,7 @@ def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int = 200_
 
 def _manifest(
     audio_dir: Path,
-    model: DualEncoder,
+    model: Encoder,
     writer: SnapshotWriter,
     n_files: int,
     report: IndexReport,
@@ -363,13 +288,13 @@ def _manifest(
         "model": {
             "name": model.config.name,
             "fingerprint": model.fingerprint,
-            "dim": model.config.embed_dim,
+            "dim": model.dim,
             "sample_rate": model.sample_rate,
         },
         "window_seconds": window_s,
         "hop_seconds": hop_s,
         "counts": {"files": n_files, "windows": writer.n_windows, "skipped": len(report.errors)},
-        "torch": torch.__version__,
+        "backend": type(model).__name__,  # RuntimeEncoder (numpy + onnxruntime) or DualEncoder (torch)
     }
 
 

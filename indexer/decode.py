@@ -5,52 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from indexer.decoded import Decoded, DecodeJob, DecodeSettings, relative_reason
 from indexer.handoff import send
 from indexer.scan import file_sha1
-from models.audio import STREAM_OVER_SECONDS, cut_windows, load_audio, probe
+from models.audio import cut_windows, load_audio, probe
 from models.errors import AudioSearchError
-
-
-@dataclass
-class DecodeJob:
-    path: str  # relative
-    full: str
-    size: int
-    mtime_ns: int
-    sha1: str | None  # known from the previous snapshot when size and mtime are unchanged
-
-
-@dataclass
-class Decoded:
-    job: DecodeJob
-    sha1: str = ""
-    cached: bool = False  # content already embedded: no decode was done
-    waves: np.ndarray | None = None
-    starts: np.ndarray | None = None
-    ends: np.ndarray | None = None
-    lengths: np.ndarray | None = None
-    duration: float = 0.0
-    sample_rate: int = 0
-    channels: int = 0
-    error: str | None = None
-    stream: bool = False  # too long to decode whole: the embedder reads it in blocks (models.audio_stream)
-    handoff: str | None = None  # waves sent as this file (indexer.handoff), to be read back by the parent
-    shape: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    sample_rate: int
-    window_s: float
-    hop_s: float
-    max_seconds: float
-    stream_over_s: float = STREAM_OVER_SECONDS
-
 
 _DONE: frozenset[str] = frozenset()
 _SETTINGS: DecodeSettings | None = None
@@ -99,11 +60,6 @@ def decode_job(job: DecodeJob) -> Decoded:
     except (OSError, MemoryError) as err:
         out.error = f"{job.path}: {type(err).__name__}: {err}"
     return out
-
-
-def relative_reason(job: DecodeJob, err: Exception) -> str:
-    """The error's message with the file named by its library path (absolute paths say nothing to users)."""
-    return str(err).replace(job.full, job.path)
 
 
 def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -29,23 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import (
-    IndexOptions,
-    IndexReport,
-    build_index,
-    embed_files,
-    job_for,
-    resolve_window_hop,
-    run_lock,
-)
+from indexer.build import IndexOptions, IndexReport, build_index, job_for, resolve_window_hop, run_lock
 from indexer.cache import EmbeddingCache
-from indexer.decode import Decoded, DecodeJob, DecodeSettings, decode_job, init_worker
+from indexer.decode import decode_job, init_worker
+from indexer.decoded import Decoded, DecodeJob, DecodeSettings
+from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
 from indexer.scan import FileEntry, scan_library
 from indexer.store import previous_files
-from indexer.stream import stream_vectors
 from models.atomic import atomic_write
-from models.dual_encoder import DualEncoder
+from models.embedder import Embedded
+from models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +53,6 @@ class RayOptions:
     shard_files: int = 64  # average files per shard
     gpus_per_task: float = 0.5  # two tasks share a GPU, so one decodes while the other runs the model
     max_retries: int = 3  # per shard, for crashed workers and CUDA/IO errors
-    crash_once: Path | None = None  # tests: the first task that finds this file missing creates it and dies
 
 
 @dataclass
@@ -101,7 +93,7 @@ class _Stats:
 def build_index_ray(
     audio_dir: Path,
     index_dir: Path,
-    model: DualEncoder,
+    model: Encoder,
     options: IndexOptions | None = None,
     ray_opts: RayOptions | None = None,
 ) -> RayIndexReport:
@@ -116,7 +108,7 @@ def build_index_ray(
     return RayIndexReport(report, stats.shards, stats.reused, stats.embedded, report.seconds)
 
 
-def embed_shards(audio_dir: Path, index_dir: Path, model: DualEncoder, opts: IndexOptions, ropts: RayOptions) -> _Stats:
+def embed_shards(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions, ropts: RayOptions) -> _Stats:
     """The Ray phase alone: every file not yet in the embedding cache ends up there (or in a shard's errors)."""
     audio_dir, index_dir = Path(audio_dir).resolve(), Path(index_dir)
     if not audio_dir.is_dir():
@@ -141,7 +133,7 @@ def plan_shards(
     entries: list[FileEntry],
     prev: dict[str, tuple[int, int, int, str]],
     done: set[str],
-    model: DualEncoder,
+    model: Encoder,
     window_s: float,
     hop_s: float,
     ropts: RayOptions,
@@ -180,7 +172,7 @@ def _run_shards(
     cache: EmbeddingCache,
     done: set[str],
     settings: DecodeSettings,
-    model: DualEncoder,
+    model: Encoder,
     opts: IndexOptions,
     ropts: RayOptions,
 ) -> _Stats:
@@ -205,7 +197,7 @@ def _run_shards(
     # Only what the model cannot already skip travels: the content hashes already embedded (renamed files).
     done_ref = ray.put(frozenset(done))
     spec = _model_spec(ropts.model_spec)
-    args = (settings, spec, device, model.fingerprint, opts.batch_size, done_ref, ropts.crash_once)
+    args = (settings, spec, device, model.fingerprint, opts.batch_size, done_ref)
     for shard, result in _completed(task, todo, args, _in_flight(ray, gpus), ropts.max_retries):
         _write_shard(shard_dir / f"{shard.id}.npz", result)
         stats.embedded += _import(result, cache, done)
@@ -267,7 +259,7 @@ def _first_line(err: BaseException) -> str:
 
 # -- on the workers ------------------------------------------------------------------------------------
 
-_MODELS: dict[tuple[str, str], DualEncoder] = {}  # Ray reuses worker processes: load the model once each
+_MODELS: dict[tuple[str, str], Encoder] = {}  # Ray reuses worker processes: load the model once each
 
 
 def _embed_shard(
@@ -278,45 +270,27 @@ def _embed_shard(
     fingerprint: str,
     batch_size: int,
     done: frozenset[str],
-    crash_once: Path | None,
 ) -> dict[str, Any]:
     """Decode and embed one shard: {'files': [...], 'vectors', 'starts', 'ends'} in file order."""
-    if crash_once is not None and not crash_once.exists():
-        crash_once.touch()
-        os._exit(1)  # a worker dying mid-task (OOM kill, node loss): Ray must run the shard again
     model = _worker_model(spec, device, fingerprint)
     init_worker(done, settings)
     files: list[dict[str, Any]] = []
     out: list[np.ndarray] = []
-    batch: list[Decoded] = []
-    for job in shard.jobs:
-        d = decode_job(job)
-        if d.stream and d.error is None:  # a long file: block by block, after the files before it
-            out += [embed_files(model, batch, batch_size)] if batch else []
-            batch = []
-            if (streamed := stream_vectors(d, settings, model, batch_size)) is not None:
-                vectors, d.starts, d.ends = streamed
-                out.append(vectors)
-        elif d.error is None and not d.cached:
-            batch.append(d)
-            if sum(len(b.waves) for b in batch) >= batch_size:
-                out.append(embed_files(model, batch, batch_size))
-                batch = []
-        files.append(_file_meta(d))
-    if batch:
-        out.append(embed_files(model, batch, batch_size))
-    dim = model.config.embed_dim
-    vectors = np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    for d, e in embed_decoded(map(decode_job, shard.jobs), model, settings, batch_size):
+        files.append(_file_meta(d, e))
+        if e.vectors is not None:
+            out.append(e.vectors)
+    vectors = np.concatenate(out) if out else np.zeros((0, model.dim), np.float32)
     starts = [s for f in files for s in f.pop("starts")]
     ends = [e for f in files for e in f.pop("ends")]
     return {"files": files, "vectors": vectors, "starts": np.array(starts), "ends": np.array(ends)}
 
 
-def _worker_model(spec: str, device: str, fingerprint: str) -> DualEncoder:
+def _worker_model(spec: str, device: str, fingerprint: str) -> Encoder:
     if (spec, device) not in _MODELS:
-        from models import load_model
+        from models import load_encoder
 
-        _MODELS[(spec, device)] = load_model(spec, device=device)
+        _MODELS[(spec, device)] = load_encoder(spec, device=device)
     model = _MODELS[(spec, device)]
     if model.fingerprint != fingerprint:
         raise IndexBuildError(
@@ -326,8 +300,8 @@ def _worker_model(spec: str, device: str, fingerprint: str) -> DualEncoder:
     return model
 
 
-def _file_meta(d: Decoded) -> dict[str, Any]:
-    n = 0 if d.error or d.cached else len(d.starts)
+def _file_meta(d: Decoded, e: Embedded) -> dict[str, Any]:
+    n = 0 if e.vectors is None else len(e.vectors)
     return {
         "path": d.job.path,
         "sha1": d.sha1,
@@ -337,8 +311,8 @@ def _file_meta(d: Decoded) -> dict[str, Any]:
         "windows": n,
         "cached": d.cached,
         "error": d.error,
-        "starts": [] if n == 0 else d.starts.tolist(),
-        "ends": [] if n == 0 else d.ends.tolist(),
+        "starts": [] if n == 0 else e.starts.tolist(),  # type: ignore[union-attr]
+        "ends": [] if n == 0 else e.ends.tolist(),  # type: ignore[union-attr]
     }
 
 

@@ -16,14 +16,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.decoded import Decoded
 from models.errors import AudioDecodeError
-
-if TYPE_CHECKING:
-    from indexer.decode import Decoded
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """The dual-encoder package: audio and text to one vector space, shared by indexer, service and training.
 
-Exports resolve lazily (models/lazy.py), so decode worker processes stay free of torch.
+Exports resolve lazily (models/lazy.py), so decode workers and the slim runtime stay free of torch:
+`load_encoder` (inference, numpy at the boundary) imports torch only for models that need it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ _EXPORTS = {
     "ModelConfig": "models.config",
     "TowerConfig": "models.config",
     "DualEncoder": "models.dual_encoder",
+    "Encoder": "models.encoder",
+    "load_encoder": "models.encoder",
     "AudioDecodeError": "models.errors",
     "AudioSearchError": "models.errors",
     "InvalidInputError": "models.errors",

@@ -13,7 +13,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from models.audio import WindowCutter, Windows, check_waveform, to_mono
+from models.audio import (
+    STREAM_OVER_SECONDS,
+    WindowCutter,
+    Windows,
+    check_waveform,
+    cut_windows,
+    load_audio,
+    probe,
+    to_mono,
+)
 from models.errors import AudioDecodeError, InvalidInputError
 
 
@@ -61,3 +70,20 @@ def _resampled_blocks(path: Path, sample_rate: int, block_s: float) -> Iterator[
                 break
     if at == 0:
         raise AudioDecodeError(f"{path}: no samples")
+
+
+def file_windows(
+    path: str | Path,
+    sample_rate: int,
+    window_s: float = 10.0,
+    hop_s: float | None = None,
+    stream_over_s: float = STREAM_OVER_SECONDS,
+    chunk_windows: int = 32,
+) -> Iterator[Windows]:
+    """The windows of a file, decoded whole, or block by block when it is longer than `stream_over_s`
+    (and a format soundfile reads in blocks). A generator: nothing is decoded until it is iterated."""
+    info = probe(path)
+    if info.blockwise and info.duration > stream_over_s:
+        yield from stream_windows(path, sample_rate, window_s, hop_s, chunk_windows=chunk_windows)
+    else:
+        yield cut_windows(load_audio(path, sample_rate), sample_rate, window_s, hop_s)

@@ -28,6 +28,10 @@ class ModelConfig:
     # Towers whose weights come from their own source (a package, a hub name) are not stored in
     # model.safetensors; only trained parts are, which keeps the shipped lite checkpoint small.
     frozen_towers: list[str] = field(default_factory=list)
+    # Earlier fingerprints of these same vectors stored zero-padded to more dimensions ({"fingerprint", "dim"};
+    # lite before vectors had a dimension per profile): their indexes still answer this model's queries,
+    # padded, and their cached vectors convert without embedding anything again.
+    supersedes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +55,11 @@ class ModelConfig:
             raise ModelLoadError("embed_dim and temperature_init must be positive")
         if self.window_seconds <= 0 or self.hop_seconds <= 0:
             raise ModelLoadError("window_seconds and hop_seconds must be positive")
+        for old in self.supersedes:
+            if not isinstance(old, dict) or not isinstance(old.get("fingerprint"), str) or old.get("dim", 0) <= 0:
+                raise ModelLoadError(f"supersedes entries need a fingerprint and a dim, got {old!r}")
+            if old["dim"] < self.embed_dim:
+                raise ModelLoadError(f"a superseded model must have at least embed_dim dimensions, got {old!r}")
         unknown = set(self.frozen_towers) - {"audio", "text"}
         if unknown:
             raise ModelLoadError(f"frozen_towers may name 'audio' and 'text' only, got {sorted(unknown)}")

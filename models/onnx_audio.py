@@ -1,6 +1,6 @@
-"""ONNX export of the audio side (front end + tower + projection + normalisation) and an onnxruntime runner.
+"""The audio side (front end + tower + projection + normalisation) in onnxruntime, for towers that run in torch.
 
-For the towers that run in torch (PaSST, aiSFX); YAMNet already runs in onnxruntime. The graph takes the
+Exports come from models.onnx_export (PaSST, aiSFX); YAMNet runs in onnxruntime already. The graph takes the
 padded waveforms (B, T) at the tower's rate and the real lengths (B,), the same inputs as
 `DualEncoder.embed_audio`, with batch and length dynamic. bench/onnx_audio.py measures whether it pays.
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-from models.dual_encoder import DualEncoder
 from models.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from models.dual_encoder import DualEncoder
 
 GRAPH, META = "audio.onnx", "export_audio.json"
 ENV = "AUDIOSEARCH_ONNX_DIR"
@@ -27,59 +28,6 @@ MIN_SECONDS, MAX_SECONDS = 1.0, 30.0  # the exported length range; the indexer's
 # "Performance"): aiSFX's CNN runs 1.9x (batch 16) to 3.6x (batch 1) faster in onnxruntime. PaSST gains 2.3x
 # at batch 1 but none at 16, and the indexer embeds in batches of 32; YAMNet runs in onnxruntime already.
 WIRED_TOWERS = frozenset({"aisfx"})
-
-
-def check_exportable(model: DualEncoder) -> None:
-    kind = model.config.audio.kind
-    if kind not in WIRED_TOWERS:
-        raise ModelLoadError(
-            f"the {kind!r} audio tower has no ONNX path: only {', '.join(sorted(WIRED_TOWERS))} gain from one "
-            "(YAMNet already runs in onnxruntime; PaSST measured no faster at indexing batch sizes, "
-            "see bench/onnx_audio.py)"
-        )
-
-
-class _AudioGraph(nn.Module):
-    def __init__(self, model: DualEncoder) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_audio(waveforms, lengths)
-
-
-def export_audio_onnx(model: DualEncoder, out_dir: str | Path, seconds: float = 10.0) -> Path:
-    """Trace with a 2-row batch of `seconds` of noise; the exported graph accepts 1..1024 rows, 1..30 s."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sr = model.sample_rate
-    n = int(seconds * sr)
-    wave = torch.randn(2, n, generator=torch.Generator().manual_seed(0)) * 0.1
-    lengths = torch.tensor([n, n // 2], dtype=torch.int64)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    # PaSST's patch grid branches on the input width, which torch.export cannot keep symbolic: its graph
-    # is fixed at `seconds` (the length it was trained on). Towers that crop padding get any length.
-    fixed = not model.audio_tower.crops_padding
-    samples = None if fixed else torch.export.Dim("samples", min=int(MIN_SECONDS * sr), max=int(MAX_SECONDS * sr))
-    with torch.no_grad():
-        torch.onnx.export(
-            _AudioGraph(model.cpu()).eval(),
-            (wave, lengths),
-            str(out / GRAPH),
-            input_names=["waveforms", "lengths"],
-            output_names=["audio_vector"],
-            dynamic_shapes={"waveforms": {0: batch, 1: samples} if samples else {0: batch}, "lengths": {0: batch}},
-            dynamo=True,
-            external_data=False,
-        )
-    meta = {
-        "fingerprint": model.fingerprint,
-        "dim": model.config.embed_dim,
-        "sample_rate": sr,
-        "samples": n if fixed else None,
-    }
-    (out / META).write_text(json.dumps(meta))
-    return out
 
 
 class OnnxAudioEncoder:

@@ -1,4 +1,11 @@
-"""ONNX export of the text side (tower + projection + normalisation) and an onnxruntime runner for it."""
+"""The text side (tower + projection + normalisation) in onnxruntime, tokenised by `tokenizers`: no torch.
+
+An export directory (models.onnx_export.export_text_onnx) holds text.onnx, tokenizer.json (the text tower's
+own fast tokenizer, saved whole) and export.json (fingerprint, dimension, token limit, caption rule). Exports
+are made once per model and kept in a cache folder ($AUDIOSEARCH_ONNX_CACHE, default
+~/.cache/audiosearch/onnx/<fingerprint>/), so the service needs no manual export step; `--onnx DIR` /
+$AUDIOSEARCH_ONNX_DIR name one explicitly.
+"""
 
 from __future__ import annotations
 
@@ -6,74 +13,78 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from models.dual_encoder import DualEncoder, _check_texts
 from models.errors import ModelLoadError
+from models.text import check_texts, normalize_caption
 
 log = logging.getLogger(__name__)
-GRAPH, META = "text.onnx", "export.json"
+GRAPH, META, TOKENIZER = "text.onnx", "export.json", "tokenizer.json"
+CACHE_ENV = "AUDIOSEARCH_ONNX_CACHE"
 
 
-class _TextGraph(nn.Module):
-    """Positional (ids, mask) in, unit vectors out; transformers 5 models want keyword arguments."""
-
-    def __init__(self, model: DualEncoder) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_tokens(input_ids=input_ids, attention_mask=attention_mask)
+def cache_root() -> Path:
+    """Where text exports are kept, one folder per model fingerprint."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "audiosearch" / "onnx"
 
 
-def export_text_onnx(model: DualEncoder, out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sample = model.text_tower.tokenize(["a dog barks in the distance", "rain"])
-    graph = _TextGraph(model).eval()
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("seq", min=2, max=512)
-    with torch.no_grad():
-        torch.onnx.export(
-            graph,
-            (sample["input_ids"], sample["attention_mask"]),
-            str(out / GRAPH),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["query_vector"],
-            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-            dynamo=True,
-            external_data=False,
-        )
-    (out / META).write_text(json.dumps({"fingerprint": model.fingerprint, "dim": model.config.embed_dim}))
-    return out
+def read_meta(directory: Path) -> dict[str, Any]:
+    try:
+        return json.loads((directory / META).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{directory}: not an ONNX text export ({err})") from None
 
 
-class OnnxTextEncoder:
-    """Runs an exported text graph; tokenisation stays the torch tower's, so both paths see the same ids."""
+class OnnxTextSide:
+    """Captions or queries -> (B, dim) unit vectors, exactly as the torch text side computes them."""
 
-    def __init__(self, directory: str | Path, model: DualEncoder, threads: int | None = None) -> None:
+    def __init__(self, directory: str | Path, fingerprint: str, threads: int = 0) -> None:
         import onnxruntime as ort
+        from tokenizers import Tokenizer
 
         directory = Path(directory)
-        try:
-            meta = json.loads((directory / META).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ModelLoadError(f"{directory}: not an ONNX text export ({err})") from None
-        if meta.get("fingerprint") != model.fingerprint:
+        meta = read_meta(directory)
+        if meta.get("fingerprint") != fingerprint:
             raise ModelLoadError(
-                f"{directory}: exported from model {meta.get('fingerprint')}, not {model.fingerprint}; export again"
+                f"{directory}: exported from model {meta.get('fingerprint')}, not {fingerprint}; export again"
             )
+        if not (directory / TOKENIZER).is_file():
+            raise ModelLoadError(f"{directory}: an export of an earlier version (no {TOKENIZER}); export again")
+        self.dim, self.directory = int(meta["dim"]), directory
+        self.rule: str | None = meta.get("normalize_text")
+        self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER))
+        self.tokenizer.enable_truncation(int(meta["max_tokens"]))
+        self.tokenizer.enable_padding(pad_id=int(meta["pad_id"]), pad_token=meta["pad_token"])
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # Idle pool threads would spin for the next call, taking the CPU from request handling and search.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(directory / GRAPH), opts, providers=providers)
-        self.tower = model.text_tower
 
-    def encode_text(self, texts: list[str]) -> np.ndarray:
-        texts = list(_check_texts(texts))
-        tok = self.tower.tokenize(texts)
-        feeds = {k: v.numpy().astype(np.int64) for k, v in tok.items()}
-        return self.session.run(["query_vector"], feeds)[0].astype(np.float32)
+    def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if self.rule:
+            texts = [normalize_caption(t, self.rule) for t in texts]
+        encoded = self.tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+        }
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        feeds = self.tokenize(check_texts(texts))
+        return self.session.run(["query_vector"], feeds)[0].astype(np.float32, copy=False)
+
+
+def find_export(fingerprint: str, directory: str | Path | None = None) -> Path | None:
+    """`directory` if given (it must be an export of this model), else the cached export, if any."""
+    if directory is not None:
+        return Path(directory)
+    cached = cache_root() / fingerprint
+    return cached if (cached / META).is_file() else None

@@ -33,18 +33,21 @@ PROFILES: dict[str, ModelConfig] = {
         name="bridge",
         audio=TowerConfig("yamnet_bridge", {}),
         text=TowerConfig("minilm", {}),
+        embed_dim=384,  # MiniLM's own space; before vectors had a dimension per profile, padded to 1024
         projection="tied",
         temperature_init=0.05,
         frozen_towers=["audio", "text"],
+        supersedes=[{"fingerprint": "bridge-3efdfa4129499bf6", "dim": 1024}],
     ),
     # The bridge plus a learned residual from YAMNet's 1024-d embedding and class scores
-    # (models/encoders/fusion.py); text stays plain MiniLM through an identity projection. Its trained
+    # (models/towers/fusion.py); text stays plain MiniLM through an identity projection. Its trained
     # weights are models/checkpoints/fusion (scripts/train_fusion.py); the bare profile's projections are
-    # random until models.encoders.fusion.init_fusion makes it equal the bridge.
+    # random until training.fusion_init.init_fusion makes it equal the bridge.
     "fusion": ModelConfig(
         name="fusion",
         audio=TowerConfig("yamnet_fusion", {"parts": ["embedding", "scores"]}),
         text=TowerConfig("minilm", {}),
+        embed_dim=384,
         projection="linear",
         temperature_init=0.05,
         frozen_towers=["audio", "text"],

@@ -43,9 +43,9 @@ def name_text(path: Path, root: Path | None = None) -> str:
 
 
 def eval_names(model: DualEncoder, s: EvalSet, root: Path | None) -> dict[str, dict[str, float]]:
-    clips = model.encode_text([name_text(p, root) for p in s.paths]).numpy()  # (N, D), unit norm
+    clips = model.encode_text([name_text(p, root) for p in s.paths])  # (N, D), unit norm
     rel = s.relevance()
-    return {form: metrics(model.encode_text(q).numpy() @ clips.T, rel) for form, q in query_forms(s.queries).items()}
+    return {form: metrics(model.encode_text(q) @ clips.T, rel) for form, q in query_forms(s.queries).items()}
 
 
 def main() -> None:

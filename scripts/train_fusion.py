@@ -42,8 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from models.encoders.fusion import PART_DIMS, bridge_identity, freeze_bridge_block, init_fusion  # noqa: E402
 from models.profiles import CHECKPOINTS, profile  # noqa: E402
+from models.towers.fusion import PART_DIMS  # noqa: E402
 from training import (  # noqa: E402
     AudioFeatures,
     CaptionRow,
@@ -60,6 +60,7 @@ from training import (  # noqa: E402
     split_rows,
     train_projections,
 )
+from training.fusion_init import bridge_identity, freeze_bridge_block, init_fusion  # noqa: E402
 
 log = logging.getLogger("train_fusion")
 REPO = Path(__file__).resolve().parents[1]

@@ -23,8 +23,25 @@ def shared_data() -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Text exports made during the tests go to a folder of the session, not the user's cache."""
+    path = tmp_path_factory.mktemp("onnx-cache")
+    os.environ["AUDIOSEARCH_ONNX_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def lite_model():
+    """The default model as the indexer and the service load it (the slim runtime: numpy + onnxruntime)."""
+    from models import load_encoder
+
+    return load_encoder("lite")
+
+
+@pytest.fixture(scope="session")
+def lite_torch():
+    """The same model as the torch DualEncoder (training, exports)."""
     from models import load_model
 
     return load_model("lite")

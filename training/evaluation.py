@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio import cut_windows, load_audio
-from models.dual_encoder import DualEncoder
-from training.data import CaptionRow, query_relevance
+from models.embedder import embed_files
+from models.encoder import Encoder
+from training.data import CaptionRow, DatasetError, query_relevance
 from training.datasets import detect_format, load_rows
 from training.metrics import chance_metrics, retrieval_metrics
 
@@ -25,26 +25,27 @@ def parse_data_spec(spec: str, audio_root: str | Path | None = None) -> list[Cap
     return load_rows(path, detect_format(path), audio_root, caption_column=column or "caption")
 
 
-def clip_window_vectors(model: DualEncoder, paths: Sequence[Path], batch_size: int = 32) -> list[np.ndarray]:
-    sr, cfg = model.sample_rate, model.config
+def clip_window_vectors(model: Encoder, paths: Sequence[Path], batch_size: int = 32) -> list[np.ndarray]:
+    """Each clip's window vectors, through the one embedding pipeline (long clips stream)."""
     out = []
-    for p in paths:
-        w = cut_windows(load_audio(p, sr), sr, cfg.window_seconds, cfg.hop_seconds)
-        out.append(model.encode_audio(w.waves, sr, w.lengths, batch_size).numpy())
+    for e in embed_files(model, paths, batch_size):
+        if e.vectors is None:
+            raise DatasetError(f"{e.key}: {e.error}")
+        out.append(e.vectors)
     return out
 
 
 def caption_clip_similarity(
-    model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = ""
+    model: Encoder, rows: Sequence[CaptionRow], query_prefix: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
     """(similarity, relevance), both (distinct captions, unique clips); a clip scores its best window."""
     paths, texts, relevance = query_relevance(rows)
     windows = clip_window_vectors(model, paths)
-    queries = model.encode_text([query_prefix + t for t in texts]).numpy()  # (Q, D)
+    queries = model.encode_text([query_prefix + t for t in texts])  # (Q, D)
     return np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1), relevance
 
 
-def evaluate_rows(model: DualEncoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
+def evaluate_rows(model: Encoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
     sim, relevance = caption_clip_similarity(model, rows, query_prefix)
     n_queries, n_clips = sim.shape
     metrics = retrieval_metrics(sim, relevance)

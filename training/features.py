@@ -21,9 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from models.atomic import atomic_write
-from models.audio import cut_windows, load_audio
+from models.audio_stream import file_windows
 from models.dual_encoder import DualEncoder
+from models.embedder import Embedder
 from models.errors import InvalidInputError
+from training.data import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -98,28 +100,20 @@ def compute_audio_features(
 
 
 def _embed_files(model: DualEncoder, paths: Sequence[str | Path], batch_windows: int) -> Iterator[np.ndarray]:
-    """Yield each file's (windows, tower_dim) features in order; windows of several files share a
-    batch, and at most about one batch of decoded audio is held at a time."""
-    pending: list[tuple[np.ndarray, np.ndarray]] = []  # (waves, lengths) per file not yet run
-    for p in paths:
-        w = cut_windows(
-            load_audio(p, model.sample_rate), model.sample_rate, model.config.window_seconds, model.config.hop_seconds
-        )
-        pending.append((w.waves, w.lengths))
-        if sum(len(x) for x, _ in pending) >= batch_windows:
-            yield from _run_tower(model, pending)
-            pending = []
-    if pending:
-        yield from _run_tower(model, pending)
+    """Yield each file's (windows, tower_dim) features in order, through the one embedding pipeline with the
+    tower (before the projection) as its encoder: windows of several files share a batch, long files stream."""
 
+    def tower(waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x, n = torch.from_numpy(waves).to(model.device), torch.from_numpy(lengths).to(model.device)
+            return model.audio_tower(x, n).float().cpu().numpy()  # (W, tower_dim)
 
-def _run_tower(model: DualEncoder, files: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    waves = torch.from_numpy(np.concatenate([w for w, _ in files])).to(model.device)  # (W, T)
-    lens = torch.from_numpy(np.concatenate([n for _, n in files])).to(model.device)  # (W,)
-    with torch.inference_mode():
-        feats = model.audio_tower(waves, lens).float().cpu().numpy()  # (W, tower_dim)
-    bounds = np.cumsum([0] + [len(w) for w, _ in files])
-    return [feats[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    cfg = model.config
+    items = ((p, file_windows(p, model.sample_rate, cfg.window_seconds, cfg.hop_seconds)) for p in paths)
+    for e in Embedder(tower, batch_windows).embed(items):
+        if e.vectors is None:
+            raise DatasetError(f"{e.key}: {e.error}")
+        yield e.vectors
 
 
 def _cache_file(cache: Path, path: str | Path) -> Path:

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from models.encoders.base import AudioTower, register_audio
+from models.encoders.base import AudioTower
 from models.errors import ModelLoadError
+from models.registry import audio_module
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "aisfx" / "embedding_net.safetensors"
 SPEC_MAX = 9.457798957824707  # aisfx's 'original' normalisation constant
@@ -131,6 +132,6 @@ def _pool(emb: torch.Tensor, owner: torch.Tensor, valid: torch.Tensor, b: int, h
     return (emb * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
-@register_audio("aisfx")
+@audio_module("aisfx")
 def build_aisfx(**options: object) -> AisfxTower:
     return AisfxTower(**options)  # type: ignore[arg-type]

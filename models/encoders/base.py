@@ -1,14 +1,19 @@
-"""The two tower interfaces and the registry that maps a config's `kind` to a builder."""
+"""The torch tower interfaces, and towers built from a config's kind through the registry (models.registry).
+
+A kind with a torch module (PaSST, aiSFX, the transformers text towers) is built as that module; a kind that
+has only a numpy core (YAMNet, the label bridge, fusion features) is wrapped in `CoreAudioTower`, which has no
+parameters: such towers never train, so the torch model and the slim runtime compute the same features.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from models.errors import ModelLoadError
+from models.registry import core_builder, module_builder, unknown_kind
 
 
 class AudioTower(nn.Module):
@@ -40,35 +45,33 @@ class TextTower(nn.Module):
         raise NotImplementedError
 
 
-AudioBuilder = Callable[..., AudioTower]
-TextBuilder = Callable[..., TextTower]
-AUDIO_TOWERS: dict[str, AudioBuilder] = {}
-TEXT_TOWERS: dict[str, TextBuilder] = {}
+class CoreAudioTower(AudioTower):
+    """A numpy audio core (models.towers) as a frozen torch tower: features come back on the input's device."""
+
+    def __init__(self, core: Any) -> None:
+        super().__init__()
+        self.core = core
+        self.sample_rate, self.dim, self.crops_padding = core.sample_rate, core.dim, core.crops_padding
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        waves = waveforms.detach().float().cpu().numpy()
+        lens = None if lengths is None else lengths.detach().cpu().numpy()
+        feats = np.ascontiguousarray(self.core(waves, lens), dtype=np.float32)
+        return torch.from_numpy(feats).to(waveforms.device)
 
 
-def register_audio(kind: str) -> Callable[[AudioBuilder], AudioBuilder]:
-    def deco(fn: AudioBuilder) -> AudioBuilder:
-        AUDIO_TOWERS[kind] = fn
-        return fn
-
-    return deco
-
-
-def register_text(kind: str) -> Callable[[TextBuilder], TextBuilder]:
-    def deco(fn: TextBuilder) -> TextBuilder:
-        TEXT_TOWERS[kind] = fn
-        return fn
-
-    return deco
+def build_audio_tower(kind: str, options: dict[str, Any]) -> AudioTower:
+    module = module_builder("audio", kind)
+    if module is not None:
+        return module(**options)
+    core = core_builder("audio", kind)
+    if core is None:
+        raise unknown_kind("audio", kind)
+    return CoreAudioTower(core(**options))
 
 
-def build_tower(registry: dict[str, Callable[..., Any]], kind: str, options: dict[str, Any]) -> Any:
-    _import_builtin_towers()
-    if kind not in registry:
-        raise ModelLoadError(f"unknown tower kind {kind!r}; known: {', '.join(sorted(registry))}")
-    return registry[kind](**options)
-
-
-def _import_builtin_towers() -> None:
-    # Imported lazily so that `import models` stays cheap and PaSST is only touched when asked for.
-    from models.encoders import aisfx, bridge, fusion, hf_text, passt, yamnet  # noqa: F401
+def build_text_tower(kind: str, options: dict[str, Any]) -> TextTower:
+    module = module_builder("text", kind)
+    if module is None:
+        raise unknown_kind("text", kind)
+    return module(**options)

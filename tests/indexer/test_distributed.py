@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,7 +71,7 @@ def all_vectors(s: Searcher) -> np.ndarray:
 
 
 def results(s: Searcher, model, k: int = 5) -> list[list[tuple[str, float]]]:
-    pages = s.search(model.encode_text(QUERIES).numpy(), k=k)
+    pages = s.search(model.encode_text(QUERIES), k=k)
     return [[(h.path, h.score) for h in p.hits] for p in pages]
 
 
@@ -98,10 +101,17 @@ def test_ray_index_matches_the_local_indexer(local_ray, library, local_index, li
 def test_crashed_task_is_retried_and_rerun_skips_finished_shards(
     local_ray, library, local_index, lite_model, tmp_path
 ) -> None:
-    idx, marker = tmp_path / "idx", tmp_path / "crashed"
-    # The first task kills its worker process; Ray runs that shard again on a new one.
-    stats = embed_shards(library, idx, lite_model, FAST, RayOptions(shard_files=4, crash_once=marker))
-    assert marker.exists() and stats.embedded == 24 and stats.shards > 1
+    idx = tmp_path / "idx"
+    # A worker process killed from outside while it runs a shard (as the OOM killer would); Ray runs that
+    # shard again on a new worker.
+    result: list = []
+    run = threading.Thread(target=lambda: result.append(embed_shards(library, idx, lite_model, FAST,
+                                                                     RayOptions(shard_files=4))))
+    run.start()
+    killed = _kill_a_shard_worker(deadline=time.time() + 120)
+    run.join(timeout=300)
+    stats = result[0]
+    assert killed and stats.embedded == 24 and stats.shards > 1
     shards = sorted((idx / "work" / "shards").glob("*.npz"))
     assert len(shards) == stats.shards
     # A run that died before writing a snapshot: the cache is gone, one shard never finished.
@@ -115,6 +125,21 @@ def test_crashed_task_is_retried_and_rerun_skips_finished_shards(
     assert (result.shards, result.reused) == (stats.shards, stats.shards - 1)
     assert result.files_embedded == lost_files  # only the lost shard was embedded again
     assert_same_index(local_index, idx, lite_model)
+
+
+def _kill_a_shard_worker(deadline: float) -> int | None:
+    """SIGKILL the first Ray worker process found running a shard task (its title is ray::_embed_shard)."""
+    while time.time() < deadline:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if cmdline.read_bytes().startswith(b"ray::_embed_shard"):
+                    pid = int(cmdline.parent.name)
+                    os.kill(pid, signal.SIGKILL)
+                    return pid
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.05)
+    return None
 
 
 def test_ivf_pq_from_ray_matches_local_and_loads_memory_mapped(local_ray, library, lite_model, tmp_path) -> None:

@@ -1,52 +1,84 @@
-"""ONNX text encoder: parity with torch, used by the service when present, refused for another model."""
+"""The text side on onnxruntime + tokenizers (the default on CPUs): parity with torch, the export cache."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from models import load_encoder
 from models.errors import ModelLoadError
-from models.onnx_text import OnnxTextEncoder, export_text_onnx
+from models.onnx_export import export_text_onnx
+from models.onnx_text import OnnxTextSide, cache_root
+from tests.conftest import REPO
 
 QUERIES = ["a dog barking", "Glass shattering on a hard floor, people screaming!", "x", "雨の音",
-           "footsteps on gravel " * 20, "🐓 rooster at dawn", "the hum of a refrigerator at night"]
+           "footsteps on gravel " * 60, "🐓 rooster at dawn", "the hum of a refrigerator at night", "ÉCOLE d'été"]
 
 
 @pytest.fixture(scope="module")
-def exported(lite_model, tmp_path_factory):
-    return export_text_onnx(lite_model, tmp_path_factory.mktemp("onnx"))
+def exported(lite_torch, tmp_path_factory):
+    return export_text_onnx(lite_torch, tmp_path_factory.mktemp("onnx") / "text")
 
 
-def test_onnx_matches_torch(exported, lite_model) -> None:
-    onnx = OnnxTextEncoder(exported, lite_model).encode_text(QUERIES)
-    torch_vecs = lite_model.encode_text(QUERIES).numpy()
-    cos = (onnx * torch_vecs).sum(axis=1) / np.linalg.norm(onnx, axis=1) / np.linalg.norm(torch_vecs, axis=1)
+def test_onnx_matches_torch(exported, lite_torch) -> None:
+    onnx = OnnxTextSide(exported, lite_torch.fingerprint).encode(QUERIES)
+    torch_vecs = lite_torch.encode_text(QUERIES)
+    cos = (onnx * torch_vecs).sum(axis=1)  # both unit vectors
     assert cos.min() > 0.999, cos
+    assert np.abs(onnx - torch_vecs).max() < 1e-4
 
 
-def test_onnx_refuses_another_model(exported, lite_model, tmp_path) -> None:
+def test_tokenizers_give_the_torch_towers_ids(exported, lite_torch) -> None:
+    side = OnnxTextSide(exported, lite_torch.fingerprint)
+    ours = side.tokenize(QUERIES)
+    theirs = lite_torch.text_tower.tokenize(QUERIES)
+    np.testing.assert_array_equal(ours["input_ids"], theirs["input_ids"].numpy())
+    np.testing.assert_array_equal(ours["attention_mask"], theirs["attention_mask"].numpy())
+    assert ours["input_ids"].shape[1] == 128  # the long query is cut at MiniLM's max_tokens
+
+
+def test_onnx_refuses_another_model(exported, lite_torch, tmp_path) -> None:
     meta = json.loads((exported / "export.json").read_text())
-    (tmp_path / "text.onnx").symlink_to(exported / "text.onnx")
+    for name in ("text.onnx", "tokenizer.json"):
+        (tmp_path / name).symlink_to(exported / name)
     (tmp_path / "export.json").write_text(json.dumps({**meta, "fingerprint": "other-123"}))
     with pytest.raises(ModelLoadError, match="export again"):
-        OnnxTextEncoder(tmp_path, lite_model)
+        OnnxTextSide(tmp_path, lite_torch.fingerprint)
     with pytest.raises(ModelLoadError, match="not an ONNX text export"):
-        OnnxTextEncoder(tmp_path / "missing", lite_model)
+        OnnxTextSide(tmp_path / "missing", lite_torch.fingerprint)
+    with pytest.raises(ModelLoadError, match="not an ONNX text export"):
+        load_encoder("lite", onnx_dir=tmp_path / "missing")
 
 
-def test_service_uses_the_export(exported, lite_model, shared_data, tmp_path) -> None:
-    from app.search_service import SearchService
-    from indexer import IndexOptions, build_index
-    from tests.conftest import copy_clips
+def test_the_runtime_builds_its_export_once_and_reuses_it(lite_model) -> None:
+    folder = cache_root() / lite_model.fingerprint
+    assert (folder / "export.json").is_file()  # made when the session's lite model first loaded
+    made = (folder / "text.onnx").stat().st_mtime_ns
+    again = load_encoder("lite")
+    assert (folder / "text.onnx").stat().st_mtime_ns == made
+    np.testing.assert_array_equal(again.encode_text(["rain"]), lite_model.encode_text(["rain"]))
 
-    copy_clips(shared_data, tmp_path / "lib", {"rain": 2, "rooster": 2})
-    build_index(tmp_path / "lib", tmp_path / "idx", lite_model, IndexOptions(workers=0, progress=False))
-    with_onnx = SearchService(lite_model, tmp_path / "idx", onnx_dir=exported)
-    plain = SearchService(lite_model, tmp_path / "idx")
-    assert with_onnx.onnx is not None
-    a = with_onnx.search_text(["rain on a roof"], k=4)[0].hits
-    b = plain.search_text(["rain on a roof"], k=4)[0].hits
-    assert [h.file_id for h in a] == [h.file_id for h in b]
-    assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+
+LITE_WITHOUT_TORCH = """
+import sys
+import numpy as np
+from models import load_encoder
+m = load_encoder("lite")
+v = m.encode_audio(0.1 * np.random.default_rng(0).standard_normal((1, 16000), dtype=np.float32), 16000)
+t = m.encode_text(["a dog barks"])
+print(type(m).__name__, v.shape, t.shape, "torch" in sys.modules, "transformers" in sys.modules)
+"""
+
+
+def test_lite_encodes_without_importing_torch(lite_model) -> None:
+    done = subprocess.run([sys.executable, "-c", LITE_WITHOUT_TORCH], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, *_, torch_loaded, transformers_loaded = done.stdout.split()
+    assert name == "RuntimeEncoder" and (torch_loaded, transformers_loaded) == ("False", "False")
+    assert "(1, 384) (1, 384)" in done.stdout

@@ -13,7 +13,8 @@ from models import load_audio, load_model
 from models.checkpoint import fingerprint
 from models.dual_encoder import DualEncoder
 from models.errors import ModelLoadError
-from models.onnx_audio import ENV, OnnxAudioEncoder, attach_audio_onnx, export_audio_onnx
+from models.onnx_audio import ENV, OnnxAudioEncoder, attach_audio_onnx
+from models.onnx_export import export_audio_onnx
 from tests.models.tiny import tiny_paper_config
 
 
@@ -42,11 +43,11 @@ def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeyp
     embed = model.audio_runtime.embed
     monkeypatch.setattr(model.audio_runtime, "embed", lambda w, n: widths.append(w.shape[1]) or embed(w, n))
     waves = _clips(shared_data, 44100, [5.0, 2.0, 3.3, 1.5])
-    onnx = model.encode_audio(waves, 44100, batch_size=2).numpy()
+    onnx = model.encode_audio(waves, 44100, batch_size=2)
     assert widths == [5 * 44100, int(3.3 * 44100)]  # two batches, each cropped to its longest clip
     model.train()  # training changes the weights the export was made from: back to torch for good
     assert model.audio_runtime is None
-    plain = model.eval().encode_audio(waves, 44100, batch_size=2).numpy()
+    plain = model.eval().encode_audio(waves, 44100, batch_size=2)
     assert len(widths) == 2
     assert _min_cosine(onnx, plain) > 0.999
     assert np.abs(onnx - plain).max() < 1e-3  # same vectors, so an index and its cache stay valid
@@ -83,6 +84,6 @@ def test_tiny_passt_export_matches_torch(shared_data, tmp_path) -> None:
     assert _min_cosine(enc.embed(batch, lens), ref) > 0.999
     assert _min_cosine(copy.deepcopy(enc).embed(batch, lens), ref) > 0.999  # reopened, as for Ray workers
     model.audio_runtime = enc  # a batch of another width goes through torch, unchanged
-    short = model.encode_audio([waves[2]], 32000).numpy()
+    short = model.encode_audio([waves[2]], 32000)
     model.audio_runtime = None
-    assert np.array_equal(short, model.encode_audio([waves[2]], 32000).numpy())
+    assert np.array_equal(short, model.encode_audio([waves[2]], 32000))

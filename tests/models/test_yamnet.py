@@ -16,13 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from models import DualEncoder, ModelConfig, TowerConfig, load_audio, load_model, save_model
-from models.encoders.bridge import PROMPTS, load_prompt_embeddings
-from models.encoders.yamnet import MODEL, YamnetFrontEnd, YamnetTagger, patch_count
+from models import DualEncoder, ModelConfig, TowerConfig, load_audio, load_encoder, load_model, save_model
 from models.errors import ModelLoadError
+from models.towers.bridge import PROMPTS, load_prompt_embeddings
+from models.towers.yamnet import MODEL, YamnetCore, log_mel, patch_count, patches
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[2]
@@ -53,13 +51,13 @@ def numpy_yamnet_log_mel(wave: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def bridge_model() -> DualEncoder:
-    return load_model("bridge")
+def bridge_model():
+    return load_encoder("bridge")
 
 
 @pytest.fixture(scope="module")
-def tagger(bridge_model: DualEncoder) -> YamnetTagger:
-    return bridge_model.audio_tower.tagger
+def tagger(bridge_model) -> YamnetCore:
+    return bridge_model.audio_core.tagger
 
 
 @pytest.fixture(scope="module")
@@ -72,40 +70,38 @@ def fold5(shared_data: Path) -> tuple[list[dict[str, str]], list[np.ndarray]]:
 # -- front end ---------------------------------------------------------------------------------------
 def test_patch_count_follows_yamnet_padding_rule() -> None:
     # One patch for anything up to 0.975 s, then one more per started 0.48 s.
-    counts = patch_count(torch.tensor([1, 15600, 15601, 80000, 160000]))
+    counts = patch_count(np.array([1, 15600, 15601, 80000, 160000]))
     assert counts.tolist() == [1, 1, 2, 10, 20]
 
 
 def test_front_end_matches_numpy_on_real_and_short_audio(fold5) -> None:
     _, waves = fold5
-    fe = YamnetFrontEnd()
     for wave in (waves[0], waves[0][:4800]):  # 5 s and 0.3 s
-        ours = fe.log_mel(torch.from_numpy(wave)[None])[0].double().numpy()
+        ours = log_mel(wave[None])[0].astype(np.float64)
         ref = numpy_yamnet_log_mel(wave.astype(np.float64))
         assert ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=2e-3)  # float32 FFT vs float64, in log units
-    patches = fe(torch.from_numpy(waves[0])[None])
-    assert patches.shape == (1, 10, 96, 64)
+    assert patches(log_mel(waves[0][None])).shape == (1, 10, 96, 64)
 
 
 def test_short_clip_is_zero_padded_not_looped() -> None:
-    wave = 0.1 * torch.randn(1, 4800)  # 0.3 s of noise
-    frames = YamnetFrontEnd().log_mel(wave)[0]  # (96, 64): one patch
+    wave = 0.1 * np.random.default_rng(0).standard_normal((1, 4800), dtype=np.float32)  # 0.3 s of noise
+    frames = log_mel(wave)[0]  # (96, 64): one patch
     assert frames.shape == (96, 64)
     after = frames[(4800 // 160) + 3 :]  # frames wholly past the clip
-    assert torch.allclose(after, torch.full_like(after, np.log(0.001)))
+    np.testing.assert_allclose(after, np.full_like(after, np.log(0.001)), atol=1e-6)
 
 
 def test_sine_lights_the_mel_band_centred_on_its_frequency() -> None:
-    t = torch.arange(SR) / SR
-    frames = YamnetFrontEnd().log_mel(torch.sin(2 * torch.pi * 1000.0 * t)[None])[0]
+    t = np.arange(SR, dtype=np.float32) / SR
+    frames = log_mel(np.sin(2 * np.pi * 1000.0 * t)[None])[0]
     edges = np.linspace(*(1127.0 * np.log1p(np.array([125.0, 7500.0]) / 700.0)), 66)
     centre_hz = 700.0 * np.expm1(edges[1:-1] / 1127.0)
-    assert int(frames[10:80].mean(dim=0).argmax()) == int(np.abs(centre_hz - 1000.0).argmin())
+    assert int(frames[10:80].mean(axis=0).argmax()) == int(np.abs(centre_hz - 1000.0).argmin())
 
 
 # -- tagger ------------------------------------------------------------------------------------------
-def test_class_scores_name_dogs_and_roosters(tagger: YamnetTagger, fold5) -> None:
+def test_class_scores_name_dogs_and_roosters(tagger: YamnetCore, fold5) -> None:
     rows, waves = fold5
     expected = {"dog bark": {"Dog", "Bark", "Animal"}, "rooster": {"Chicken, rooster", "Crowing, cock-a-doodle-doo"}}
     for label, wanted in expected.items():
@@ -113,37 +109,39 @@ def test_class_scores_name_dogs_and_roosters(tagger: YamnetTagger, fold5) -> Non
         for row, wave in zip(rows, waves, strict=True):
             if row["label"] != label:
                 continue
-            probs, emb = tagger.scores(torch.from_numpy(wave)[None])
+            probs, emb = tagger.scores(wave[None])
             assert probs.shape == (1, 521) and emb.shape == (1, 1024)
-            top5 = {tagger.class_names[i] for i in probs[0].topk(5).indices}
+            top5 = {tagger.class_names[i] for i in np.argsort(-probs[0])[:5]}
             hits += bool(top5 & wanted)
         assert hits >= 7, f"{label}: only {hits} of 8 fold-5 clips have one of {wanted} in the top 5 (8 measured)"
 
 
-def test_padding_is_ignored_given_lengths_and_batching_changes_nothing(tagger: YamnetTagger, fold5) -> None:
+def test_padding_is_ignored_given_lengths_and_batching_changes_nothing(tagger: YamnetCore, fold5) -> None:
     _, waves = fold5
-    short = torch.from_numpy(waves[0][: 2 * SR])
+    short = waves[0][: 2 * SR]
     alone, alone_emb = tagger.scores(short[None])
-    batch = torch.zeros(3, 10 * SR)
+    batch = np.zeros((3, 10 * SR), dtype=np.float32)
     batch[0, : 2 * SR] = short
-    batch[1] = torch.from_numpy(np.resize(waves[1], 10 * SR))
-    batch[2, : 5 * SR] = torch.from_numpy(waves[2][: 5 * SR])
-    padded, padded_emb = tagger.scores(batch, torch.tensor([2 * SR, 10 * SR, 5 * SR]))
-    assert torch.allclose(padded[0], alone[0], atol=1e-5) and torch.allclose(padded_emb[0], alone_emb[0], atol=1e-4)
+    batch[1] = np.resize(waves[1], 10 * SR)
+    batch[2, : 5 * SR] = waves[2][: 5 * SR]
+    padded, padded_emb = tagger.scores(batch, np.array([2 * SR, 10 * SR, 5 * SR]))
+    np.testing.assert_allclose(padded[0], alone[0], atol=1e-5)
+    np.testing.assert_allclose(padded_emb[0], alone_emb[0], atol=1e-4)
     unmasked, _ = tagger.scores(batch[:1])  # without lengths the 8 s of zeros are scored too
-    assert not torch.allclose(unmasked[0], alone[0], atol=1e-3)
+    assert np.abs(unmasked[0] - alone[0]).max() > 1e-3
     third, _ = tagger.scores(batch[2:3, : 5 * SR])
-    assert torch.allclose(padded[2], third[0], atol=1e-5)
+    np.testing.assert_allclose(padded[2], third[0], atol=1e-5)
 
 
 # -- bridge ------------------------------------------------------------------------------------------
-def test_bridge_retrieves_esc10_fold5_from_captions(bridge_model: DualEncoder, fold5) -> None:
+def test_bridge_retrieves_esc10_fold5_from_captions(bridge_model, fold5) -> None:
     rows, waves = fold5
     captions = np.array([r["caption"] for r in rows])
     queries = sorted(set(captions))
-    audio = bridge_model.encode_audio(waves, SR)  # (80, 1024)
-    text = bridge_model.encode_text(queries)  # (10, 1024)
-    sim = (text @ audio.T).numpy()
+    audio = bridge_model.encode_audio(waves, SR)  # (80, 384)
+    text = bridge_model.encode_text(queries)  # (10, 384)
+    assert audio.shape == (80, 384) and text.shape == (10, 384)
+    sim = text @ audio.T
     rel = captions[None, :] == np.array(queries)[:, None]  # (10, 80)
     order = np.argsort(-sim, axis=1, kind="stable")
     hits = np.take_along_axis(rel, order, axis=1)
@@ -153,31 +151,35 @@ def test_bridge_retrieves_esc10_fold5_from_captions(bridge_model: DualEncoder, f
     assert r1 >= 0.8 and r10 >= 0.9, f"R@1 {r1:.2f}, R@10 {r10:.2f} (measured 1.00 / 1.00; chance 0.10 / 0.67)"
     assert p10 >= 0.5, f"P@10 {p10:.2f} (measured 0.71; chance 0.10)"
 
-    # The tied projection preserves inner products: DualEncoder scores are the bridge's own cosines.
-    bridge = bridge_model.audio_tower
+    # The tied projection preserves inner products: the model's scores are the bridge's own cosines.
+    import torch
+
+    torch_model = load_model("bridge")
+    raw_audio = bridge_model.audio_core(waves[0][None])
     with torch.inference_mode():
-        raw_audio = bridge(torch.from_numpy(waves[0])[None])
-        raw_text = F.normalize(bridge_model.text_tower(**bridge_model.text_tower.tokenize(queries)), dim=-1)
-    np.testing.assert_allclose(sim[:, 0], (raw_text @ raw_audio.T)[:, 0].numpy(), atol=1e-5)
+        tok = torch_model.text_tower.tokenize(queries)
+        raw_text = torch.nn.functional.normalize(torch_model.text_tower(**tok), dim=-1).numpy()
+    np.testing.assert_allclose(sim[:, 0], (raw_text @ raw_audio.T)[:, 0], atol=1e-5)
 
 
 def test_prompt_embeddings_asset() -> None:
     emb, info = load_prompt_embeddings(PROMPTS)
     assert emb.shape == (521, 384)
-    assert torch.allclose(emb.norm(dim=1), torch.ones(521), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), np.ones(521), atol=1e-5)
     assert info["template"] == "the sound of {}"
 
 
 # -- tied projection ---------------------------------------------------------------------------------
-def test_tied_projection_is_one_orthonormal_weight_and_round_trips(bridge_model: DualEncoder, tmp_path) -> None:
-    state = bridge_model.state_dict()
+def test_tied_projection_is_one_orthonormal_weight_and_round_trips(tmp_path) -> None:
+    torch_model = load_model("bridge")
+    state = torch_model.state_dict()
     proj = [k for k in state if "_proj" in k]
     assert proj == ["audio_proj.weight"]  # one weight, used by both sides
-    w = state["audio_proj.weight"]
-    assert w.shape == (1024, 384) and torch.allclose(w.T @ w, torch.eye(384))
-    before = bridge_model.encode_text(["a dog barks"])
-    reloaded = load_model(save_model(bridge_model, tmp_path / "bridge"))
-    assert torch.allclose(reloaded.encode_text(["a dog barks"]), before, atol=1e-6)
+    w = state["audio_proj.weight"].numpy()
+    assert w.shape == (384, 384) and np.allclose(w.T @ w, np.eye(384))  # MiniLM's own space, no padding
+    before = torch_model.encode_text(["a dog barks"])
+    reloaded = load_model(save_model(torch_model, tmp_path / "bridge"))
+    np.testing.assert_allclose(reloaded.encode_text(["a dog barks"]), before, atol=1e-6)
 
 
 def test_tied_projection_needs_towers_of_one_width() -> None:
@@ -200,8 +202,8 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 import numpy as np
-from models import load_model
-m = load_model("bridge")
+from models import load_encoder
+m = load_encoder("bridge")
 a = m.encode_audio(0.1 * np.random.default_rng(0).standard_normal((1, 16000), dtype=np.float32), 16000)
 t = m.encode_text(["a dog barks"])
 print(tuple(a.shape), tuple(t.shape))
@@ -214,4 +216,4 @@ def test_model_files_load_without_network() -> None:
     done = subprocess.run([sys.executable, "-c", NO_NETWORK], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("(1, 1024) (1, 1024)")
+    assert done.stdout.strip().endswith("(1, 384) (1, 384)")

@@ -1,0 +1,41 @@
+"""Decoded library files -> embedded files, through the one embedding pipeline (models.embedder).
+
+Shared by the local indexer (decode in worker processes) and Ray shards (decode in the task): a decoded file
+becomes one embedder item, a long file the block-by-block windows of models.audio_stream, and files with an
+error, already cached content, or content already queued in this run pass through in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from indexer.decoded import Decoded, DecodeSettings, relative_reason
+from models.audio import Windows
+from models.audio_stream import stream_windows
+from models.embedder import Embedded, Embedder, Item, encode_fn
+
+
+def embed_decoded(
+    decoded: Iterable[Decoded], encoder: object, settings: DecodeSettings, batch_size: int
+) -> Iterator[tuple[Decoded, Embedded]]:
+    """(file, its vectors or why not) in input order. `Embedded.vectors` is None for files that need no
+    embedding (an error, content cached before, or the same content earlier in this run)."""
+    queued: set[str] = set()
+    embedder = Embedder(encode_fn(encoder, batch_size), batch_size)
+    for e in embedder.embed(_items(decoded, settings, queued, batch_size)):
+        d: Decoded = e.key
+        if e.error is not None and d.error is None:
+            d.error = relative_reason(d.job, e.error)
+        yield d, e
+
+
+def _items(decoded: Iterable[Decoded], s: DecodeSettings, queued: set[str], chunk: int) -> Iterator[Item]:
+    for d in decoded:
+        if d.error or d.cached or d.sha1 in queued:
+            yield d, None
+            continue
+        queued.add(d.sha1)
+        if d.stream:
+            yield d, stream_windows(d.job.full, s.sample_rate, s.window_s, s.hop_s, chunk_windows=chunk)
+        else:
+            yield d, [Windows(d.waves, d.starts, d.ends, d.lengths)]  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""What the indexer, the service and evaluation use to embed: one interface, the lightest backend that fits.
+
+`load_encoder` returns the slim runtime (models.runtime: numpy + onnxruntime, no torch) where the model's
+towers allow it and the device is the CPU, else the torch DualEncoder (PaSST, aiSFX, GPUs), whose text side
+then runs on an ONNX export when one is given. Both return numpy at this boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from models.batching import Waveforms
+from models.config import ModelConfig
+from models.errors import ModelLoadError
+from models.model_dir import resolve
+from models.onnx_audio import ENV as ONNX_DIR_ENV
+
+BACKENDS = ("auto", "runtime", "torch")
+
+
+class Encoder(Protocol):
+    config: ModelConfig
+    fingerprint: str
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_audio(
+        self,
+        waveforms: Waveforms,
+        sample_rate: int,
+        lengths: Sequence[int] | np.ndarray | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray: ...
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
+
+
+def load_encoder(
+    name_or_path: str | Path = "lite",
+    device: str = "cpu",
+    onnx_dir: str | Path | None = None,
+    backend: str = "auto",
+    threads: int = 0,
+) -> Encoder:
+    """A profile name or model directory, ready to encode. `onnx_dir` (default $AUDIOSEARCH_ONNX_DIR) names a
+    text export to use; without one the runtime finds or makes its cached export."""
+    from models import runtime
+
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if onnx_dir is not None and _text_export(Path(onnx_dir)) is None:
+        raise ModelLoadError(f"{onnx_dir}: not an ONNX text export (no export.json; see `audiosearch export-onnx`)")
+    onnx = Path(onnx_dir) if onnx_dir else (Path(os.environ[ONNX_DIR_ENV]) if os.environ.get(ONNX_DIR_ENV) else None)
+    source = resolve(name_or_path)
+    if backend != "torch" and device == "cpu" and runtime.supports(source.config):
+        return runtime.RuntimeEncoder(name_or_path, source, _text_export(onnx), threads)
+    if backend == "runtime":
+        raise ModelLoadError(f"model {source.config.name} cannot run without torch (or on {device})")
+    from models.checkpoint import load_model
+
+    model = load_model(name_or_path, device=device)
+    text_export = _text_export(onnx)
+    if text_export is not None and device == "cpu":
+        from models.onnx_text import OnnxTextSide
+
+        model.text_runtime = OnnxTextSide(text_export, model.fingerprint, threads)
+    return model
+
+
+def _text_export(directory: Path | None) -> Path | None:
+    """An explicit folder counts only if it holds a text export ($AUDIOSEARCH_ONNX_DIR may hold audio alone)."""
+    from models.onnx_text import META
+
+    return directory if directory is not None and (directory / META).is_file() else None

@@ -1,0 +1,1 @@
+"""Inference cores in numpy / onnxruntime (no torch): each module registers its kinds (models.registry)."""

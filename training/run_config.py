@@ -41,7 +41,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # Bounds on what a client of POST /train may ask for: far above any real run, low enough that a typo
 # or a hostile request cannot ask for a run of centuries or a config that takes minutes to check.
 MAX_EPOCHS, MAX_BATCH, MAX_ACCUMULATE, MAX_STEP_INTERVAL, MAX_LR = 10_000, 65_536, 1024, 10_000_000, 10.0
-MAX_STAGES, MAX_SPECS = 100, 1000
+MAX_STAGES, MAX_SPECS, MAX_NAME = 100, 1000, 100  # MAX_NAME: a stage name is a file name too
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -232,7 +232,7 @@ DataSpecs = Annotated[list[DataSpec], Field(min_length=1, max_length=MAX_SPECS)]
 
 
 class StageConfig(_Strict):
-    name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_stage_name)]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_stage_name)]
     data: DataSpecs
     val: Annotated[list[DataSpec], _blank_is(list), Field(max_length=MAX_SPECS)] = []
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS)

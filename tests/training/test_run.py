@@ -234,6 +234,7 @@ def test_a_config_written_by_to_dict_parses_back_to_the_same_run(tmp_path) -> No
         ({"lr": 0}, "stages[0].lr: must be a positive number, got 0"),
         ({"augment": "yes"}, "stages[0].augment: must be true or false, got 'yes'"),
         ({"epoch": 3, "rate": 1}, "stages[0]: unknown key(s) ['epoch', 'rate']"),
+        ({"name": "s" * 101}, "stages[0].name: must be at most 100 characters long"),
     ],
 )
 def test_stage_bounds_and_errors_are_one_line(tmp_path: Path, shared_data: Path, stage: dict, message: str) -> None:

@@ -39,7 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,7 @@ def _step_checkpoint(cfg: RunConfig, stage: StageConfig, seed: int) -> StepCheck
     if not stage.checkpoint_every_steps:
         return None
     # What the steps depend on; a checkpoint written under another stage config is refused, not mixed in.
-    spec = {"stage": asdict(stage), "seed": seed, "model": cfg.model, "reset": cfg.reset_projections}
+    spec = {"stage": stage.model_dump(), "seed": seed, "model": cfg.model, "reset": cfg.reset_projections}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return StepCheckpoint(_step_file(cfg, stage), stage.checkpoint_every_steps, key)
 
@@ -344,5 +344,3 @@ def _report(progress: Progress | None, stage: StageConfig, record: dict[str, flo
 
 def _write_state(output: Path, state: dict[str, Any]) -> None:
     atomic_write_json(output / STATE, state)
-
-

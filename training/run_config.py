@@ -1,78 +1,283 @@
-"""Run configs: the dataclasses a training run is made of, and the parser that checks a YAML/JSON file
-against them (every error names the key path, e.g. `stages[0].data[1].csv`)."""
+"""Run configs: the pydantic models a training run is made of, checked when a YAML/JSON file is read.
+
+Relative paths start at the config file's folder; the service additionally confines data paths to a
+read root and outputs to a write root (the validation context, `_Paths`). Every error is one line that
+names the source and the key path, e.g. `run.yaml: stages[1].lr: must be a positive number, got 0`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import numpy as np
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+    with_config,
+)
+from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
 from models.config import ModelConfig
-from models.errors import InvalidInputError, ModelLoadError
+from models.errors import ModelLoadError
+from training.config_errors import error_line
 from training.data import DatasetError
 from training.datasets import FORMATS, REQUIRED_COLUMNS, read_header
 
 FINAL = "model"  # the output subfolder of the final model, so no stage may take that name
-SPEC_KEYS = {"csv", "file", "format", "audio_root", "caption_column", "audio_pattern", "skip_missing"}
+DEVICES = ("auto", "cpu", "cuda")
+# Bounds on what a client of POST /train may ask for: far above any real run, low enough that a typo
+# or a hostile request cannot ask for a run of centuries or a config that takes minutes to check.
+MAX_EPOCHS, MAX_BATCH, MAX_ACCUMULATE, MAX_STEP_INTERVAL, MAX_LR = 10_000, 65_536, 1024, 10_000_000, 10.0
+MAX_STAGES, MAX_SPECS, MAX_NAME = 100, 1000, 100  # MAX_NAME: a stage name is a file name too
 
 Progress = Callable[[dict[str, Any]], None]
 
 
-@dataclass
-class DataSpec:
-    csv: Path  # the caption file, whatever its format (`file:` or `csv:` in a config)
-    audio_root: Path | None = None  # default: the file's folder
-    caption_column: str = "caption"  # format csv only
-    format: str = "csv"  # training.datasets.FORMATS
-    audio_pattern: str | None = None  # audiocaps / wavcaps: audio file name from the row's fields
+# ---------------------------------------------------------------- validation context: paths
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Where relative paths start, and the folders data (read) and outputs (write) must stay in."""
+
+    base: Path
+    read_root: Path | None = None
+    write_root: Path | None = None
+
+
+def _paths(info: ValidationInfo) -> _Paths:
+    return info.context if isinstance(info.context, _Paths) else _Paths(Path.cwd())
+
+
+def _resolve(value: Path, base: Path) -> Path:
+    # resolve() follows symlinks and folds '..', so a confinement check sees the real target.
+    try:
+        return (base / value.expanduser()).resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop, an unknown '~user'
+        raise ValueError(f"cannot resolve {value} ({err})") from None
+
+
+def _confined(value: Path, info: ValidationInfo, write: bool) -> Path:
+    paths = _paths(info)
+    path = _resolve(value, paths.base)
+    root = paths.write_root if write else paths.read_root
+    if root is not None and not path.is_relative_to(root):
+        raise ValueError(f"{value} is outside the allowed {'output' if write else 'data'} folder")
+    return path
+
+
+def _not_empty(value: Any) -> Any:
+    if value == "":  # Path("") would be the config's own folder
+        raise ValueError("must be a path")
+    return value
+
+
+def _read_path(value: Path, info: ValidationInfo) -> Path:
+    return _confined(value, info, write=False)
+
+
+def _write_path(value: Path, info: ValidationInfo) -> Path:
+    return _confined(value, info, write=True)
+
+
+def _is(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except OSError:  # a name too long for the file system, say: not a file or folder we can use
+        return False
+
+
+def _existing_file(path: Path) -> Path:
+    if not _is(path.is_file):
+        raise ValueError(f"file {path} not found")
+    return path
+
+
+def _existing_dir(path: Path) -> Path:
+    if not _is(path.is_dir):
+        raise ValueError(f"{path} is not a directory")
+    return path
+
+
+# Paths arrive as strings from YAML/JSON, so they are the one lax type in otherwise strict models.
+_Path = Annotated[Path, Strict(False), BeforeValidator(_not_empty)]
+OutputPath = Annotated[_Path, AfterValidator(_write_path)]
+DataFile = Annotated[_Path, AfterValidator(_read_path), AfterValidator(_existing_file)]
+DataDir = Annotated[_Path, AfterValidator(_read_path), AfterValidator(_existing_dir)]
+
+
+# ---------------------------------------------------------------- other field checks
+
+
+def _one_of(choices: Sequence[str]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {list(choices)}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _stage_name(name: str) -> str:
+    # It names the stage's checkpoint folder and step file, so nothing that could walk out of `output`.
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"must be letters, digits, '-' or '_', got {name!r}")
+    return name
+
+
+def _file_pattern(pattern: str) -> str:
+    if "{" not in pattern:
+        raise ValueError(f"must be a file name pattern like '{{youtube_id}}.wav', got {pattern!r}")
+    return pattern
+
+
+def _blank_is(empty: Callable[[], Any]) -> BeforeValidator:
+    """A YAML key left blank (`val:`) is None: read it as empty."""
+    return BeforeValidator(lambda value: empty() if value is None else value)
+
+
+def _model_name(name: str, info: ValidationInfo) -> str:
+    """A profile name, or a model directory (shared data or an earlier job's output) made absolute."""
+    from models.profiles import PROFILES
+
+    if name not in PROFILES:
+        paths = _paths(info)
+        path = _resolve(Path(name), paths.base)
+        roots = [r for r in (paths.read_root, paths.write_root) if r is not None]
+        if roots and not any(path.is_relative_to(r) for r in roots):
+            raise ValueError(f"{name} is outside the allowed data and output folders")
+        if not _is((path / "config.json").is_file):
+            raise ValueError(f"unknown model {name!r}: use one of {', '.join(PROFILES)} or a model directory")
+        name = str(path)
+    problem = _model_config_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+ModelName = Annotated[str, Field(min_length=1), AfterValidator(_model_name)]
+
+
+# ---------------------------------------------------------------- the config models
+
+
+class _Strict(BaseModel):
+    # strict: `epochs: "3"` or `augment: 1` is a mistake to report, not a value to coerce
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+@with_config(ConfigDict(extra="forbid", strict=True))
+class Frozen(TypedDict, total=False):
+    """Which towers stay frozen in a stage; a side left out follows the model config's frozen_towers."""
+
+    audio: bool
+    text: bool
+
+
+class DataSpec(_Strict):
+    """One caption file of a stage's `data` or `val` (`file:` or `csv:` in a config, whatever its format).
+
+    Fields are declared in validation order: the caption file is checked last, against the format and
+    caption column already read."""
+
+    format: Annotated[str, _one_of(FORMATS)] = "csv"
+    caption_column: str = Field("caption", min_length=1)  # format csv only
+    audio_pattern: Annotated[str, AfterValidator(_file_pattern)] | None = None  # audiocaps / wavcaps
+    audio_root: DataDir | None = None  # default: the file's folder
     skip_missing: bool = False  # drop rows whose audio file is absent instead of failing
+    csv: DataFile = Field(validation_alias=AliasChoices("csv", "file"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_caption_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("csv" in data) == ("file" in data):
+            raise ValueError("needs exactly one of 'file' or 'csv' (the caption file)")
+        return data
+
+    @field_validator("csv")
+    @classmethod
+    def _header(cls, path: Path, info: ValidationInfo) -> Path:
+        """Header check now, so a bad column fails at submit time rather than hours into stage 2."""
+        fmt, column = info.data.get("format"), info.data.get("caption_column")
+        if fmt is None or column is None:  # already reported
+            return path
+        needed = {"csv": ("path", column), **REQUIRED_COLUMNS}.get(fmt)
+        if needed is not None:
+            header = read_header(path)
+            missing = [c for c in needed if c not in header]
+            if missing:
+                raise ValueError(f"{path} has no column(s) {missing}; found {header}")
+        return path
 
 
-@dataclass
-class Patchout:
-    time: int = 15  # reference recipe (Primus et al. 2023; hear21passt s_patchout_t / s_patchout_f)
-    frequency: int = 2
+class Patchout(_Strict):
+    time: int = Field(15, ge=0)  # reference recipe (Primus et al. 2023; hear21passt s_patchout_t / _f)
+    frequency: int = Field(2, ge=0)
 
 
-@dataclass
-class StageConfig:
-    name: str
-    data: list[DataSpec]
-    val: list[DataSpec] = field(default_factory=list)
-    epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 64
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
+DataSpecs = Annotated[list[DataSpec], Field(min_length=1, max_length=MAX_SPECS)]
+
+
+class StageConfig(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_stage_name)]
+    data: DataSpecs
+    val: Annotated[list[DataSpec], _blank_is(list), Field(max_length=MAX_SPECS)] = []
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)
+    lr: float = Field(1e-3, gt=0, le=MAX_LR)
+    batch_size: int = Field(64, ge=2, le=MAX_BATCH)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
     augment: bool = False  # built-in caption templates (training.augment)
-    extra_captions: Path | None = None  # path,caption CSV merged as extra positives whenever given
-    # {audio: bool, text: bool}; a side left out follows the model config's frozen_towers
-    frozen: dict[str, bool] = field(default_factory=dict)
-    accumulate_steps: int = 1  # micro-batches of batch_size per optimizer step
+    extra_captions: DataFile | None = None  # path,caption CSV merged as extra positives whenever given
+    frozen: Annotated[Frozen, _blank_is(dict)] = Field(default_factory=dict)
+    accumulate_steps: int = Field(1, ge=1, le=MAX_ACCUMULATE)  # micro-batches of batch_size per step
     amp: bool = False  # fp16 + loss scaling on CUDA, bf16 autocast on CPU
-    checkpoint_every_steps: int = 0  # 0: only the end-of-stage checkpoint
-    patchout: Patchout | None = None  # PaSST towers in training; None keeps the tower's (reference) sizes
+    checkpoint_every_steps: int = Field(0, ge=0, le=MAX_STEP_INTERVAL)  # 0: only the end-of-stage one
+    # PaSST towers in training; None (also what to_dict writes for it) keeps the tower's own sizes
+    patchout: Patchout | None = None
 
 
-@dataclass
-class RunConfig:
-    model: str  # profile name or model directory to start from
-    output: Path
-    stages: list[StageConfig]
-    seed: int = 0
+class RunConfig(_Strict):
+    model: ModelName  # profile name or model directory to start from
+    output: OutputPath
+    stages: Annotated[list[StageConfig], Field(min_length=1, max_length=MAX_STAGES)]
+    seed: int = Field(0, ge=0)
     # Re-draw the start model's projections from `seed`: measures what the run itself learns, and makes
     # the run reproducible from its config alone.
     reset_projections: bool = False
-    cache_dir: Path | None = None  # tower-feature cache; default $AUDIOSEARCH_FEATURE_CACHE or <output>/features
-    device: str = "auto"  # auto: cuda when available, else cpu
+    cache_dir: OutputPath | None = None  # tower-feature cache; default $AUDIOSEARCH_FEATURE_CACHE or <output>/features
+    device: Annotated[str, _one_of(DEVICES)] = "auto"  # auto: cuda when available, else cpu
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list[StageConfig]) -> list[StageConfig]:
+        names = [s.name for s in stages]
+        bad = sorted({n for n in names if n == FINAL or names.count(n) > 1})
+        if bad:
+            raise ValueError(f"stage names must be unique and not {FINAL!r}, got {bad}")
+        return stages
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with absolute paths: re-parsing it from any folder gives the same run."""
-        return json.loads(json.dumps(asdict(self), default=str))
+        return self.model_dump(mode="json")
+
+
+_RUN = TypeAdapter(RunConfig)
+_SPECS = TypeAdapter(DataSpecs)
+_MODEL = TypeAdapter(ModelName)
 
 
 # ---------------------------------------------------------------- parsing
@@ -103,34 +308,14 @@ def parse_run_config(
 ) -> RunConfig:
     """Typed config from a mapping. `read_root` / `write_root` confine data and output paths (after
     resolving `..` and symlinks); the service passes them, the CLI does not."""
-    p = _Parser(source, Path(base_dir), read_root, write_root)
-    top = p.mapping(data, "", {"model", "output", "stages", "seed", "reset_projections", "cache_dir", "device"})
-    stages_raw = p.require(top, "stages", "")
-    if not isinstance(stages_raw, list) or not stages_raw:
-        raise p.error("stages", "must be a non-empty list")
-    stages = [p.stage(s, f"stages[{i}]") for i, s in enumerate(stages_raw)]
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names) or FINAL in names:
-        raise p.error("stages", f"stage names must be unique and not {FINAL!r}, got {names}")
-    model = p.require(top, "model", "")
-    if not isinstance(model, str) or not model:
-        raise p.error("model", "must be a profile name or a model directory")
-    return RunConfig(
-        model=p.model(model),
-        output=p.path(p.require(top, "output", ""), "output", write=True),
-        stages=stages,
-        seed=p.integer(top.get("seed", 0), "seed", minimum=0),
-        reset_projections=p.boolean(top.get("reset_projections", False), "reset_projections"),
-        cache_dir=p.path(top["cache_dir"], "cache_dir", write=True) if top.get("cache_dir") is not None else None,
-        device=p.choice(top.get("device", "auto"), "device", ("auto", "cpu", "cuda")),
-    )
+    return _validate(_RUN, data, source, _context(base_dir, read_root, write_root))
 
 
 def parse_data_specs(
     data: Any, base_dir: str | Path, source: str = "request", read_root: Path | None = None
 ) -> list[DataSpec]:
     """A list of {file|csv, format?, audio_root?, ...} checked like a stage's `data` (for evaluation)."""
-    return _Parser(source, Path(base_dir), read_root, None).specs(data, "data", required=True)
+    return _validate(_SPECS, data, source, _context(base_dir, read_root, None), where=("data",))
 
 
 def parse_model(
@@ -142,201 +327,37 @@ def parse_model(
 ) -> str:
     """A profile name or a confined model directory (every model trains: frozen towers as projections on
     cached features, the others end to end)."""
-    if not isinstance(name, str) or not name:
-        raise DatasetError(f"{source}: model: must be a profile name or a model directory")
-    return _Parser(source, Path(base_dir), read_root, write_root).model(name)
+    return _validate(_MODEL, name, source, _context(base_dir, read_root, write_root), where=("model",))
 
 
-class _Parser:
-    """Checks one field at a time so every error names the file and the field, e.g. stages[1].lr."""
-
-    def __init__(self, source: str, base: Path, read_root: Path | None, write_root: Path | None) -> None:
-        self.source, self.base = source, base
-        self.read_root = read_root.resolve() if read_root else None
-        self.write_root = write_root.resolve() if write_root else None
-
-    def error(self, where: str, msg: str) -> DatasetError:
-        return DatasetError(f"{self.source}: {where}: {msg}" if where else f"{self.source}: {msg}")
-
-    def mapping(self, data: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-        if not isinstance(data, Mapping):
-            raise self.error(where, f"must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(map(str, data)) - allowed)
-        if unknown:
-            raise self.error(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        return dict(data)
-
-    def require(self, data: Mapping[str, Any], key: str, where: str) -> Any:
-        if data.get(key) is None:
-            raise self.error(_join(where, key), "is required")
-        return data[key]
-
-    def stage(self, data: Any, where: str) -> StageConfig:
-        allowed = {f.name for f in fields(StageConfig)}
-        raw = self.mapping(data, where, allowed)
-        name = self.require(raw, "name", where)
-        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-            raise self.error(_join(where, "name"), f"must be letters, digits, '-' or '_', got {name!r}")
-        defaults = StageConfig(name, [])
-        val = raw.get("val") or []
-        extra = raw.get("extra_captions")
-        return StageConfig(
-            name=name,
-            data=self.specs(self.require(raw, "data", where), _join(where, "data"), required=True),
-            val=self.specs(val, _join(where, "val"), required=False),
-            epochs=self.integer(raw.get("epochs", defaults.epochs), _join(where, "epochs"), minimum=1),
-            lr=self.number(raw.get("lr", defaults.lr), _join(where, "lr")),
-            batch_size=self.integer(raw.get("batch_size", defaults.batch_size), _join(where, "batch_size"), minimum=2),
-            warmup_fraction=self.fraction(raw.get("warmup_fraction", defaults.warmup_fraction), where),
-            weight_decay=self.number(
-                raw.get("weight_decay", defaults.weight_decay), _join(where, "weight_decay"), allow_zero=True
-            ),
-            augment=self.boolean(raw.get("augment", False), _join(where, "augment")),
-            extra_captions=self.file(extra, _join(where, "extra_captions")) if extra is not None else None,
-            frozen=self.frozen(raw.get("frozen", {}), _join(where, "frozen")),
-            accumulate_steps=self.integer(raw.get("accumulate_steps", 1), _join(where, "accumulate_steps"), minimum=1),
-            amp=self.boolean(raw.get("amp", False), _join(where, "amp")),
-            checkpoint_every_steps=self.integer(
-                raw.get("checkpoint_every_steps", 0), _join(where, "checkpoint_every_steps"), minimum=0
-            ),
-            # null is what RunConfig.to_dict writes for "the tower's own sizes" (job configs are re-parsed)
-            patchout=self.patchout(raw["patchout"], _join(where, "patchout")) if raw.get("patchout") else None,
-        )
-
-    def frozen(self, data: Any, where: str) -> dict[str, bool]:
-        raw = self.mapping(data if data is not None else {}, where, {"audio", "text"})
-        return {side: self.boolean(v, _join(where, side)) for side, v in raw.items()}
-
-    def patchout(self, data: Any, where: str) -> Patchout:
-        raw = self.mapping(data, where, {"time", "frequency"})
-        d = Patchout()
-        return Patchout(
-            self.integer(raw.get("time", d.time), _join(where, "time"), minimum=0),
-            self.integer(raw.get("frequency", d.frequency), _join(where, "frequency"), minimum=0),
-        )
-
-    def choice(self, value: Any, where: str, allowed: Sequence[str]) -> str:
-        if value not in allowed:
-            raise self.error(where, f"must be one of {list(allowed)}, got {value!r}")
-        return value
-
-    def specs(self, data: Any, where: str, required: bool) -> list[DataSpec]:
-        if not isinstance(data, list) or (required and not data):
-            raise self.error(where, "must be a non-empty list of {file (or csv), format?, audio_root?, ...}")
-        return [self.spec(item, f"{where}[{i}]") for i, item in enumerate(data)]
-
-    def spec(self, item: Any, at: str) -> DataSpec:
-        raw = self.mapping(item, at, SPEC_KEYS)
-        fmt = self.choice(raw.get("format", "csv"), _join(at, "format"), FORMATS)
-        column = raw.get("caption_column", "caption")
-        if not isinstance(column, str) or not column:
-            raise self.error(_join(at, "caption_column"), "must be a column name")
-        pattern = raw.get("audio_pattern")
-        if pattern is not None and (not isinstance(pattern, str) or "{" not in pattern):
-            raise self.error(
-                _join(at, "audio_pattern"), f"must be a file name pattern like '{{youtube_id}}.wav', got {pattern!r}"
-            )
-        root = raw.get("audio_root")
-        root_path = self.path(root, _join(at, "audio_root")) if root is not None else None
-        if root_path is not None and not root_path.is_dir():
-            raise self.error(_join(at, "audio_root"), f"{root_path} is not a directory")
-        if ("csv" in raw) == ("file" in raw):
-            raise self.error(at, "needs exactly one of 'file' or 'csv' (the caption file)")
-        key = "csv" if "csv" in raw else "file"
-        path = self.file(raw[key], _join(at, key))
-        needed = {"csv": ("path", column), **REQUIRED_COLUMNS}.get(fmt)
-        if needed is not None:
-            self.columns(path, needed, _join(at, key))
-        return DataSpec(
-            path,
-            root_path,
-            column,
-            fmt,
-            pattern,
-            self.boolean(raw.get("skip_missing", False), _join(at, "skip_missing")),
-        )
-
-    def columns(self, csv_path: Path, needed: Sequence[str], where: str) -> None:
-        """Header check now, so a bad column fails at submit time rather than hours into stage 2."""
-        try:
-            header = read_header(csv_path)
-        except DatasetError as err:
-            raise self.error(where, str(err)) from None
-        missing = [c for c in needed if c not in header]
-        if missing:
-            raise self.error(where, f"{csv_path} has no column(s) {missing}; found {header}")
-
-    def model(self, name: str) -> str:
-        from models.profiles import PROFILES
-
-        if name in PROFILES:
-            model = name
-        else:
-            # A model directory may be shared data or an earlier job's output.
-            path = (self.base / Path(name).expanduser()).resolve()
-            roots = [r for r in (self.read_root, self.write_root) if r is not None]
-            if roots and not any(path.is_relative_to(r) for r in roots):
-                raise self.error("model", f"{name} is outside the allowed data and output folders")
-            if not (path / "config.json").is_file():
-                raise self.error(
-                    "model", f"unknown model {name!r}: use one of {', '.join(PROFILES)} or a model directory"
-                )
-            model = str(path)
-        try:
-            check_model_config(model)
-        except InvalidInputError as err:
-            raise self.error("model", str(err)) from None
-        return model
-
-    def path(self, value: Any, where: str, write: bool = False) -> Path:
-        if not isinstance(value, str | Path) or not str(value):
-            raise self.error(where, "must be a path")
-        # resolve() follows symlinks and folds '..', so the confinement check sees the real target.
-        path = (self.base / Path(value).expanduser()).resolve()
-        root = self.write_root if write else self.read_root
-        if root is not None and not path.is_relative_to(root):
-            raise self.error(where, f"{value} is outside the allowed {'output' if write else 'data'} folder")
-        return path
-
-    def file(self, value: Any, where: str) -> Path:
-        path = self.path(value, where)
-        if not path.is_file():
-            raise self.error(where, f"file {path} not found")
-        return path
-
-    def integer(self, value: Any, where: str, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.error(where, f"must be an integer >= {minimum}, got {value!r}")
-        return value
-
-    def number(self, value: Any, where: str, allow_zero: bool = False) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
-        if not ok or value < 0 or (value == 0 and not allow_zero):
-            raise self.error(where, f"must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-        return float(value)
-
-    def fraction(self, value: Any, where: str) -> float:
-        v = self.number(value, _join(where, "warmup_fraction"), allow_zero=True)
-        if v >= 1:
-            raise self.error(_join(where, "warmup_fraction"), f"must be in [0, 1), got {v}")
-        return v
-
-    def boolean(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(where, f"must be true or false, got {value!r}")
-        return value
+def _context(base_dir: str | Path, read_root: Path | None, write_root: Path | None) -> _Paths:
+    return _Paths(
+        Path(base_dir),
+        read_root.resolve() if read_root else None,
+        write_root.resolve() if write_root else None,
+    )
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+def _validate(adapter: TypeAdapter[Any], data: Any, source: str, paths: _Paths, where: tuple[str, ...] = ()) -> Any:
+    try:
+        return adapter.validate_python(data, context=paths)
+    except ValidationError as err:
+        raise DatasetError(error_line(err, source, where)) from None
 
 
 def check_model_config(model: str) -> None:
     """Read the model's config alone (loading PaSST + RoBERTa to find a typo would take minutes)."""
+    problem = _model_config_problem(model)
+    if problem is not None:
+        raise DatasetError(f"model: {problem}")
+
+
+def _model_config_problem(model: str) -> str | None:
     from models.profiles import PROFILES
 
     try:
         if model not in PROFILES:
             ModelConfig.from_dict(json.loads((Path(model) / "config.json").read_text()))
     except (OSError, ValueError, ModelLoadError) as err:
-        raise DatasetError(f"model: cannot read {model}/config.json ({err})") from None
+        return f"cannot read {model}/config.json ({err})"
+    return None

@@ -1,26 +1,34 @@
 """Step-level checkpoints: a training run's full state every N optimizer steps, resumed exactly.
 
-Weights of trainable parts, optimizer, schedule, loss scaler, data order, losses so far and every RNG
-(torch, CUDA, numpy, python), so a resumed run continues the same sequence as an uninterrupted one.
+The loop's own state through its `state_dict()` (weights of trainable parts, optimizer, schedule, loss
+scaler, data generator), the position (step, data order, losses so far) and the global RNGs (torch,
+CUDA, numpy, python), so a resumed run continues the same sequence as an uninterrupted one. The loop is
+anything `Resumable`, so this module needs nothing from the trainer that uses it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from models.atomic import atomic_write
-from models.dual_encoder import DualEncoder
 from models.errors import InvalidInputError
 
-if TYPE_CHECKING:
-    from training.trainer import _Loop
+
+class Resumable(Protocol):
+    """What a step checkpoint saves and restores: a training loop (training.trainer.TrainLoop)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -63,50 +71,35 @@ class StepCheckpoint:
             )
         return state
 
-    def resume(self, loop: _Loop) -> StepPosition | None:
+    def resume(self, loop: Resumable) -> StepPosition | None:
         state = self.read()
         if state is None:
             return None
-        missing, unexpected = loop.model.load_state_dict(state["model"], strict=False)
-        frozen = _frozen_prefixes(loop.model)
-        if unexpected or [k for k in missing if not k.startswith(frozen)]:
-            raise InvalidInputError(
-                f"{self.path}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
-        loop.optimizer.load_state_dict(state["optimizer"])
-        loop.schedule.load_state_dict(state["schedule"])
-        loop.scaler.load_state_dict(state["scaler"])
-        loop.gen.set_state(state["generator"])
+        try:
+            loop.load_state_dict(state)
+        except InvalidInputError as err:
+            raise InvalidInputError(f"{self.path}: {err}") from None
         _set_rng(state["rng"])
         self.meta = state["meta"]
         log.info("resuming from %s at step %d", self.path, state["step"])
         return StepPosition(state["step"], state["order"], state["losses"], state["history"])
 
-    def save(self, loop: _Loop, pos: StepPosition) -> None:
-        frozen = _frozen_prefixes(loop.model)
+    def save(self, loop: Resumable, pos: StepPosition) -> None:
         state = {
+            # the loop's entries sit beside the position's: the layout earlier versions wrote, so
+            # their step checkpoints still resume
+            **loop.state_dict(),
             "key": self.key,
             "meta": self.meta,
             "step": pos.step,
             "order": pos.order,
             "losses": pos.losses,
             "history": pos.history,
-            # frozen towers cannot have changed: the run's start model has them
-            "model": {k: v.detach().cpu() for k, v in loop.model.state_dict().items() if not k.startswith(frozen)},
-            "optimizer": loop.optimizer.state_dict(),
-            "schedule": loop.schedule.state_dict(),
-            "scaler": loop.scaler.state_dict(),
-            "generator": loop.gen.get_state(),
             "rng": _get_rng(),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, lambda f: torch.save(state, f))  # a crash mid-write keeps the previous one
         log.info("step %d: checkpoint %s", pos.step, self.path)
-
-
-def _frozen_prefixes(model: DualEncoder) -> tuple[str, ...]:
-    towers = {"audio_tower.": model.audio_tower, "text_tower.": model.text_tower}
-    return tuple(k for k, t in towers.items() if not any(p.requires_grad for p in t.parameters()))
 
 
 def _get_rng() -> dict[str, Any]:

@@ -12,8 +12,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def fit(
     one micro-batch's loss; `accumulate_steps` micro-batches make one optimizer step. Every random draw
     of the data order and crops comes from one generator seeded by cfg.seed, so a run is reproducible
     and a resumed run continues the same sequence."""
-    loop = _Loop(model, n_items, cfg)
+    loop = TrainLoop(model, n_items, cfg)
     pos = checkpoint.resume(loop) if checkpoint is not None else None
     pos = pos or StepPosition()
     log.info(
@@ -259,8 +260,11 @@ def _train_mode(model: DualEncoder) -> None:
             tower.eval()
 
 
-class _Loop:
-    """Optimizer, schedule, mixed precision and the data generator of one training run."""
+class TrainLoop:
+    """Optimizer, schedule, mixed precision and the data generator of one training run.
+
+    `state_dict()` / `load_state_dict()` carry all of it with the trained weights (plain tensors and
+    numbers, for `torch.load(weights_only=True)`): a step checkpoint saves and restores through them."""
 
     def __init__(self, model: DualEncoder, n_items: int, cfg: TrainConfig) -> None:
         if cfg.accumulate_steps < 1:
@@ -293,6 +297,36 @@ class _Loop:
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
         return total
+
+    def state_dict(self) -> dict[str, Any]:
+        frozen = _frozen_prefixes(self.model)
+        return {
+            # frozen towers cannot have changed: the run's start model has them
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items() if not k.startswith(frozen)},
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.gen.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict()` gave (other entries of `state` are ignored); the model must be the
+        one the state was taken from, frozen towers aside."""
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        frozen = _frozen_prefixes(self.model)
+        if unexpected or [k for k in missing if not k.startswith(frozen)]:
+            raise InvalidInputError(
+                f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.gen.set_state(state["generator"])
+
+
+def _frozen_prefixes(model: DualEncoder) -> tuple[str, ...]:
+    towers = {"audio_tower.": model.audio_tower, "text_tower.": model.text_tower}
+    return tuple(k for k, t in towers.items() if not any(p.requires_grad for p in t.parameters()))
 
 
 def _optimizer(model: DualEncoder, cfg: TrainConfig) -> torch.optim.Optimizer:

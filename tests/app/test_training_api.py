@@ -19,6 +19,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.app.live import live_server
 from tests.conftest import REPO, copy_clips
+from training.run_config import MAX_EPOCHS
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -52,8 +53,14 @@ def client(server: str) -> httpx.Client:
 
 
 def config(epochs: int = 2, **top: Any) -> dict[str, Any]:
-    stage = {"name": "only", "data": [{"csv": "captions.csv"}], "val": [{"csv": "captions.csv"}],
-             "epochs": epochs, "batch_size": 2, "lr": 1e-3}
+    stage = {
+        "name": "only",
+        "data": [{"csv": "captions.csv"}],
+        "val": [{"csv": "captions.csv"}],
+        "epochs": epochs,
+        "batch_size": 2,
+        "lr": 1e-3,
+    }
     return {"model": "lite", "stages": [stage], **top}
 
 
@@ -78,14 +85,18 @@ def test_admin_token_is_required(server: str) -> None:
 @pytest.mark.parametrize(
     ("change", "detail"),
     [
-        ({"stages": [{"name": "s", "data": [{"csv": "../jobs/x.csv"}]}]}, "stages[0].data[0].csv: ../jobs/x.csv is "
-                                                                          "outside the allowed data folder"),
+        (
+            {"stages": [{"name": "s", "data": [{"csv": "../jobs/x.csv"}]}]},
+            "stages[0].data[0].csv: ../jobs/x.csv is outside the allowed data folder",
+        ),
         ({"stages": [{"name": "s", "data": [{"csv": "escape.csv"}]}]}, "outside the allowed data folder"),
         ({"output": "../../elsewhere"}, "../../elsewhere is outside the allowed output folder"),
         ({"model": "/etc"}, "model: /etc is outside the allowed data and output folders"),
         ({"epochs": 3}, "config: unknown key(s) ['epochs']"),
-        ({"stages": [{"name": "s", "data": [{"csv": "captions.csv"}], "frozen": {"audio": "no"}}]},
-         "stages[0].frozen.audio: must be true or false"),
+        (
+            {"stages": [{"name": "s", "data": [{"csv": "captions.csv"}], "frozen": {"audio": "no"}}]},
+            "stages[0].frozen.audio: must be true or false",
+        ),
     ],
 )
 def test_bad_configs_are_422_with_the_field(client: httpx.Client, change: dict[str, Any], detail: str) -> None:
@@ -110,7 +121,7 @@ def test_a_job_runs_in_a_child_process_to_the_end(client: httpx.Client, roots: t
 
 
 def test_cancel_stops_a_running_job(client: httpx.Client, server: str) -> None:
-    job_id = client.post("/train", json=config(epochs=100_000)).json()["id"]
+    job_id = client.post("/train", json=config(epochs=MAX_EPOCHS)).json()["id"]  # the longest run a client may ask for
     running = wait_for(client, job_id, {"running"})
     assert client.get("/healthz").status_code in (200, 503)  # the service answers while the job trains
     r = client.delete(f"/train/{job_id}")
@@ -137,23 +148,26 @@ def test_restart_marks_orphaned_jobs_interrupted(roots: tuple[Path, Path], tmp_p
     jobs = tmp_path / "jobs"
     (jobs / "abc123").mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (jobs / "abc123" / "status.json").write_text(json.dumps({"id": "abc123", "state": "running",
-                                                             "pid": int(dead.stdout), "created": 1.0}))
+    (jobs / "abc123" / "status.json").write_text(
+        json.dumps({"id": "abc123", "state": "running", "pid": int(dead.stdout), "created": 1.0})
+    )
     status = JobManager(jobs, data).status("abc123")
     assert status["state"] == "interrupted" and "checkpoints remain" in status["error"]
 
 
 def test_routes_are_off_without_a_data_root(lite_model, tmp_path: Path) -> None:
-    app = create_app(Settings(index_dir=tmp_path / "none", admin_token=TOKEN, jobs_dir=tmp_path / "jobs"),
-                     model=lite_model)
+    app = create_app(
+        Settings(index_dir=tmp_path / "none", admin_token=TOKEN, jobs_dir=tmp_path / "jobs"), model=lite_model
+    )
     with live_server(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
         r = c.get("/train")
         assert r.status_code == 403 and "AUDIOSEARCH_TRAIN_DATA_ROOT" in r.json()["detail"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_trains_and_reports_bad_configs(roots: tuple[Path, Path], tmp_path: Path) -> None:
@@ -169,4 +183,5 @@ def test_cli_trains_and_reports_bad_configs(roots: tuple[Path, Path], tmp_path: 
     r = cli("train", str(tmp_path / "bad.yaml"))
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
-        f"audiosearch: error: {tmp_path / 'bad.yaml'}: stages[0].lr: must be a positive number, got 0"]
+        f"audiosearch: error: {tmp_path / 'bad.yaml'}: stages[0].lr: must be a positive number, got 0"
+    ]

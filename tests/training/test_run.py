@@ -14,6 +14,7 @@ import yaml
 from models.errors import InvalidInputError
 from training import DatasetError, load_run_config, parse_run_config, run_training
 from training.run import RunResult
+from training.run_config import parse_data_specs, parse_model
 
 CLASSES = ("dog_bark", "rooster", "rain", "chainsaw", "baby_cry")
 
@@ -207,7 +208,100 @@ def test_a_config_written_by_to_dict_parses_back_to_the_same_run(tmp_path) -> No
     data = shared_data_dir() / "animals_cc0" / "captions.csv"
     if not data.is_file():
         pytest.skip(f"real test audio not found at {data}")
-    cfg = parse_run_config({"model": "lite", "output": str(tmp_path / "out"),
-                            "stages": [{"name": "s", "data": [{"csv": str(data)}], "epochs": 1}]}, tmp_path)
+    cfg = parse_run_config(
+        {
+            "model": "lite",
+            "output": str(tmp_path / "out"),
+            "stages": [{"name": "s", "data": [{"csv": str(data)}], "epochs": 1}],
+        },
+        tmp_path,
+    )
     again = parse_run_config(json.loads(json.dumps(cfg.to_dict())), tmp_path)
+    assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ({"epochs": 10_001}, "stages[0].epochs: must be an integer <= 10000, got 10001"),
+        ({"batch_size": 65_537}, "stages[0].batch_size: must be an integer <= 65536, got 65537"),
+        ({"accumulate_steps": 1025}, "stages[0].accumulate_steps: must be an integer <= 1024, got 1025"),
+        (
+            {"checkpoint_every_steps": 10**7 + 1},
+            "stages[0].checkpoint_every_steps: must be an integer <= 10000000, got 10000001",
+        ),
+        ({"lr": 10.5}, "stages[0].lr: must be a number <= 10, got 10.5"),
+        ({"lr": 0}, "stages[0].lr: must be a positive number, got 0"),
+        ({"augment": "yes"}, "stages[0].augment: must be true or false, got 'yes'"),
+        ({"epoch": 3, "rate": 1}, "stages[0]: unknown key(s) ['epoch', 'rate']"),
+        ({"name": "s" * 101}, "stages[0].name: must be at most 100 characters long"),
+    ],
+)
+def test_stage_bounds_and_errors_are_one_line(tmp_path: Path, shared_data: Path, stage: dict, message: str) -> None:
+    with pytest.raises(DatasetError) as err:
+        parse_run_config(_minimal(tmp_path, shared_data, **stage), tmp_path, "run.yaml")
+    assert str(err.value) == f"run.yaml: {message}"
+
+
+def test_the_bounds_themselves_are_allowed(tmp_path: Path, shared_data: Path) -> None:
+    limits = {
+        "epochs": 10_000,
+        "batch_size": 65_536,
+        "accumulate_steps": 1024,
+        "checkpoint_every_steps": 10**7,
+        "lr": 10,
+    }
+    stage = parse_run_config(_minimal(tmp_path, shared_data, **limits), tmp_path).stages[0]
+    assert (stage.epochs, stage.batch_size, stage.accumulate_steps, stage.checkpoint_every_steps) == (
+        10_000,
+        65_536,
+        1024,
+        10**7,
+    )
+    assert stage.lr == 10.0 and isinstance(stage.lr, float)
+
+
+def test_caps_on_stages_and_data_entries(tmp_path: Path, shared_data: Path) -> None:
+    config = _minimal(tmp_path, shared_data)
+    one = config["stages"][0]
+    parse_run_config({**config, "stages": [{**one, "name": f"s{i}"} for i in range(100)]}, tmp_path)
+    with pytest.raises(DatasetError) as err:
+        parse_run_config({**config, "stages": [{**one, "name": f"s{i}"} for i in range(101)]}, tmp_path, "run.yaml")
+    assert str(err.value) == "run.yaml: stages: must have at most 100 entries, got 101"
+    for key in ("data", "val"):
+        assert len(
+            parse_run_config(_minimal(tmp_path, shared_data, **{key: one["data"] * 1000}), tmp_path).stages[0].data
+        ) == (1000 if key == "data" else 1)
+        with pytest.raises(DatasetError) as err:
+            parse_run_config(_minimal(tmp_path, shared_data, **{key: one["data"] * 1001}), tmp_path, "run.yaml")
+        assert str(err.value) == f"run.yaml: stages[0].{key}: must have at most 1000 entries, got 1001"
+
+
+def test_eval_specs_and_model_errors_name_their_field(tmp_path: Path, shared_data: Path) -> None:
+    captions = str(shared_data / "animals_cc0" / "captions.csv")
+    specs = parse_data_specs([{"file": captions, "caption_column": "keywords"}], tmp_path)
+    assert [(s.csv, s.caption_column, s.format, s.audio_root) for s in specs] == [
+        (Path(captions), "keywords", "csv", None)
+    ]
+    with pytest.raises(DatasetError) as err:
+        parse_data_specs([{"file": captions, "format": "tsv"}], tmp_path, "eval")
+    assert str(err.value) == (
+        "eval: data[0].format: must be one of ['csv', 'clotho', 'audiocaps', 'wavcaps', 'jsonl'], got 'tsv'"
+    )
+    with pytest.raises(DatasetError) as err:
+        parse_model(5, tmp_path, "eval")
+    assert str(err.value) == "eval: model: must be a string, got 5"
+
+
+def test_stage_options_survive_the_job_round_trip(tmp_path: Path, shared_data: Path) -> None:
+    """Frozen sides, patchout and extra captions as written to a job's config.json and parsed back."""
+    captions = str(shared_data / "animals_cc0" / "captions.csv")
+    config = _minimal(tmp_path, shared_data, frozen={"text": False}, patchout={"time": 3}, extra_captions=captions)
+    config["stages"].append({**config["stages"][0], "name": "s2", "patchout": None, "frozen": None, "val": None})
+    cfg = parse_run_config(config, tmp_path)
+    again = parse_run_config(json.loads(json.dumps(cfg.to_dict())), tmp_path / "elsewhere")
+    first, second = again.stages
+    assert (first.frozen, first.patchout.time, first.patchout.frequency) == ({"text": False}, 3, 2)
+    assert first.extra_captions == Path(captions)
+    assert (second.frozen, second.patchout, second.val) == ({}, None, [])  # null: the tower's own sizes
     assert again.to_dict() == cfg.to_dict()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 import models
@@ -18,6 +19,7 @@ from models.errors import InvalidInputError
 from tests.models.tiny import tiny_paper_config
 from training import TrainConfig, load_caption_csv, load_run_config, run_training, set_frozen, train_towers
 from training.data import CaptionRow
+from training.trainer import TrainLoop
 
 ANIMALS = ("cat", "cow", "dog", "duck", "frog", "horse", "owl", "pig")
 
@@ -99,6 +101,37 @@ def test_bf16_autocast_on_cpu_trains(animal_rows: list[CaptionRow]) -> None:
     assert torch.isfinite(torch.tensor(history[0]["loss"])) and _changed(proj, model.text_proj)
     assert dtypes and dtypes[0] == torch.bfloat16
     assert model.audio_proj.weight.dtype == torch.float32  # autocast computes in bf16, weights stay fp32
+
+
+def _noise_loss(m: models.DualEncoder, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    # tower outputs drawn from the loop's generator: a restored generator must draw the same ones
+    audio = m.audio_proj(torch.randn(len(batch), m.audio_tower.dim, generator=gen))
+    text = m.text_proj(torch.randn(len(batch), m.text_tower.dim, generator=gen))
+    return m.loss(F.normalize(audio, dim=-1), F.normalize(text, dim=-1), batch)
+
+
+def test_loop_state_round_trips_through_state_dict(tmp_path: Path) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-2, seed=5)
+    first = TrainLoop(tiny_model(0), 16, cfg)
+    order = torch.randperm(16, generator=first.gen)
+    first.step(_noise_loss, order, 0)
+    torch.save(first.state_dict(), tmp_path / "loop.pt")
+    second = TrainLoop(tiny_model(1), 16, cfg)  # other weights, a fresh optimizer, schedule and generator
+    assert not torch.equal(second.model.audio_proj.weight, first.model.audio_proj.weight)
+
+    second.load_state_dict(torch.load(tmp_path / "loop.pt", weights_only=True))  # as a step checkpoint reads it
+    torch.testing.assert_close(second.state_dict(), first.state_dict(), rtol=0, atol=0)
+    assert second.schedule.get_last_lr() == first.schedule.get_last_lr() and second.schedule.last_epoch == 1
+    # the next step draws the same noise and lands on the same weights and optimizer moments
+    assert second.step(_noise_loss, order, 1) == first.step(_noise_loss, order, 1)
+    torch.testing.assert_close(second.state_dict(), first.state_dict(), rtol=0, atol=0)
+
+    frozen_audio = tiny_model(0)
+    set_frozen(frozen_audio, audio=True, text=False)
+    partial = TrainLoop(frozen_audio, 16, cfg).state_dict()  # no audio tower weights: they cannot change
+    assert not any(k.startswith("audio_tower.") for k in partial["model"])
+    with pytest.raises(InvalidInputError, match=r"weights do not match the model \(missing \['audio_tower"):
+        TrainLoop(tiny_model(1), 16, cfg).load_state_dict(partial)  # a loop that trains the audio tower
 
 
 # ---------------------------------------------------------------- runs: step checkpoints and resume

@@ -207,7 +207,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise AudioSearchError("-k must be between 1 and 1000")
     searcher = Searcher(args.index)
     model = _load(args)
-    searcher.check_model(model.fingerprint)
+    searcher.check_model(model.fingerprint, model.config.supersedes)
     page = searcher.search(model.encode_text([args.query]), k=args.k)[0]
     hits = [{"path": h.path, "score": round(h.score, 4), "start": h.start, "end": h.end} for h in page.hits]
     print(json.dumps({"query": args.query, "results": hits}, indent=2))  # noqa: T201

@@ -62,7 +62,7 @@ class SearchService:
 
     def _open(self, index_dir: Path) -> Searcher:
         searcher = Searcher(index_dir, mmap=self.mmap)
-        searcher.check_model(self.model.fingerprint)
+        searcher.check_model(self.model.fingerprint, self.model.config.supersedes)
         return searcher
 
     def reload(self, index_dir: Path | None = None) -> Searcher:

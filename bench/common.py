@@ -66,10 +66,9 @@ def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, fact
 
     writer = SnapshotWriter(index_dir, vectors.shape[1], factory)
     train_if_needed(writer.index, vectors[:200_000], factory)
-    rows = [(i, f"synthetic/{i:08d}.wav", 1, 0, "0" * 40, 10.0, 32000, 1, i, i, 0.0, 10.0) for i in range(len(vectors))]
-    writer.db.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?,?)", [r[:8] for r in rows])
-    writer.db.executemany('INSERT INTO windows (id, file_id, start, "end") VALUES (?,?,?,?)', [r[8:] for r in rows])
-    writer.n_windows = len(vectors)
+    one = (np.zeros(1), np.full(1, 10.0))
+    row = (1, 0, "0" * 40, 10.0, 32000, 1)  # size, mtime_ns, sha1, duration, sample_rate, channels
+    writer.add_files([(i + 1, (f"synthetic/{i:08d}.wav", *row), *one) for i in range(len(vectors))])
     writer.add_vectors(vectors)
     writer.commit({"library": str(index_dir / "none"), "created": "synthetic",
                    "model": {"name": "lite", "fingerprint": fingerprint, "dim": vectors.shape[1], "sample_rate": 0},

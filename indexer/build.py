@@ -27,7 +27,7 @@ from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
 from indexer.scan import FileEntry, scan_library
-from indexer.store import SnapshotWriter, previous_files, prune_snapshots, train_if_needed
+from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, train_if_needed
 from models.audio import STREAM_OVER_SECONDS
 from models.encoder import Encoder
 
@@ -251,7 +251,8 @@ def _write_snapshot(
                 c.ends,
             )
             writer.add_vectors(c.vectors)
-        manifest = _manifest(audio_dir, model, writer, len(indexed), report, window_s, hop_s)
+        counts = {"files": len(indexed), "windows": writer.n_windows, "skipped": len(report.errors)}
+        manifest = make_manifest(audio_dir, model, counts, window_s, hop_s)
         report.snapshot = writer.commit(manifest).name
     except BaseException:
         writer.abort()
@@ -271,31 +272,6 @@ def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int = 200_
         if n >= limit:
             break
     return np.concatenate(vecs)
-
-
-def _manifest(
-    audio_dir: Path,
-    model: Encoder,
-    writer: SnapshotWriter,
-    n_files: int,
-    report: IndexReport,
-    window_s: float,
-    hop_s: float,
-) -> dict:
-    return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "library": str(audio_dir),
-        "model": {
-            "name": model.config.name,
-            "fingerprint": model.fingerprint,
-            "dim": model.dim,
-            "sample_rate": model.sample_rate,
-        },
-        "window_seconds": window_s,
-        "hop_seconds": hop_s,
-        "counts": {"files": n_files, "windows": writer.n_windows, "skipped": len(report.errors)},
-        "backend": type(model).__name__,  # RuntimeEncoder (numpy + onnxruntime) or DualEncoder (torch)
-    }
 
 
 def _append_errors(index_dir: Path, report: IndexReport) -> None:

@@ -1,11 +1,12 @@
-"""The index directory: CURRENT names the live snapshot; snapshots are written aside, then swapped in.
+"""The index format, owned here alone: directory layout, SQLite schema, manifest, snapshot writer and reader.
 
 INDEX_DIR/
   CURRENT                  name of the live snapshot (replaced atomically with os.replace)
   snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite
   errors.jsonl             skipped files with reasons, appended per run
-  work/cache.sqlite        embeddings by content hash (see cache.py)
-A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run).
+  work/cache.sqlite        embeddings by content hash (indexer.cache)
+A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
+window ids (`windows.id`, sequential per snapshot); file ids stay stable across snapshots for unchanged paths.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundErro
 from models.atomic import atomic_write, fsync_dir
 
 FORMAT_VERSION = 1
+MANIFEST, VECTORS, META = "manifest.json", "vectors.faiss", "meta.sqlite"
 META_SCHEMA = """
 CREATE TABLE files (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -36,13 +40,64 @@ CREATE TABLE windows (id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL REFERENCE
 CREATE INDEX windows_file ON windows(file_id);
 """
 
+FileRow = tuple[str, int, int, str, float, int, int]  # path, size, mtime_ns, sha1, duration, sample_rate, channels
+
+
+@dataclass(frozen=True)
+class Filters:
+    path_prefix: str | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses, args = [], []
+        if self.path_prefix:
+            clauses.append("substr(path, 1, ?) = ?")
+            args += [len(self.path_prefix), self.path_prefix]
+        if self.min_duration is not None:
+            clauses.append("duration >= ?")
+            args.append(self.min_duration)
+        if self.max_duration is not None:
+            clauses.append("duration <= ?")
+            args.append(self.max_duration)
+        return (" AND ".join(clauses) or "1"), args
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None and v != "" for v in (self.path_prefix, self.min_duration, self.max_duration))
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: int
+    path: str
+    size: int
+    duration: float
+    sample_rate: int
+    channels: int
+    sha1: str
+    windows: int
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    window_id: int
+    file_id: int
+    path: str
+    start: float
+    end: float
+    duration: float
+
+
+# -- the directory ----------------------------------------------------------------------------------------
+
 
 def current_snapshot(index_dir: Path) -> Path | None:
     marker = index_dir / "CURRENT"
     if not marker.is_file():
         return None
     snap = index_dir / "snapshots" / marker.read_text().strip()
-    if not (snap / "manifest.json").is_file():
+    if not (snap / MANIFEST).is_file():
         raise IndexCorruptError(f"{index_dir}: CURRENT names {snap.name}, which is missing or incomplete")
     return snap
 
@@ -58,7 +113,7 @@ def require_snapshot(index_dir: Path) -> Path:
 
 def read_manifest(snapshot: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads((snapshot / "manifest.json").read_text())
+        manifest = json.loads((snapshot / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise IndexCorruptError(f"{snapshot}: unreadable manifest ({err})") from None
     if manifest.get("format") != FORMAT_VERSION:
@@ -66,12 +121,30 @@ def read_manifest(snapshot: Path) -> dict[str, Any]:
     return manifest
 
 
+def make_manifest(library: Path, model: Any, counts: dict[str, int], window_s: float, hop_s: float) -> dict:
+    """What a snapshot records about itself (the writer adds format, snapshot id and FAISS factory)."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "library": str(library),
+        "model": {
+            "name": model.config.name,
+            "fingerprint": model.fingerprint,
+            "dim": model.dim,
+            "sample_rate": model.sample_rate,
+        },
+        "window_seconds": window_s,
+        "hop_seconds": hop_s,
+        "counts": counts,
+        "backend": type(model).__name__,  # RuntimeEncoder (numpy + onnxruntime) or DualEncoder (torch)
+    }
+
+
 def previous_files(index_dir: Path) -> dict[str, tuple[int, int, int, str]]:
     """path -> (file id, size, mtime_ns, sha1) of the live snapshot, to skip hashing unchanged files."""
     snap = current_snapshot(index_dir)
     if snap is None:
         return {}
-    db = connect_readonly(snap / "meta.sqlite")
+    db = connect_readonly(snap / META)
     try:
         rows = db.execute("SELECT path, id, size, mtime_ns, sha1 FROM files").fetchall()
     finally:
@@ -86,6 +159,20 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as err:
         raise IndexCorruptError(f"{path}: cannot read metadata ({err})") from None
     return db
+
+
+def prune_snapshots(index_dir: Path, keep: int = 2) -> None:
+    """Keep the live snapshot and the one before it (a server may still be reading it); drop the rest."""
+    snaps = index_dir / "snapshots"
+    live = (index_dir / "CURRENT").read_text().strip()
+    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    for old in [p for p in done if p.name != live][: max(0, len(done) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in snaps.glob(".tmp-*"):  # left by a crashed run
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- FAISS ------------------------------------------------------------------------------------------------
 
 
 def new_index(dim: int, factory: str) -> faiss.Index:
@@ -133,6 +220,30 @@ def train_if_needed(index: faiss.Index, sample: np.ndarray, factory: str) -> Non
         faiss.omp_set_num_threads(threads)
 
 
+def read_faiss(path: Path, mmap: bool = False) -> faiss.Index:
+    # IFC maps the codes of Flat, HNSW and IVF (array lists) from the file; IO_FLAG_MMAP maps IVF lists only
+    # (as on-disk lists), for FAISS builds or index types IFC does not cover.
+    tries = (
+        [faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY] if mmap else []
+    )
+    for flags in tries:
+        try:
+            return tune_for_search(faiss.read_index(str(path), flags))
+        except RuntimeError:
+            continue
+    if mmap:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: this FAISS index type cannot be memory-mapped; reading it", path)
+    try:
+        return tune_for_search(faiss.read_index(str(path)))
+    except RuntimeError as err:
+        raise IndexCorruptError(f"{path}: cannot read FAISS index ({str(err).splitlines()[0]})") from None
+
+
+# -- writing ----------------------------------------------------------------------------------------------
+
+
 class SnapshotWriter:
     """Builds one snapshot in a hidden directory; `commit()` moves it in place and flips CURRENT."""
 
@@ -146,23 +257,26 @@ class SnapshotWriter:
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:  # lets the service look a window's vector up by id (query by indexed clip)
             ivf.set_direct_map_type(faiss.DirectMap.Array)
-        self.db = sqlite3.connect(str(self.tmp / "meta.sqlite"))
+        self.db = sqlite3.connect(str(self.tmp / META))
         self.db.executescript(META_SCHEMA)
         self.n_windows = 0
 
-    def add_file(self, file_id: int, row: tuple, starts: np.ndarray, ends: np.ndarray) -> None:
-        """row = (path, size, mtime_ns, sha1, duration, sample_rate, channels); window ids are sequential."""
-        self.db.execute(
+    def add_file(self, file_id: int, row: FileRow, starts: np.ndarray, ends: np.ndarray) -> None:
+        """One file and its windows; window ids are sequential, in the order vectors are added."""
+        self.add_files([(file_id, row, starts, ends)])
+
+    def add_files(self, files: list[tuple[int, FileRow, np.ndarray, np.ndarray]]) -> None:
+        self.db.executemany(
             "INSERT INTO files (id, path, size, mtime_ns, sha1, duration, sample_rate, channels) "
             "VALUES (?,?,?,?,?,?,?,?)",
-            (file_id, *row),
+            [(file_id, *row) for file_id, row, _, _ in files],
         )
-        first = self.n_windows
-        self.db.executemany(
-            'INSERT INTO windows (id, file_id, start, "end") VALUES (?, ?, ?, ?)',
-            [(first + i, file_id, float(s), float(e)) for i, (s, e) in enumerate(zip(starts, ends, strict=True))],
-        )
-        self.n_windows += len(starts)
+        windows = []
+        for file_id, _, starts, ends in files:
+            for s, e in zip(starts, ends, strict=True):
+                windows.append((self.n_windows, file_id, float(s), float(e)))
+                self.n_windows += 1
+        self.db.executemany('INSERT INTO windows (id, file_id, start, "end") VALUES (?, ?, ?, ?)', windows)
 
     def add_vectors(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -172,9 +286,9 @@ class SnapshotWriter:
             raise IndexBuildError(f"internal: {self.index.ntotal} vectors for {self.n_windows} windows")
         self.db.commit()
         self.db.close()
-        faiss.write_index(self.index, str(self.tmp / "vectors.faiss"))
+        faiss.write_index(self.index, str(self.tmp / VECTORS))
         manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory}
-        atomic_write(self.tmp / "manifest.json", json.dumps(manifest, indent=2))
+        atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=2))
         fsync_dir(self.tmp)
         final = self.index_dir / "snapshots" / self.id
         os.replace(self.tmp, final)
@@ -186,12 +300,68 @@ class SnapshotWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def prune_snapshots(index_dir: Path, keep: int = 2) -> None:
-    """Keep the live snapshot and the one before it (a server may still be reading it); drop the rest."""
-    snaps = index_dir / "snapshots"
-    live = (index_dir / "CURRENT").read_text().strip()
-    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
-    for old in [p for p in done if p.name != live][: max(0, len(done) - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
-    for tmp in snaps.glob(".tmp-*"):  # left by a crashed run
-        shutil.rmtree(tmp, ignore_errors=True)
+# -- reading ----------------------------------------------------------------------------------------------
+
+
+class SnapshotReader:
+    """The live snapshot of an index directory: manifest, FAISS index and the metadata rows (thread-safe).
+
+    mmap: map the vectors from the snapshot file instead of reading them into RAM (AUDIOSEARCH_MMAP)."""
+
+    def __init__(self, index_dir: Path, mmap: bool = False) -> None:
+        self.index_dir = Path(index_dir)
+        self.snapshot = require_snapshot(self.index_dir)
+        self.manifest = read_manifest(self.snapshot)
+        self.library = Path(self.manifest["library"])
+        self.index = read_faiss(self.snapshot / VECTORS, mmap)
+        self.db = connect_readonly(self.snapshot / META)
+        self._lock = threading.Lock()  # one sqlite3 connection; FAISS searches need no lock
+        self.n_files = self._one("SELECT COUNT(*) FROM files")[0]
+        if self.index.ntotal != self._one("SELECT COUNT(*) FROM windows")[0]:
+            raise IndexCorruptError(f"{self.snapshot}: vector and window counts differ")
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["model"]["fingerprint"]
+
+    def count(self, filters: Filters) -> int:
+        if not filters.active:
+            return self.n_files
+        where, args = filters.sql()
+        return self._one(f"SELECT COUNT(*) FROM files WHERE {where}", args)[0]
+
+    def windows(self, window_ids: list[int], filters: Filters) -> dict[int, WindowRow]:
+        """The rows of these windows whose files pass `filters`, by window id."""
+        if not window_ids:
+            return {}
+        where, args = filters.sql()
+        rows = self._all(
+            'SELECT w.id, f.id, f.path, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
+            f"WHERE w.id IN ({','.join('?' * len(window_ids))}) AND {where}",
+            [*window_ids, *args],
+        )
+        return {r[0]: WindowRow(*r) for r in rows}
+
+    def clip(self, file_id: int) -> Clip | None:
+        row = self._one(
+            "SELECT f.id, f.path, f.size, f.duration, f.sample_rate, f.channels, f.sha1, COUNT(w.id) "
+            "FROM files f JOIN windows w ON w.file_id = f.id WHERE f.id = ? GROUP BY f.id",
+            [file_id],
+        )
+        return Clip(*row) if row and row[0] is not None else None
+
+    def window_vectors(self, file_id: int) -> np.ndarray:
+        """(windows, dim) vectors of one file, in window order."""
+        ids = [r[0] for r in self._all("SELECT id FROM windows WHERE file_id = ? ORDER BY id", [file_id])]
+        return np.stack([self.index.reconstruct(i) for i in ids]) if ids else np.zeros((0, self.index.d), "float32")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _one(self, sql: str, args: list[Any] | None = None) -> Any:
+        with self._lock:
+            return self.db.execute(sql, args or []).fetchone()
+
+    def _all(self, sql: str, args: list[Any]) -> list[Any]:
+        with self._lock:
+            return self.db.execute(sql, args).fetchall()

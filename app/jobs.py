@@ -26,13 +26,7 @@ from typing import Any
 
 from models.atomic import atomic_write_json
 from models.errors import AudioSearchError
-from training.run import (
-    parse_data_specs,
-    parse_model,
-    parse_run_config,
-    run_training,
-    stage_rows,
-)
+from training.run_config import parse_data_specs, parse_model, parse_run_config
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
@@ -126,6 +120,7 @@ class JobManager:
         """Retrieval metrics of a model on confined caption files (runs in the caller's thread)."""
         from models import load_encoder
         from training.evaluation import evaluate_rows
+        from training.run import stage_rows
 
         name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
@@ -163,6 +158,8 @@ def _alive(pid: Any) -> bool:
 def run_job(job_dir: str, data_root: str, threads: int) -> None:
     """The child process: run the job's config, keeping status.json current after every epoch."""
     import torch
+
+    from training.run import run_training
 
     job = Path(job_dir)
     torch.set_num_threads(threads)

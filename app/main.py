@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.api.routes import admin, clips, health, search, training
+from app.batcher import QueryBatcher
 from app.metrics import Metrics, MetricsMiddleware
 from app.search_service import SearchService
 from app.settings import Settings
@@ -42,10 +43,13 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_load, app, settings, model)
         yield
+        if app.state.batcher is not None:
+            await app.state.batcher.close()
 
     app = FastAPI(title="audiosearch", version="0.1.0", lifespan=lifespan,
                   description="Text-to-audio retrieval: search an indexed audio library with natural language.")
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
+    app.state.batcher = None
     app.state.metrics = Metrics()
     for router in (search.router, clips.router, health.router, admin.router, training.router):
         app.include_router(router)
@@ -71,7 +75,11 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     try:
         model = model or load_encoder(settings.model, settings.device, settings.onnx_dir)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
-        app.state.service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap)
+        service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap)
+        app.state.batcher = QueryBatcher(
+            service.search_batch, settings.batch_max_size, settings.batch_max_wait_ms, app.state.metrics.observe_batch
+        )
+        app.state.service = service
     except AudioSearchError as err:
         app.state.load_error = str(err)
         log.error("not ready: %s", err)

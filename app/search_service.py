@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
+from indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
 from models import Encoder, InvalidInputError
 from models.embedder import embed_files
 
@@ -57,7 +57,7 @@ class SearchService:
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
-        self._model_lock = threading.Lock()  # one forward at a time: the towers are not re-entrant
+        self._audio_lock = threading.Lock()  # one query-by-example forward at a time (text has the batcher)
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
@@ -76,19 +76,22 @@ class SearchService:
         return new
 
     def text_vectors(self, queries: list[str]) -> np.ndarray:
+        """Query vectors: cached ones from the LRU, the distinct rest in one forward."""
         found = self.cache.get_many(queries)
         missing = list(dict.fromkeys(q for q in queries if q not in found))
         if missing:
-            with self._model_lock:
-                vecs = self.model.encode_text(missing)
+            vecs = self.model.encode_text(missing, batch_size=len(missing))
             for q, v in zip(missing, vecs, strict=True):
                 found[q] = v
                 self.cache.put(q, v)
         return np.stack([found[q] for q in queries])
 
-    def search_text(self, queries: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
-        vectors = self.text_vectors(queries)
-        return self.searcher.search(vectors, k, offset, filters)
+    def search_batch(self, texts: list[str], queries: list[QuerySpec]) -> list[Page]:
+        """Many text queries (of one request or of many, gathered by app.batcher): one forward, one search."""
+        return self.searcher.search_many(self.text_vectors(texts), queries)
+
+    def search_text(self, texts: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
+        return self.search_batch(texts, [QuerySpec(k, offset, filters or Filters())] * len(texts))
 
     def search_audio(self, data: bytes, suffix: str, k: int, offset: int = 0, filters: Filters | None = None) -> Page:
         """Query by example: the upload is decoded and windowed like indexed files; windows are averaged."""
@@ -99,7 +102,7 @@ class SearchService:
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
             f.write(data)
             f.flush()
-            with self._model_lock:
+            with self._audio_lock:
                 (result,) = embed_files(self.model, [f.name], overlap=False)
         if result.error is not None or result.vectors is None:
             raise InvalidInputError(result.error or "the uploaded audio gives no windows")

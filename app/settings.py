@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = 20 * 1024 * 1024
     query_cache_size: int = 4096
+    batch_max_size: int = Field(32, ge=1, le=1024, description="text queries gathered into one forward + search")
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="how long a lone query waits for others to share its batch"
+    )
     threads: int = 0  # 0: one per core
     mmap: bool = Field(
         False, description="memory-map the index's vectors instead of reading them into RAM (indexes larger than RAM)"

@@ -66,6 +66,7 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
     from app.runtime import configure_threads
     from models import load_encoder
+    from models.device import resolve_device
 
     if settings.train_data_root is not None:
         from app.jobs import JobManager
@@ -73,9 +74,10 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
         app.state.jobs = JobManager(settings.jobs_dir, settings.train_data_root)
     try:
-        model = model or load_encoder(settings.model, settings.device, settings.onnx_dir)
+        model = model or load_encoder(settings.model, resolve_device(settings.device), settings.onnx_dir)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
-        service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap)
+        device = resolve_device(settings.device)
+        service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap, device)
         app.state.batcher = QueryBatcher(
             service.search_batch, settings.batch_max_size, settings.batch_max_wait_ms, app.state.metrics.observe_batch
         )

@@ -52,8 +52,9 @@ class SearchService:
         index_dir: Path,
         cache_size: int = 4096,
         mmap: bool = False,
+        device: str = "cpu",
     ) -> None:
-        self.model, self.mmap = model, mmap
+        self.model, self.mmap, self.device = model, mmap, device
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
@@ -61,7 +62,7 @@ class SearchService:
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
-        searcher = Searcher(index_dir, mmap=self.mmap)
+        searcher = Searcher(index_dir, mmap=self.mmap, device=self.device)
         searcher.check_model(self.model.fingerprint, self.model.config.supersedes)
         return searcher
 

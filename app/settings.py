@@ -15,7 +15,7 @@ class Settings(BaseSettings):
 
     index_dir: Path = Path("index")
     model: str = Field("lite", description="'lite', 'paper' or a model directory; must match the index")
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu, cuda or auto: where the model runs and the index is searched")
     onnx_dir: Path | None = Field(None, description="text-encoder export from `audiosearch export-onnx`")
     admin_token: str | None = Field(None, description="bearer token for /admin and /train; unset disables them")
     # NoDecode: the variable is "https://a.example,https://b.example", not JSON (a JSON list also works).

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.backends import search_backend
 from indexer.errors import IndexMismatchError
 from indexer.store import Clip, Filters, SnapshotReader
 
@@ -43,11 +44,13 @@ class Page:
 class Searcher:
     """One loaded snapshot. Thread-safe for concurrent searches; a reload builds a new Searcher."""
 
-    def __init__(self, index_dir: Path, mmap: bool = False) -> None:
+    def __init__(self, index_dir: Path, mmap: bool = False, device: str = "cpu") -> None:
+        """device 'cuda' searches on the GPU (indexer.backends); the FAISS index stays for lookups by id."""
         self.reader = SnapshotReader(index_dir, mmap)
-        self.index_dir, self.mmap = self.reader.index_dir, mmap
+        self.index_dir, self.mmap, self.device = self.reader.index_dir, mmap, device
         self.snapshot, self.manifest, self.library = self.reader.snapshot, self.reader.manifest, self.reader.library
         self.index, self.n_files = self.reader.index, self.reader.n_files
+        self.backend = search_backend(self.index, device)
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
 
     @property
@@ -80,7 +83,7 @@ class Searcher:
         todo = list(range(len(queries)))
         fetch = min(self.index.ntotal, max(16, 4 * max(wants, default=0)))
         while todo:
-            scores, ids = self.index.search(vectors[todo], fetch)
+            scores, ids = self.backend.search(vectors[todo], fetch)
             still = []
             for row, i in enumerate(todo):
                 q = queries[i]

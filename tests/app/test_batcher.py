@@ -19,9 +19,22 @@ from tests.app.live import live_server
 from tests.conftest import copy_clips
 
 QUERIES = [
-    "a dog barking", "rain on a roof", "a rooster crowing at dawn", "a helicopter flying over", "waves on a beach",
-    "a chainsaw cutting wood", "a clock ticking", "a baby crying", "crackling fire", "someone sneezing",
-    "dog", "heavy rain and thunder", "birds singing", "an engine idling", "water splashing", "footsteps",
+    "a dog barking",
+    "rain on a roof",
+    "a rooster crowing at dawn",
+    "a helicopter flying over",
+    "waves on a beach",
+    "a chainsaw cutting wood",
+    "a clock ticking",
+    "a baby crying",
+    "crackling fire",
+    "someone sneezing",
+    "dog",
+    "heavy rain and thunder",
+    "birds singing",
+    "an engine idling",
+    "water splashing",
+    "footsteps",
 ]
 
 

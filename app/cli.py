@@ -198,7 +198,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, IndexReport]:
-    from indexer.distributed import RayOptions, build_index_ray, check_ray
+    from indexer.distributed import RayOptions, build_index_ray
+    from indexer.ray_connect import check_ray
 
     address = args.ray or None
     check_ray(address)  # before the model loads: a wrong address fails in seconds, in one line

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import BatcherDep, ServiceDep, SettingsDep
+from app.api.routes.clips import audio_path
 from app.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
@@ -36,9 +37,10 @@ def _filters(f: SearchFilters | None) -> Filters:
 
 
 def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
+    root = request.scope.get("root_path", "")  # a path prefix set by a reverse proxy, as url_for would add
     hits = [
         SearchHit(id=h.file_id, path=h.path, score=round(h.score, 6), start=h.start, end=h.end, duration=h.duration,
-                  audio_url=str(request.url_for("clip_audio", clip_id=h.file_id).path))
+                  audio_url=root + audio_path(h.file_id))  # not url_for: it tries every route, per hit
         for h in page.hits
     ]
     took = round((time.perf_counter() - t0) * 1e3, 3)

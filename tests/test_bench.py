@@ -55,3 +55,10 @@ def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
                     tmp_path=tmp_path)
     assert "aisfx (aisfx) batch 16: torch" in out and "ratio x" in out and "min cosine" in out
     assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16
+
+
+def test_text_encoder_bench_tiny(tmp_path) -> None:
+    out = run_bench("bench.text_encoder", "--rounds", "1", "--queries", "16", "--batches", "1", "8",
+                    tmp_path=tmp_path)
+    assert "batch  8: onnxruntime" in out and "max |onnx - torch|" in out
+    assert (tmp_path / "text_encoder.csv").read_text().count("\n") == 3

@@ -2,7 +2,7 @@
 
 - `logmel_projection` (audio): the mean log-mel spectrum of a window (frames of real audio only), its mean
   over bands removed (the level), through a fixed random projection seeded by `seed`. Different sounds give
-  clearly different vectors (a 440 Hz tone against white noise: cosine about -0.3), the same sound the same
+  clearly different vectors (a 440 Hz tone against white noise: cosine -0.38), the same sound the same
   vector in every process, and trailing zero padding changes nothing.
 - `hashed_words` (text): a signed bag of words hashed into `dim` buckets (scikit-learn's HashingVectorizer:
   MurmurHash3, so the same in every process, unlike Python's salted `hash`).
@@ -45,8 +45,8 @@ class LogMelProjectionCore:
         sample_rate: int = 16000,
         dim: int = DIM,
         n_mels: int = 64,
-        n_fft: int = 512,
-        hop: int = 256,
+        n_fft: int = 1024,
+        hop: int = 512,
         seed: int = 0,
     ) -> None:
         if min(sample_rate, dim, n_mels, n_fft, hop) <= 0:

@@ -165,11 +165,20 @@ def prune_snapshots(index_dir: Path, keep: int = 2) -> None:
     """Keep the live snapshot and the one before it (a server may still be reading it); drop the rest."""
     snaps = index_dir / "snapshots"
     live = (index_dir / "CURRENT").read_text().strip()
-    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    # commit order, not name order: ids made within one second differ only in their random part
+    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=_committed_at)
     for old in [p for p in done if p.name != live][: max(0, len(done) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
     for tmp in snaps.glob(".tmp-*"):  # left by a crashed run
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _committed_at(snapshot: Path) -> tuple[int, str]:
+    """When the snapshot's manifest was written (its last step before CURRENT flips), then its name."""
+    try:
+        return (snapshot / MANIFEST).stat().st_mtime_ns, snapshot.name
+    except OSError:  # incomplete: the oldest of all
+        return 0, snapshot.name
 
 
 # -- FAISS ------------------------------------------------------------------------------------------------

@@ -259,10 +259,10 @@ class SnapshotWriter:
     def __init__(self, index_dir: Path, dim: int, factory: str) -> None:
         self.index_dir = index_dir
         self.id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.factory = factory
+        self.index = new_index(dim, factory)  # before any folder: a bad factory leaves nothing behind
         self.tmp = index_dir / "snapshots" / f".tmp-{self.id}"
         self.tmp.mkdir(parents=True)
-        self.factory = factory
-        self.index = new_index(dim, factory)
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:  # lets the service look a window's vector up by id (query by indexed clip)
             ivf.set_direct_map_type(faiss.DirectMap.Array)

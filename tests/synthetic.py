@@ -11,16 +11,18 @@ SR = 16000
 
 
 def sound(i: int, seconds: float = 1.0, sr: int = SR) -> np.ndarray:
-    """The i-th of a family of clearly different sounds: tones alternating with noise in bands, both rising by a
-    third of an octave per i (16 sounds stay below 8 kHz); the same samples for the same i in every process."""
+    """The i-th of 16 clearly different sounds: tones alternating with noise in bands, both rising by a third
+    of an octave per i, all below 8 kHz (i + 16 is i again, in another noise draw); the same samples for the
+    same i in every process."""
+    step = i % 16
     t = np.arange(int(seconds * sr)) / sr
-    if i % 2 == 0:
-        wave = 0.5 * np.sin(2 * np.pi * 250.0 * 2 ** (i / 3) * t)
+    if step % 2 == 0:
+        wave = 0.5 * np.sin(2 * np.pi * 250.0 * 2 ** (step / 3) * t)
     else:
         rng = np.random.default_rng(i)
         spectrum = np.fft.rfft(rng.standard_normal(len(t)))
         freqs = np.fft.rfftfreq(len(t), 1 / sr)
-        lo = 200.0 * 2 ** (i / 3)
+        lo = 200.0 * 2 ** (step / 3)
         spectrum[(freqs < lo) | (freqs > 2 * lo)] = 0
         wave = np.fft.irfft(spectrum, len(t))
         wave *= 0.3 / np.abs(wave).max()

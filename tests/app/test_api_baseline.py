@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from app.main import create_app
 from app.settings import Settings
@@ -69,8 +70,6 @@ def test_query_by_example_finds_each_file_first(client, library) -> None:
 def test_query_by_example_at_another_rate_and_level(client, library) -> None:
     lib, _, paths = library
     wave, _ = sf.read(paths[5], dtype="float32")
-    import soxr
-
     buf = io.BytesIO()
     sf.write(buf, 0.5 * soxr.resample(wave, SR, 44100), 44100, format="WAV")
     top = _upload(client, buf.getvalue(), k=1).json()["results"][0]

@@ -2,10 +2,13 @@
 
 - `logmel_projection` (audio): the mean log-mel spectrum of a window (frames of real audio only), its mean
   over bands removed (the level), through a fixed random projection seeded by `seed`. Different sounds give
-  clearly different vectors (a 440 Hz tone against white noise: cosine -0.38), the same sound the same
+  clearly different vectors (a 440 Hz tone against white noise: cosine -0.34), the same sound the same
   vector in every process, and trailing zero padding changes nothing.
-- `hashed_words` (text): a signed bag of words hashed into `dim` buckets (scikit-learn's HashingVectorizer:
-  MurmurHash3, so the same in every process, unlike Python's salted `hash`).
+- `hashed_words` (text): a signed bag of words hashed into `dim` buckets with BLAKE2b (the same in every
+  process, unlike Python's salted `hash`).
+
+Both run on the base install (numpy, scipy): librosa's mel filters and scikit-learn's HashingVectorizer,
+which would do the two small hand-written parts here, belong to the `full` extra only.
 
 The two sides share no space, so text-to-audio scores are at chance: a floor for benchmarks (a model that
 does not beat it has learned nothing), and a model that indexes and answers queries by example in seconds
@@ -16,7 +19,9 @@ core) but not the text side.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from models.projection import projection_from, unit_rows
 from models.registry import audio_core, text_core
 
 DIM = 128
+WORD = re.compile(r"\w+")  # letters and digits of any script; punctuation and emoji are not words
 LOG_FLOOR = 1e-6  # added to mel power before the log: silence gives a flat spectrum, i.e. a zero vector
 
 
@@ -51,10 +57,8 @@ class LogMelProjectionCore:
     ) -> None:
         if min(sample_rate, dim, n_mels, n_fft, hop) <= 0:
             raise ModelLoadError("logmel_projection sample_rate, dim, n_mels, n_fft and hop must be positive")
-        import librosa.filters  # 1 s to import: only when such a model is built, not at tower discovery
-
         self.sample_rate, self.dim, self.n_fft, self.hop = sample_rate, dim, n_fft, hop
-        self.mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).T.astype(np.float32)
+        self.mel = mel_filters(sample_rate, n_fft, n_mels)
         self.window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
         rng = np.random.default_rng(seed)
         self.projection = (rng.standard_normal((n_mels, dim)) / np.sqrt(dim)).astype(np.float32)
@@ -83,15 +87,30 @@ class HashedWordsText:
             raise ModelLoadError(f"hashed_words dim must be positive, got {dim}")
         if config.projection == "tied" and dim != config.embed_dim:
             raise ModelLoadError(f"hashed_words dim {dim} must equal embed_dim {config.embed_dim} when tied")
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        # single-character words count too ("a", "b"), and digits: a query is a few words
-        self.vectorizer = HashingVectorizer(n_features=dim, token_pattern=r"(?u)\b\w+\b", norm=None)
+        self.dim = dim
         self.projection = projection_from(config, "text", weights, dim)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        counts = self.vectorizer.transform(texts).toarray().astype(np.float32)
+        counts = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in WORD.findall(text.lower()):
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                counts[row, (h >> 1) % self.dim] += 1.0 if h & 1 else -1.0  # a sign bit: collisions cancel out
         return self.projection(counts)
+
+
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """(n_fft // 2 + 1, n_mels) triangles evenly spaced on the HTK mel scale from 0 Hz to Nyquist, each of unit
+    area, so that white noise is flat across bands (librosa.filters.mel with htk=True, norm="slaney")."""
+
+    def mel(hz: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+    edges = 700.0 * (10.0 ** (np.linspace(0.0, mel(np.array(sample_rate / 2)), n_mels + 2) / 2595.0) - 1.0)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)[:, None]
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising, falling = (freqs - lower) / (centre - lower), (upper - freqs) / (upper - centre)
+    return (np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (upper - lower))).astype(np.float32)
 
 
 @audio_core("logmel_projection")

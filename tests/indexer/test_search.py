@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexMismatchError
-from indexer.search import Filters, Searcher
+from indexer.search import Filters, QuerySpec, Searcher
 from indexer.store import SnapshotWriter, train_if_needed
 from tests.indexer.snapshots import WINDOW_S, File, manifest, unit, write_snapshot
 
@@ -82,6 +82,23 @@ def test_filters_restrict_hits_and_totals(ranked) -> None:
     assert {h.duration for h in short.hits} == {1.5}
     none = searcher.search(queries[1:2], k=5, filters=Filters(path_prefix="c/"))[0]
     assert (none.hits, none.total) == ([], 0)
+
+
+def test_queries_of_several_requests_in_one_call_get_their_own_pages(ranked) -> None:
+    """search_many (the service's batcher): each query its own k, offset and filters, as if asked alone."""
+    searcher, _, queries = ranked
+    specs = [
+        QuerySpec(3),
+        QuerySpec(5, 2, Filters(path_prefix="b/")),
+        QuerySpec(30, 25),
+        QuerySpec(2, 0, Filters(path_prefix="c/")),
+        QuerySpec(4, 1, Filters(max_duration=3.5)),
+    ]
+    pages = searcher.search_many(queries, specs)
+    for q, spec, page in zip(queries, specs, pages, strict=True):
+        alone = searcher.search(q[None], spec.k, spec.offset, spec.filters)[0]
+        assert page.total == alone.total and page.hits == alone.hits
+    assert [len(p.hits) for p in pages] == [3, 5, 5, 0, 4]
 
 
 def test_candidates_used_up_by_other_files_or_one_long_file_are_fetched_again(tmp_path: Path) -> None:

@@ -55,8 +55,12 @@ class EmbeddingCache:
         return sha1 + self.suffix
 
     def done_hashes(self) -> set[str]:
-        rows = self.db.execute("SELECT key FROM files WHERE key LIKE ?", (f"%{self.suffix}",))
-        return {k[: -len(self.suffix)] for (k,) in rows}
+        return {k[: -len(self.suffix)] for k in self._keys(self.suffix)}
+
+    def _keys(self, suffix: str) -> list[str]:
+        """Keys ending in `suffix`, compared exactly (LIKE would read '_' and '%' in a model name as wildcards)."""
+        sql = "SELECT key FROM files WHERE substr(key, -?) = ?"
+        return [k for (k,) in self.db.execute(sql, (len(suffix), suffix)).fetchall()]
 
     def put(self, sha1: str, duration: float, sr: int, channels: int, starts, ends, vectors: np.ndarray) -> None:
         """One file, in one transaction: either all its windows are cached or none."""
@@ -93,7 +97,7 @@ class EmbeddingCache:
         again. Entries with anything but zeros past `dim` are left alone. Returns how many files were taken."""
         old = self._suffix(old_fingerprint)
         done, taken = self.done_hashes(), 0
-        for (key,) in self.db.execute("SELECT key FROM files WHERE key LIKE ?", (f"%{old}",)).fetchall():
+        for key in self._keys(old):
             sha1 = key[: -len(old)]
             if sha1 in done:
                 continue
@@ -115,10 +119,11 @@ class EmbeddingCache:
 
     def drop_fingerprint(self, fingerprint: str) -> None:
         """Forget everything cached for another model fingerprint (at these window settings)."""
-        pattern = f"%{self._suffix(fingerprint)}"
+        keys = self._keys(self._suffix(fingerprint))
         with self._transaction():
-            self.db.execute("DELETE FROM windows WHERE key LIKE ?", (pattern,))
-            self.db.execute("DELETE FROM files WHERE key LIKE ?", (pattern,))
+            for k in keys:
+                self.db.execute("DELETE FROM windows WHERE key = ?", (k,))
+                self.db.execute("DELETE FROM files WHERE key = ?", (k,))
 
     def close(self) -> None:
         self.db.close()

@@ -84,9 +84,10 @@ class EmbeddingCache:
         return self._get(self.key(sha1))
 
     def _get(self, key: str) -> CachedFile:
-        duration, sr, channels = self.db.execute(
-            "SELECT duration, sample_rate, channels FROM files WHERE key = ?", (key,)
-        ).fetchone()
+        row = self.db.execute("SELECT duration, sample_rate, channels FROM files WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise KeyError(f"not in the embedding cache: {key}")
+        duration, sr, channels = row
         rows = self.db.execute('SELECT start, "end", vec FROM windows WHERE key = ? ORDER BY idx', (key,)).fetchall()
         vecs = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         return CachedFile(duration, sr, channels, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), vecs)

@@ -2,7 +2,7 @@
 
 INDEX_DIR/
   CURRENT                  name of the live snapshot (replaced atomically with os.replace)
-  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite
+  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: indexer.store_words)
   errors.jsonl             skipped files with reasons, appended per run
   work/cache.sqlite        embeddings by content hash (indexer.cache)
 A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
@@ -26,6 +26,8 @@ import faiss
 import numpy as np
 
 from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from indexer.store_words import WordsReader, WordsWriter
+from indexer.words import FileWords
 from models.atomic import atomic_write, fsync_dir
 
 FORMAT_VERSION = 1
@@ -259,6 +261,7 @@ class SnapshotWriter:
             ivf.set_direct_map_type(faiss.DirectMap.Array)
         self.db = sqlite3.connect(str(self.tmp / META))
         self.db.executescript(META_SCHEMA)
+        self.words = WordsWriter(self.db, self.tmp, dim)
         self.n_windows = 0
 
     def add_file(self, file_id: int, row: FileRow, starts: np.ndarray, ends: np.ndarray) -> None:
@@ -281,13 +284,18 @@ class SnapshotWriter:
     def add_vectors(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
+    def add_words(self, rows: list[tuple[int, FileWords]], vectors: np.ndarray) -> None:
+        """The words of files already added, and the text vectors of those that have any (in row order)."""
+        self.words.add(rows, vectors)
+
     def commit(self, manifest: dict[str, Any]) -> Path:
         if self.index.ntotal != self.n_windows:
             raise IndexBuildError(f"internal: {self.index.ntotal} vectors for {self.n_windows} windows")
+        words = self.words.finish()
         self.db.commit()
         self.db.close()
         faiss.write_index(self.index, str(self.tmp / VECTORS))
-        manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory}
+        manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory, "words": words}
         atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=2))
         fsync_dir(self.tmp)
         final = self.index_dir / "snapshots" / self.id
@@ -319,6 +327,10 @@ class SnapshotReader:
         self.n_files = self._one("SELECT COUNT(*) FROM files")[0]
         if self.index.ntotal != self._one("SELECT COUNT(*) FROM windows")[0]:
             raise IndexCorruptError(f"{self.snapshot}: vector and window counts differ")
+        # Snapshots written before words were indexed have none: they are searched by audio alone.
+        self.words = (
+            WordsReader(self.snapshot, self._all, lambda p: read_faiss(p, mmap)) if "words" in self.manifest else None
+        )
 
     @property
     def fingerprint(self) -> str:

@@ -1,5 +1,6 @@
 """Searcher: query vectors -> FAISS -> best window per file -> a page of files. Ranking only: every read of
-the index format goes through indexer.store.SnapshotReader."""
+the index format goes through indexer.store.SnapshotReader. Queries that come with their text are ranked by
+indexer.hybrid (mode hybrid, audio or text), with evidence and a "no close match" flag per page."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import IndexMismatchError
+from indexer.hybrid import FUSION, MODES, Evidence, HybridRanker
 from indexer.store import Clip, Filters, SnapshotReader
+from models.errors import InvalidInputError
 
-__all__ = ["Clip", "Filters", "Hit", "Page", "Searcher"]
+__all__ = ["Clip", "Evidence", "Filters", "Hit", "Page", "Searcher"]
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,16 @@ class Hit:
     start: float
     end: float
     duration: float
+    evidence: Evidence | None = None  # what matched (queries with text)
 
 
 @dataclass(frozen=True)
 class Page:
     hits: list[Hit]
     total: int  # files that match the filters (every file is a candidate for a semantic query)
+    mode: str = "audio"  # the ranking used: hybrid, audio or text (hybrid on an index without words is audio)
+    min_score: float | None = None  # the "close match" threshold applied
+    close_match: bool = True  # whether the best file of the whole ranking reaches min_score
 
 
 class Searcher:
@@ -58,13 +65,49 @@ class Searcher:
             )
         self.query_dim = -1  # any narrower query is padded with zeros to the index's width
 
-    def search(self, queries: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None) -> list[Page]:
-        """queries (Q, dim), unit norm -> one Page per query of at most k files, best window each."""
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        offset: int = 0,
+        filters: Filters | None = None,
+        texts: list[str] | None = None,
+        mode: str = "hybrid",
+        min_score: float | None = None,
+    ) -> list[Page]:
+        """queries (Q, dim), unit norm -> one Page per query of at most k files, best window each.
+
+        `texts` (the queries as typed) enable the words of the library: mode hybrid (audio and words fused),
+        audio, or text (words only). Without texts (query by example) the ranking is by audio. Each page says
+        whether its best file reaches `min_score` (default: the mode's calibrated threshold)."""
         queries = self._shaped(queries)
         filters = filters or Filters()
-        total = self.reader.count(filters)
+        mode = self.effective_mode(mode if texts is not None else "audio")
+        total = self.reader.count_worded(filters) if mode == "text" else self.reader.count(filters)
         want = min(k + offset, total)
-        return [Page(hits, total) for hits in self._search_grouped(queries, want, filters, k, offset)]
+        threshold = FUSION.min_score[mode] if min_score is None else min_score
+        ranked = HybridRanker(self).rank(queries, texts or [""] * len(queries), want, filters, mode)
+        return [
+            Page([h for h, _ in r[offset : offset + k]], total, mode, threshold, bool(r) and r[0][1] >= threshold)
+            for r in ranked
+        ]
+
+    def effective_mode(self, mode: str) -> str:
+        """The mode a query gets: hybrid on an index built before words were indexed is audio."""
+        if mode not in MODES:
+            raise InvalidInputError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
+        if self.reader.words is None and mode != "audio":
+            if mode == "text":
+                raise IndexMismatchError(
+                    f"index {self.index_dir} was built before file words were indexed: text search needs them; "
+                    "rerun `audiosearch index` (it embeds nothing again) or search with mode=audio"
+                )
+            return "audio"
+        return mode
+
+    def grouped(self, queries: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]:
+        """The best n files by audio (best window each) for each of the (shaped) queries."""
+        return self._search_grouped(queries, min(n, self.reader.count(filters)), filters, n, 0)
 
     def _shaped(self, queries: np.ndarray) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)

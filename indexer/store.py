@@ -354,6 +354,31 @@ class SnapshotReader:
         )
         return {r[0]: WindowRow(*r) for r in rows}
 
+    def files(self, file_ids: list[int], filters: Filters) -> dict[int, tuple[str, float]]:
+        """id -> (path, duration) of those of these files that pass `filters`."""
+        if not file_ids:
+            return {}
+        where, args = filters.sql()
+        marks = ",".join("?" * len(file_ids))
+        rows = self._all(f"SELECT id, path, duration FROM files WHERE id IN ({marks}) AND {where}", [*file_ids, *args])
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def file_windows(self, file_ids: list[int]) -> dict[int, list[tuple[int, float, float]]]:
+        """file id -> its windows as (window id, start, end), in order."""
+        out: dict[int, list[tuple[int, float, float]]] = {}
+        if file_ids:
+            marks = ",".join("?" * len(file_ids))
+            sql = f'SELECT file_id, id, start, "end" FROM windows WHERE file_id IN ({marks}) ORDER BY id'
+            for fid, wid, start, end in self._all(sql, list(file_ids)):
+                out.setdefault(fid, []).append((wid, start, end))
+        return out
+
+    def count_worded(self, filters: Filters) -> int:
+        """Files that pass `filters` and have words (what a text-only search ranks)."""
+        where, args = filters.sql()
+        sql = f"SELECT COUNT(*) FROM files WHERE id IN (SELECT rowid FROM words_fts) AND {where}"
+        return self._one(sql, args)[0] if self.words is not None else 0
+
     def clip(self, file_id: int) -> Clip | None:
         row = self._one(
             "SELECT f.id, f.path, f.size, f.duration, f.sample_rate, f.channels, f.sha1, COUNT(w.id) "

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
+from indexer.words import FileWords
 from models import Encoder, InvalidInputError
 from models.embedder import embed_files
 
@@ -86,9 +87,18 @@ class SearchService:
                 self.cache.put(q, v)
         return np.stack([found[q] for q in queries])
 
-    def search_text(self, queries: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
+    def search_text(
+        self,
+        queries: list[str],
+        k: int,
+        offset: int = 0,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        min_score: float | None = None,
+    ) -> list[Page]:
+        """Pages for text queries; `mode` hybrid (audio and the library's words), audio or text (indexer.hybrid)."""
         vectors = self.text_vectors(queries)
-        return self.searcher.search(vectors, k, offset, filters)
+        return self.searcher.search(vectors, k, offset, filters, texts=queries, mode=mode, min_score=min_score)
 
     def search_audio(self, data: bytes, suffix: str, k: int, offset: int = 0, filters: Filters | None = None) -> Page:
         """Query by example: the upload is decoded and windowed like indexed files; windows are averaged."""
@@ -114,6 +124,11 @@ class SearchService:
         if clip is None:
             raise IndexNotFoundError(f"no clip with id {clip_id}")
         return clip
+
+    def clip_words(self, clip_id: int) -> FileWords | None:
+        """The words indexed for a clip; None for an index built before words were indexed."""
+        words = self.searcher.reader.words
+        return words.of(clip_id) if words is not None else None
 
     def clip_file(self, clip_id: int) -> Path:
         """The clip's file, resolved and checked to lie inside the indexed library (symlinks included)."""

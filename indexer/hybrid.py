@@ -38,10 +38,11 @@ MIN_CANDIDATES = 32
 
 @dataclass(frozen=True)
 class FusionParams:
-    alpha: float = 0.3  # weight of the text-vector cosine above tau
-    beta: float = 0.2  # weight of relative BM25
+    alpha: float = 0.8  # weight of the text-vector cosine above tau
+    beta: float = 0.1  # weight of relative BM25
     tau: float = 0.35  # cosine below which a file's words are not evidence
-    min_score: dict[str, float] = field(default_factory=lambda: {"audio": 0.45, "hybrid": 0.45, "text": 0.1})
+    # "close match" thresholds on each mode's score; hybrid scores are in audio units and share its threshold
+    min_score: dict[str, float] = field(default_factory=lambda: {"hybrid": 0.511, "audio": 0.511, "text": 0.111})
 
     def evidence(self, text: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         return self.alpha * (text - self.tau) / (1.0 - self.tau) + self.beta * lexical
@@ -86,14 +87,17 @@ class _Signals:
 class HybridRanker:
     """Ranks one snapshot's files by mode; used by indexer.search.Searcher for queries that come with text."""
 
-    def __init__(self, searcher: Searcher, params: FusionParams = FUSION) -> None:
+    def __init__(self, searcher: Searcher, params: FusionParams = FUSION, use_words: bool = True) -> None:
+        """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
         self.searcher, self.reader, self.params = searcher, searcher.reader, params
+        self.words = self.reader.words if use_words else None
+        self.use_words = use_words
 
     def rank(
         self, queries: np.ndarray, texts: list[str], want: int, filters: Filters, mode: str
     ) -> list[list[tuple[Hit, float]]]:
         """For each query the best `want` files as (hit with evidence, fused score), best first."""
-        words = self.reader.words
+        words = self.words
         n_pool = self.reader.n_files if mode != "text" else (int(words.index.ntotal) if words else 0)
         c = max(want, MIN_CANDIDATES)
         out: list[list[tuple[Hit, float]] | None] = [None] * len(queries)
@@ -112,8 +116,18 @@ class HybridRanker:
             todo, c = still, c * 4
         return [r or [] for r in out]
 
+    def signals(self, q: np.ndarray, text: str, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The exact (audio, text, lexical) signals of one (shaped) query for the given files, as arrays in their
+        order: what the ranking fuses, for evaluation and calibration over whole libraries."""
+        from indexer.store import Filters
+
+        sig = _Signals()
+        sig.rows.update(self.reader.files(file_ids, Filters()))
+        self._fill(q, query_terms(text), file_ids, sig, ("audio", "text", "lexical"))
+        return self._arrays(file_ids, sig)
+
     def _text_candidates(self, queries: np.ndarray, c: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-        words = self.reader.words
+        words = self.words
         if words is None or mode == "audio":
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         return words.vector_search(queries, c)
@@ -130,7 +144,7 @@ class HybridRanker:
         filters: Filters,
         mode: str,
     ) -> tuple[list[tuple[Hit, float]], bool]:
-        words, terms = self.reader.words, query_terms(text)
+        words, terms = self.words, query_terms(text)
         sig = _Signals()
         for h in audio_hits:
             sig.audio[h.file_id] = (h.score, h.start, h.end)
@@ -157,7 +171,7 @@ class HybridRanker:
         ev = float(self.params.evidence(np.float64(t_c), np.float64(l_c)))
         bound = {"audio": a_c, "text": ev, "hybrid": a_c + max(ev, 0.0)}[mode]
         exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] >= bound)
-        return [(self._hit(fid, score, sig), score) for fid, score in ranked], exact
+        return [(self._hit(fid, score, sig, self.use_words), score) for fid, score in ranked], exact
 
     @staticmethod
     def _arrays(ids: list[int], sig: _Signals) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,18 +181,18 @@ class HybridRanker:
         return audio, text, lexical
 
     @staticmethod
-    def _hit(fid: int, score: float, sig: _Signals) -> Hit:
+    def _hit(fid: int, score: float, sig: _Signals, evidence: bool) -> Hit:
         from indexer.search import Hit
 
         audio, start, end = sig.audio[fid]
         path, duration = sig.rows[fid]
         lex, matched = sig.lexical.get(fid, (0.0, ()))
-        ev = Evidence(round(audio, 6), round(sig.text.get(fid, 0.0), 6), round(lex, 6), matched)
+        ev = Evidence(round(audio, 6), round(sig.text.get(fid, 0.0), 6), round(lex, 6), matched) if evidence else None
         return Hit(fid, path, score, start, end, duration, ev)
 
     def _fill(self, q: np.ndarray, terms: list[str], ids: list[int], sig: _Signals, needs: tuple[str, ...]) -> None:
         """Compute the signals in `needs` that the candidate lists did not give (no words: text and lexical 0)."""
-        words = self.reader.words
+        words = self.words
         if "audio" in needs:
             sig.audio.update(self._audio(q, [i for i in ids if i not in sig.audio]))
         if words is None:

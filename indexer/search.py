@@ -47,6 +47,7 @@ class Searcher:
         self.snapshot, self.manifest, self.library = self.reader.snapshot, self.reader.manifest, self.reader.library
         self.index, self.n_files = self.reader.index, self.reader.n_files
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
+        self.fusion = FUSION  # hybrid weights and close-match thresholds (indexer.hybrid)
 
     @property
     def fingerprint(self) -> str:
@@ -85,11 +86,12 @@ class Searcher:
         mode = self.effective_mode(mode if texts is not None else "audio")
         total = self.reader.count_worded(filters) if mode == "text" else self.reader.count(filters)
         want = min(k + offset, total)
-        threshold = FUSION.min_score[mode] if min_score is None else min_score
-        ranked = HybridRanker(self).rank(queries, texts or [""] * len(queries), want, filters, mode)
+        # The thresholds are calibrated for text queries; a query by audio example is flagged only when asked.
+        threshold = min_score if min_score is not None or texts is None else self.fusion.min_score[mode]
+        ranker = HybridRanker(self, self.fusion, use_words=texts is not None)
+        ranked = ranker.rank(queries, texts or [""] * len(queries), want, filters, mode)
         return [
-            Page([h for h, _ in r[offset : offset + k]], total, mode, threshold, bool(r) and r[0][1] >= threshold)
-            for r in ranked
+            Page([h for h, _ in r[offset : offset + k]], total, mode, threshold, _close(r, threshold)) for r in ranked
         ]
 
     def effective_mode(self, mode: str) -> str:
@@ -154,3 +156,8 @@ class Searcher:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def _close(ranked: list[tuple[Hit, float]], threshold: float | None) -> bool:
+    """Whether the best file of a ranking reaches the threshold (no threshold: nothing is flagged)."""
+    return threshold is None or (bool(ranked) and ranked[0][1] >= threshold)

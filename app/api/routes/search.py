@@ -12,11 +12,15 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import ServiceDep, SettingsDep
 from app.schemas import (
     MAX_QUERY_CHARS,
+    MIN_SCORE_HELP,
+    MODE_HELP,
     BatchSearchRequest,
     BatchSearchResponse,
     ErrorResponse,
+    Evidence,
     SearchFilters,
     SearchHit,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     clean_query,
@@ -24,7 +28,7 @@ from app.schemas import (
 from indexer import Filters, Page
 from models import AUDIO_EXTENSIONS
 
-router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}})
+router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
 
 
 def _filters(f: SearchFilters | None) -> Filters | None:
@@ -38,11 +42,14 @@ def _filters(f: SearchFilters | None) -> Filters | None:
 def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
     hits = [
         SearchHit(id=h.file_id, path=h.path, score=round(h.score, 6), start=h.start, end=h.end, duration=h.duration,
-                  audio_url=str(request.url_for("clip_audio", clip_id=h.file_id).path))
+                  audio_url=str(request.url_for("clip_audio", clip_id=h.file_id).path),
+                  evidence=Evidence(audio=h.evidence.audio, text=h.evidence.text, lexical=h.evidence.lexical,
+                                    words=list(h.evidence.words)) if h.evidence else None)
         for h in page.hits
     ]
     took = round((time.perf_counter() - t0) * 1e3, 3)
-    return SearchResponse(query=query, results=hits, total=page.total, took_ms=took)
+    return SearchResponse(query=query, results=hits, total=page.total, took_ms=took, mode=page.mode,
+                          min_score=page.min_score, no_close_match=not page.close_match)
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search by text")
@@ -55,12 +62,14 @@ async def search_get(
     path_prefix: Annotated[str | None, Query(max_length=1024)] = None,
     min_duration: Annotated[float | None, Query(ge=0)] = None,
     max_duration: Annotated[float | None, Query(ge=0)] = None,
+    mode: Annotated[SearchMode, Query(description=MODE_HELP)] = "hybrid",
+    min_score: Annotated[float | None, Query(ge=-10, le=10, description=MIN_SCORE_HELP)] = None,
 ) -> SearchResponse:
     try:
         query = clean_query(q)
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
-    body = SearchRequest(query=query, k=k, offset=offset,
+    body = SearchRequest(query=query, k=k, offset=offset, mode=mode, min_score=min_score,
                          filters=SearchFilters(path_prefix=path_prefix, min_duration=min_duration,
                                                max_duration=max_duration))
     return await search_post(request, body, service)
@@ -70,14 +79,16 @@ async def search_get(
 async def search_post(request: Request, body: SearchRequest, service: ServiceDep) -> SearchResponse:
     t0 = time.perf_counter()
     filters = _filters(body.filters)
-    page = (await run_in_threadpool(service.search_text, [body.query], body.k, body.offset, filters))[0]
+    page = (await run_in_threadpool(service.search_text, [body.query], body.k, body.offset, filters, body.mode,
+                                    body.min_score))[0]
     return _response(request, body.query, page, t0)
 
 
 @router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch")
 async def search_batch(request: Request, body: BatchSearchRequest, service: ServiceDep) -> BatchSearchResponse:
     t0 = time.perf_counter()
-    pages = await run_in_threadpool(service.search_text, body.queries, body.k, 0, _filters(body.filters))
+    pages = await run_in_threadpool(service.search_text, body.queries, body.k, 0, _filters(body.filters), body.mode,
+                                    body.min_score)
     return BatchSearchResponse(
         responses=[_response(request, q, p, t0) for q, p in zip(body.queries, pages, strict=True)],
         took_ms=round((time.perf_counter() - t0) * 1e3, 3),

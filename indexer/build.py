@@ -55,6 +55,8 @@ class IndexReport:
     files: int = 0
     windows: int = 0
     embedded: int = 0  # files embedded in this run (the rest came from the cache)
+    tags_read: int = 0  # files whose tags were read in this run (new contents)
+    texts_encoded: int = 0  # word texts encoded in this run (new or renamed files)
     skipped: int = 0
     removed: int = 0
     seconds: float = 0.0
@@ -260,8 +262,9 @@ def _write_snapshot(
             )
             writer.add_vectors(c.vectors)
         sources = [WordSource(e.path, hashes[e.path], audio_dir / e.path) for e in indexed]
-        words, word_vectors = library_words(sources, word_cache, model)
-        writer.add_words(list(zip(file_ids, words, strict=True)), word_vectors)
+        words = library_words(sources, word_cache, model)
+        writer.add_words(list(zip(file_ids, words.words, strict=True)), words.vectors)
+        report.tags_read, report.texts_encoded = words.tags_read, words.texts_encoded
         counts = {"files": len(indexed), "windows": writer.n_windows, "skipped": len(report.errors)}
         manifest = make_manifest(audio_dir, model, counts, window_s, hop_s)
         report.snapshot = writer.commit(manifest).name
@@ -270,7 +273,7 @@ def _write_snapshot(
         raise
     report.files, report.windows, report.skipped = len(indexed), writer.n_windows, len(report.errors)
     prune_snapshots(index_dir)
-    return [w.text for w in words if w.informative]
+    return [w.text for w in words.words if w.informative]
 
 
 def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int = 200_000) -> np.ndarray:

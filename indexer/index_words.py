@@ -37,10 +37,16 @@ def open_word_cache(work: Path, model: Encoder) -> WordCache:
     return WordCache(work / "cache.sqlite", model.fingerprint, TAGS_VERSION)
 
 
-def library_words(
-    files: list[WordSource], cache: WordCache, model: Encoder, batch_size: int = 64
-) -> tuple[list[FileWords], np.ndarray]:
-    """The words of each file, and the (n, dim) text vectors of those with words, in file order."""
+@dataclass
+class WordsReport:
+    words: list[FileWords]  # one per file
+    vectors: np.ndarray  # (files with words, dim), in file order
+    tags_read: int  # files whose tags were read (contents not seen before)
+    texts_encoded: int  # texts not in the cache
+
+
+def library_words(files: list[WordSource], cache: WordCache, model: Encoder, batch_size: int = 64) -> WordsReport:
+    """The words of each file, and the text vectors of those with words."""
     t0 = time.perf_counter()
     tags = cache.tags({f.sha1 for f in files})
     unread = list({f.sha1: f for f in files if f.sha1 not in tags}.values())
@@ -62,4 +68,4 @@ def library_words(
         len(files), len(texts), len(unread), len(todo), time.perf_counter() - t0,
     )  # fmt: skip
     matrix = np.stack([vectors[t] for t in texts]) if texts else np.zeros((0, model.dim), np.float32)
-    return words, matrix
+    return WordsReport(words, matrix, len(unread), len(todo))

@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 
 import mutagen
 import soundfile as sf
+from mutagen.id3 import ID3 as ID3Tags
+from mutagen.mp4 import MP4Tags
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,9 @@ def _mutagen_tags(path: Path) -> Iterator[tuple[str, str]]:
     tags = getattr(tagged, "tags", None)
     if tags is None:
         return
-    kind = type(tags).__module__
-    if kind.startswith("mutagen.id3"):
+    if isinstance(tags, ID3Tags):  # MP3, and the ID3 chunks of WAV and AIFF
         yield from _id3(tags)
-    elif kind.startswith("mutagen.mp4"):
+    elif isinstance(tags, MP4Tags):
         yield from _mapped(tags.items(), MP4)
     elif isinstance(tags, list):  # Vorbis comments (Ogg, Opus, FLAC): a list of (name, value) pairs
         yield from ((VORBIS[k.lower()], v) for k, v in tags if k.lower() in VORBIS)

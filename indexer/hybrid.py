@@ -149,11 +149,12 @@ class HybridRanker:
         for h in audio_hits:
             sig.audio[h.file_id] = (h.score, h.start, h.end)
             sig.rows[h.file_id] = (h.path, h.duration)
-        valid = tv_ids >= 0
-        sig.text.update(zip(tv_ids[valid].tolist(), tv_scores[valid].tolist(), strict=True))
+        # Text cosines are all recomputed from the stored vectors (not taken from the search), so that files
+        # with the same words tie exactly and pages of one ranking never overlap.
+        text_ids = tv_ids[tv_ids >= 0].tolist()
         lexical = words.lexical(terms, limit=c) if words is not None and mode != "audio" else {}
         sig.lexical.update(lexical)
-        ids = list(dict.fromkeys([*sig.audio, *sig.text, *sig.lexical]))
+        ids = list(dict.fromkeys([*sig.audio, *text_ids, *sig.lexical]))
         sig.rows.update(self.reader.files([i for i in ids if i not in sig.rows], filters))
         ids = [i for i in ids if i in sig.rows]
         self._fill(q, terms, ids, sig, NEEDS[mode])

@@ -72,6 +72,12 @@ def query_terms(query: str) -> list[str]:
     return list(text_words([query]))
 
 
+@dataclass(frozen=True)
+class Ranking:
+    top: float | None  # the best score of the whole ranking (None: no file)
+    hits: list[Hit]  # one page of it
+
+
 @dataclass
 class _Signals:
     """Per-candidate signals of one query, filled in as candidates arrive."""
@@ -94,13 +100,13 @@ class HybridRanker:
         self.use_words = use_words
 
     def rank(
-        self, queries: np.ndarray, texts: list[str], want: int, filters: Filters, mode: str
-    ) -> list[list[tuple[Hit, float]]]:
-        """For each query the best `want` files as (hit with evidence, fused score), best first."""
+        self, queries: np.ndarray, texts: list[str], want: int, filters: Filters, mode: str, page_from: int = 0
+    ) -> list[Ranking]:
+        """For each query its best score and its files ranked page_from..want (the page), best first."""
         words = self.words
         n_pool = self.reader.n_files if mode != "text" else (int(words.index.ntotal) if words else 0)
         c = max(want, MIN_CANDIDATES)
-        out: list[list[tuple[Hit, float]] | None] = [None] * len(queries)
+        out: list[Ranking | None] = [None] * len(queries)
         todo = list(range(len(queries)))
         while todo:
             audio = self.searcher.grouped(queries[todo], c, filters) if mode != "text" else [[] for _ in todo]
@@ -108,13 +114,13 @@ class HybridRanker:
             still = []
             for row, q in enumerate(todo):
                 ranked, exact = self._rank_one(queries[q], texts[q], audio[row], tv_scores[row], tv_ids[row], c, want,
-                                               filters, mode)  # fmt: skip
+                                               filters, mode, page_from)  # fmt: skip
                 if exact or c >= n_pool:
                     out[q] = ranked
                 else:
                     still.append(q)
             todo, c = still, c * 4
-        return [r or [] for r in out]
+        return [r or Ranking(None, []) for r in out]
 
     def signals(self, q: np.ndarray, text: str, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The exact (audio, text, lexical) signals of one (shaped) query for the given files, as arrays in their
@@ -143,7 +149,8 @@ class HybridRanker:
         want: int,
         filters: Filters,
         mode: str,
-    ) -> tuple[list[tuple[Hit, float]], bool]:
+        page_from: int,
+    ) -> tuple[Ranking, bool]:
         words, terms = self.words, query_terms(text)
         sig = _Signals()
         for h in audio_hits:
@@ -163,7 +170,7 @@ class HybridRanker:
         scores = self.params.score(mode, *self._arrays(ids, sig))
         top = sorted(range(len(ids)), key=lambda j: (-scores[j], ids[j]))[:want]
         ranked = [(ids[j], float(scores[j])) for j in top]
-        self._fill(q, terms, [i for i, _ in ranked], sig, ("audio", "text", "lexical"))  # evidence of the page
+        self._fill(q, terms, [i for i, _ in ranked[page_from:]], sig, ("audio", "text", "lexical"))  # the page's
         # What a file outside every candidate list could still score: the ranking is exact once its last
         # score reaches that (or no candidate list was cut short).
         a_c = audio_hits[-1].score if len(audio_hits) >= c else -np.inf
@@ -172,7 +179,8 @@ class HybridRanker:
         ev = float(self.params.evidence(np.float64(t_c), np.float64(l_c)))
         bound = {"audio": a_c, "text": ev, "hybrid": a_c + max(ev, 0.0)}[mode]
         exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] >= bound)
-        return [(self._hit(fid, score, sig, self.use_words), score) for fid, score in ranked], exact
+        page = [self._hit(fid, score, sig, self.use_words) for fid, score in ranked[page_from:]]
+        return Ranking(ranked[0][1] if ranked else None, page), exact
 
     @staticmethod
     def _arrays(ids: list[int], sig: _Signals) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

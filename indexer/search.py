@@ -89,10 +89,8 @@ class Searcher:
         # The thresholds are calibrated for text queries; a query by audio example is flagged only when asked.
         threshold = min_score if min_score is not None or texts is None else self.fusion.min_score[mode]
         ranker = HybridRanker(self, self.fusion, use_words=texts is not None)
-        ranked = ranker.rank(queries, texts or [""] * len(queries), want, filters, mode)
-        return [
-            Page([h for h, _ in r[offset : offset + k]], total, mode, threshold, _close(r, threshold)) for r in ranked
-        ]
+        ranked = ranker.rank(queries, texts or [""] * len(queries), want, filters, mode, page_from=offset)
+        return [Page(r.hits[:k], total, mode, threshold, _close(r.top, threshold)) for r in ranked]
 
     def effective_mode(self, mode: str) -> str:
         """The mode a query gets: hybrid on an index built before words were indexed is audio."""
@@ -158,6 +156,6 @@ class Searcher:
         self.reader.close()
 
 
-def _close(ranked: list[tuple[Hit, float]], threshold: float | None) -> bool:
+def _close(top: float | None, threshold: float | None) -> bool:
     """Whether the best file of a ranking reaches the threshold (no threshold: nothing is flagged)."""
-    return threshold is None or (bool(ranked) and ranked[0][1] >= threshold)
+    return threshold is None or (top is not None and top >= threshold)

@@ -15,6 +15,7 @@ import math
 import re
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ CREATE VIRTUAL TABLE words_fts USING fts5(text, tokenize = 'porter unicode61 rem
 """
 BM25_K1 = 1.2  # FTS5's bm25() constants
 MAX_TERMS = 32  # of one query: longer queries keep their first 32 distinct words
+DF_CACHE = 8192  # query terms whose document frequency is remembered
 MARK = ("\x02", "\x03")  # around matched words in FTS5's highlight(); never part of a word
 HIGHLIGHT = re.compile(f"{MARK[0]}([^{MARK[1]}]*){MARK[1]}")
 
@@ -77,8 +79,8 @@ class WordsReader:
         self.n_docs = self._query("SELECT COUNT(*) FROM words_fts", [])[0][0]
         if self.n_docs != self.index.ntotal:
             raise IndexCorruptError(f"{snapshot}: {self.n_docs} files with words but {self.index.ntotal} vectors")
-        self._lock = threading.Lock()  # idf cache
-        self._df: dict[str, int] = {}
+        self._lock = threading.Lock()  # document frequencies of recent query terms (an LRU: memory stays bounded)
+        self._df: OrderedDict[str, int] = OrderedDict()
 
     def of(self, file_id: int) -> FileWords | None:
         rows = self._query("SELECT path_words, tag_words, tags FROM words WHERE file_id = ?", [file_id])
@@ -124,10 +126,14 @@ class WordsReader:
         """FTS5's idf: log((N - n + 0.5) / (n + 0.5)), at least 1e-6; n = files holding the (stemmed) term."""
         with self._lock:
             n = self._df.get(term)
+            if n is not None:
+                self._df.move_to_end(term)
         if n is None:
             n = self._query("SELECT COUNT(*) FROM words_fts WHERE words_fts MATCH ?", [_quoted(term)])[0][0]
             with self._lock:
                 self._df[term] = n
+                while len(self._df) > DF_CACHE:
+                    self._df.popitem(last=False)
         return max(1e-6, math.log((self.n_docs - n + 0.5) / (n + 0.5)))
 
     def vector_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

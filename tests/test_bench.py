@@ -47,3 +47,9 @@ def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
                     tmp_path=tmp_path)
     assert "aisfx (aisfx) batch 16: torch" in out and "ratio x" in out and "min cosine" in out
     assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16
+
+
+def test_hybrid_bench_tiny(tmp_path) -> None:
+    out = run_bench("bench.hybrid", "--sizes", "400", "--queries", "20", tmp_path=tmp_path)
+    assert "hybrid pages equal to the naive ranking: 20/20" in out and "hybrid vs naive" in out
+    assert (tmp_path / "hybrid_query.csv").read_text().count("\n") == 5  # header + 4 rows

@@ -279,7 +279,6 @@ def ablations(sigs: dict[tuple[str, str], Signals], params: FusionParams) -> Non
     """Other fusions on the report sets' whole-library signals (mAP@10; ESC-10: P@10), by naming."""
     variants = {
         "audio": lambda s: s.audio,
-        "text": lambda s: np.where(s.text != 0, params.score("text", s.audio, s.text, s.lexical), -np.inf),
         "hybrid (shipped)": lambda s: mode_scores(s, "hybrid", params),
         "hybrid, text vector only (beta 0)": lambda s: mode_scores(s, "hybrid", dataclasses.replace(params, beta=0)),
         "hybrid, BM25 only (alpha 0)": lambda s: mode_scores(s, "hybrid", dataclasses.replace(params, alpha=0)),

@@ -15,7 +15,8 @@ rises with better text evidence: a file never drops for matching the query's wor
 
 Candidates: the best C files by audio, by text vector and by BM25; the missing signals of each candidate are
 computed exactly. C grows until the page's last score is at least what any unseen file could reach (the C-th
-audio score plus the largest evidence the C-th text and lexical scores allow), so the page is exact.
+audio score plus the largest evidence the C-th text and lexical scores allow), so the page is exact (up to
+MAX_CANDIDATES per list, which bounds a request's work).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 MODES = ("hybrid", "audio", "text")
 NEEDS = {"audio": ("audio",), "text": ("text", "lexical"), "hybrid": ("audio", "text", "lexical")}
 MIN_CANDIDATES = 32
+# Candidate lists stop growing here (per list and query): a query whose page is not yet provably exact by then
+# (only a loose bound, e.g. a word in a large share of the files) is answered from that many candidates, so no
+# request's work grows with the library.
+MAX_CANDIDATES = 8192
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ class HybridRanker:
             for row, q in enumerate(todo):
                 ranked, exact = self._rank_one(queries[q], texts[q], audio[row], tv_scores[row], tv_ids[row], c, want,
                                                filters, mode, page_from)  # fmt: skip
-                if exact or c >= n_pool:
+                if exact or c >= n_pool or c >= max(MAX_CANDIDATES, want):
                     out[q] = ranked
                 else:
                     still.append(q)

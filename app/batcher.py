@@ -94,9 +94,9 @@ class QueryBatcher:
                     if not p.future.done():
                         p.future.set_exception(err)
                 continue
-            for p, r in zip(live, results, strict=True):
+            for p, r in zip(live, results, strict=True):  # a result may be that query's own error
                 if not p.future.done():
-                    p.future.set_result(r)
+                    p.future.set_exception(r) if isinstance(r, BaseException) else p.future.set_result(r)
 
     async def _gather(self) -> list[_Pending]:
         """The first live query, then whatever else arrives within max_wait, up to max_batch. Queries whose

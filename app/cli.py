@@ -95,6 +95,10 @@ def _search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("query", help="text query, e.g. 'a dog barking'")
     p.add_argument("--index", type=Path, required=True, help="index directory")
     p.add_argument("-k", type=int, default=10, help="number of files to return")
+    p.add_argument("--mode", default="hybrid", choices=["hybrid", "audio", "text"],
+                   help="hybrid: the audio and the library's words (file names, folders, tags); audio or text alone")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="flag no_close_match below this best score (default: the mode's calibrated threshold)")
     _model_arg(p)
     p.add_argument("--quiet", action="store_true", help="no info logs")
     p.set_defaults(handler=_cmd_search)
@@ -216,10 +220,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
     searcher = Searcher(args.index)
     model = _load(args)
     searcher.check_model(model.fingerprint, model.config.supersedes)
-    page = searcher.search(model.encode_text([args.query]), k=args.k)[0]
-    hits = [{"path": h.path, "score": round(h.score, 4), "start": h.start, "end": h.end} for h in page.hits]
-    print(json.dumps({"query": args.query, "results": hits}, indent=2))  # noqa: T201
+    page = searcher.search(model.encode_text([args.query]), k=args.k, texts=[args.query], mode=args.mode,
+                           min_score=args.min_score)[0]
+    hits = [{"path": h.path, "score": round(h.score, 4), "start": h.start, "end": h.end,
+             **({"evidence": _evidence(h.evidence)} if h.evidence else {})} for h in page.hits]
+    out = {"query": args.query, "mode": page.mode, "no_close_match": not page.close_match,
+           "min_score": page.min_score, "results": hits}
+    print(json.dumps(out, indent=2))  # noqa: T201
     return 0
+
+
+def _evidence(e) -> dict:  # noqa: ANN001 - indexer.hybrid.Evidence, imported lazily
+    scores = {"audio": round(e.audio, 4), "text": round(e.text, 4), "lexical": round(e.lexical, 4)}
+    return {**scores, "words": list(e.words)}
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

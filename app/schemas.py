@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_QUERY_CHARS = 1000
+SearchMode = Literal["hybrid", "audio", "text"]  # indexer.hybrid.MODES
+MODE_HELP = (
+    "hybrid (default): the audio and the library's words (file names, folders, tags) fused; audio: the audio "
+    "alone; text: the words alone (files without words are not ranked)"
+)
+MIN_SCORE_HELP = "flag `no_close_match` when the best result scores below this (default: the mode's calibrated value)"
 
 
 def clean_query(v: str) -> str:
@@ -32,6 +38,8 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=100, description="results per page")
     offset: int = Field(0, ge=0, le=10_000)
     filters: SearchFilters | None = None
+    mode: SearchMode = Field("hybrid", description=MODE_HELP)
+    min_score: float | None = Field(None, ge=-10, le=10, description=MIN_SCORE_HELP)
 
     @field_validator("query")
     @classmethod
@@ -44,6 +52,8 @@ class BatchSearchRequest(BaseModel):
     queries: list[str] = Field(..., min_length=1, max_length=64)
     k: int = Field(10, ge=1, le=100)
     filters: SearchFilters | None = None
+    mode: SearchMode = Field("hybrid", description=MODE_HELP)
+    min_score: float | None = Field(None, ge=-10, le=10, description=MIN_SCORE_HELP)
 
     @field_validator("queries")
     @classmethod
@@ -54,26 +64,43 @@ class BatchSearchRequest(BaseModel):
         return [clean_query(q) for q in v]
 
 
+class Evidence(BaseModel):
+    audio: float = Field(..., description="cosine of the query and the best window")
+    text: float = Field(..., description="cosine of the query and the file's words (0: no words)")
+    lexical: float = Field(..., description="BM25 of the query's words over the file's words, 1 = all found")
+    words: list[str] = Field(..., description="the file's words that the query's words matched")
+
+
 class SearchHit(BaseModel):
     id: int = Field(..., description="clip (file) id, for /clips/{id}")
     path: str = Field(..., description="path inside the library")
-    score: float = Field(..., description="cosine similarity of the best window")
+    score: float = Field(..., description="the mode's score: audio cosine, plus the words' evidence in hybrid")
     start: float = Field(..., description="start of the best-matching window, seconds")
     end: float
     duration: float = Field(..., description="length of the whole file, seconds")
     audio_url: str
+    evidence: Evidence | None = Field(None, description="what matched (text queries)")
 
 
 class SearchResponse(BaseModel):
     query: str
     results: list[SearchHit]
-    total: int = Field(..., description="files matching the filters")
+    total: int = Field(..., description="files matching the filters (text mode: those with words)")
     took_ms: float
+    mode: str = Field("audio", description="the ranking used (hybrid on an index without words is audio)")
+    min_score: float | None = Field(None, description="the close-match threshold applied")
+    no_close_match: bool = Field(False, description="true when even the best result scores below min_score")
 
 
 class BatchSearchResponse(BaseModel):
     responses: list[SearchResponse]
     took_ms: float
+
+
+class ClipWords(BaseModel):
+    path: list[str] = Field(..., description="words of the folders and file name")
+    tags: list[str] = Field(..., description="words of the embedded tags")
+    fields: dict[str, str] = Field(..., description="the tags as written: title, description, keywords, ...")
 
 
 class ClipInfo(BaseModel):
@@ -86,6 +113,7 @@ class ClipInfo(BaseModel):
     sha1: str
     windows: int
     audio_url: str
+    words: ClipWords | None = Field(None, description="what hybrid search knows of the file (null: index too old)")
 
 
 class IndexInfo(BaseModel):

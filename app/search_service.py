@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
-from models import Encoder, InvalidInputError
+from indexer.words import FileWords
+from models import AudioSearchError, Encoder, InvalidInputError
 from models.embedder import embed_files
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,22 @@ class SearchService:
                 self.cache.put(q, v)
         return np.stack([found[q] for q in queries])
 
-    def search_batch(self, texts: list[str], queries: list[QuerySpec]) -> list[Page]:
-        """Many text queries (of one request or of many, gathered by app.batcher): one forward, one search."""
+    def search_batch(self, texts: list[str], queries: list[QuerySpec]) -> list[Page | AudioSearchError]:
+        """Many text queries (of one request or of many, gathered by app.batcher): one forward, one search per
+        mode and filters. A query that cannot be answered gets its error in its place (see Searcher.search_many)."""
         return self.searcher.search_many(self.text_vectors(texts), queries)
 
-    def search_text(self, texts: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
-        return self.search_batch(texts, [QuerySpec(k, offset, filters or Filters())] * len(texts))
+    def search_text(
+        self,
+        texts: list[str],
+        k: int,
+        offset: int = 0,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        min_score: float | None = None,
+    ) -> list[Page]:
+        """Pages for text queries; `mode` hybrid (audio and the library's words), audio or text (indexer.hybrid)."""
+        return self.searcher.search(self.text_vectors(texts), k, offset, filters, texts, mode, min_score)
 
     def search_audio(self, data: bytes, suffix: str, k: int, offset: int = 0, filters: Filters | None = None) -> Page:
         """Query by example: the upload is decoded and windowed like indexed files; windows are averaged."""
@@ -118,6 +129,11 @@ class SearchService:
         if clip is None:
             raise IndexNotFoundError(f"no clip with id {clip_id}")
         return clip
+
+    def clip_words(self, clip_id: int) -> FileWords | None:
+        """The words indexed for a clip; None for an index built before words were indexed."""
+        words = self.searcher.reader.words
+        return words.of(clip_id) if words is not None else None
 
     def clip_file(self, clip_id: int) -> Path:
         """The clip's file, resolved and checked to lie inside the indexed library (symlinks included)."""

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.cache import EmbeddingCache
+from indexer.cache import EmbeddingCache, WordCache
 from indexer.decode import decode_job, init_pool_worker, init_worker
 from indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
+from indexer.index_words import WordSource, library_words, open_word_cache
 from indexer.scan import FileEntry, scan_library
 from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, train_if_needed
 from models.audio import STREAM_OVER_SECONDS
@@ -54,6 +55,8 @@ class IndexReport:
     files: int = 0
     windows: int = 0
     embedded: int = 0  # files embedded in this run (the rest came from the cache)
+    tags_read: int = 0  # files whose tags were read in this run (new contents)
+    texts_encoded: int = 0  # word texts encoded in this run (new or renamed files)
     skipped: int = 0
     removed: int = 0
     seconds: float = 0.0
@@ -113,6 +116,7 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
     report.errors += [{"path": p, "reason": r} for p, r in unreadable]
     prev = previous_files(index_dir)
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
+    words = open_word_cache(index_dir / "work", model)
     try:
         for old in model.config.supersedes:  # an index of padded vectors: convert its cache, embed nothing again
             if taken := cache.adopt_padded(old["fingerprint"], model.dim):
@@ -122,12 +126,16 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
         settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
         jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report, index_dir / "work" / "handoff")
-        _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
+        texts = _write_snapshot(
+            index_dir, audio_dir, model, (cache, words), entries, hashes, prev, opts, report, window_s, hop_s
+        )
         cache.prune(hashes.values())
         for old in model.config.supersedes:  # taken over above; the new snapshot no longer needs them
             cache.drop_fingerprint(old["fingerprint"])
+        words.prune(hashes.values(), texts)
     finally:
         cache.close()
+        words.close()
         _append_errors(index_dir, report)
     report.removed = len(set(prev) - {e.path for e in entries})
     report.seconds = time.perf_counter() - t0
@@ -223,7 +231,7 @@ def _write_snapshot(
     index_dir: Path,
     audio_dir: Path,
     model: Encoder,
-    cache: EmbeddingCache,
+    caches: tuple[EmbeddingCache, WordCache],
     entries: list[FileEntry],
     hashes: dict[str, str],
     prev: dict,
@@ -231,7 +239,9 @@ def _write_snapshot(
     report: IndexReport,
     window_s: float,
     hop_s: float,
-) -> None:
+) -> list[str]:
+    """Writes and commits the snapshot; returns the texts of the files' words (what the word cache keeps)."""
+    cache, word_cache = caches
     indexed = [e for e in entries if e.path in hashes]
     if not indexed:
         raise IndexBuildError(f"{audio_dir}: nothing could be indexed ({len(report.errors)} files skipped)")
@@ -244,10 +254,12 @@ def _write_snapshot(
                 writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), opts.faiss_factory
             )
         next_id = max((v[0] for v in prev.values()), default=0) + 1
+        file_ids = []
         for e in indexed:
             old = prev.get(e.path)
             file_id = old[0] if old else next_id
             next_id += 0 if old else 1
+            file_ids.append(file_id)
             c = cache.get(hashes[e.path])
             writer.add_file(
                 file_id,
@@ -256,6 +268,10 @@ def _write_snapshot(
                 c.ends,
             )
             writer.add_vectors(c.vectors)
+        sources = [WordSource(e.path, hashes[e.path], audio_dir / e.path) for e in indexed]
+        words = library_words(sources, word_cache, model)
+        writer.add_words(list(zip(file_ids, words.words, strict=True)), words.vectors)
+        report.tags_read, report.texts_encoded = words.tags_read, words.texts_encoded
         counts = {"files": len(indexed), "windows": writer.n_windows, "skipped": len(report.errors)}
         manifest = make_manifest(audio_dir, model, counts, window_s, hop_s)
         report.snapshot = writer.commit(manifest).name
@@ -264,6 +280,7 @@ def _write_snapshot(
         raise
     report.files, report.windows, report.skipped = len(indexed), writer.n_windows, len(report.errors)
     prune_snapshots(index_dir)
+    return [w.text for w in words.words if w.informative]
 
 
 def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int = 200_000) -> np.ndarray:

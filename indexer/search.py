@@ -1,8 +1,10 @@
 """Searcher: query vectors -> FAISS -> best window per file -> a page of files. Ranking only: every read of
-the index format goes through indexer.store.SnapshotReader."""
+the index format goes through indexer.store.SnapshotReader. Queries that come with their text are ranked by
+indexer.hybrid (mode hybrid, audio or text), with evidence and a "no close match" flag per page."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,11 @@ import numpy as np
 
 from indexer.backends import search_backend
 from indexer.errors import IndexMismatchError
+from indexer.hybrid import FUSION, MODES, Evidence, HybridRanker
 from indexer.store import Clip, Filters, SnapshotReader
+from models.errors import AudioSearchError, InvalidInputError
 
-__all__ = ["Clip", "Filters", "Hit", "Page", "QuerySpec", "Searcher"]
+__all__ = ["Clip", "Evidence", "Filters", "Hit", "Page", "QuerySpec", "Searcher"]
 
 
 @dataclass(frozen=True)
@@ -24,21 +28,29 @@ class Hit:
     start: float
     end: float
     duration: float
+    evidence: Evidence | None = None  # what matched (queries with text)
 
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """What one query asks for besides its vector: a page of files and the filters they must pass."""
+    """What one query asks for besides its vector: a page of files, the filters they must pass, and, for a text
+    query, its text (which enables the library's words), the ranking mode and the close-match threshold."""
 
     k: int = 10
     offset: int = 0
     filters: Filters = Filters()
+    text: str | None = None  # None: a query by audio example, ranked by audio
+    mode: str = "hybrid"
+    min_score: float | None = None  # default: the mode's calibrated threshold (text queries only)
 
 
 @dataclass(frozen=True)
 class Page:
     hits: list[Hit]
     total: int  # files that match the filters (every file is a candidate for a semantic query)
+    mode: str = "audio"  # the ranking used: hybrid, audio or text (hybrid on an index without words is audio)
+    min_score: float | None = None  # the "close match" threshold applied
+    close_match: bool = True  # whether the best file of the whole ranking reaches min_score
 
 
 class Searcher:
@@ -52,6 +64,7 @@ class Searcher:
         self.index, self.n_files = self.reader.index, self.reader.n_files
         self.backend = search_backend(self.index, device)
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
+        self.fusion = FUSION  # hybrid weights and close-match thresholds (indexer.hybrid)
 
     @property
     def fingerprint(self) -> str:
@@ -70,30 +83,97 @@ class Searcher:
             )
         self.query_dim = -1  # any narrower query is padded with zeros to the index's width
 
-    def search(self, queries: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None) -> list[Page]:
-        """queries (Q, dim), unit norm -> one Page per query of at most k files, best window each."""
-        return self.search_many(queries, [QuerySpec(k, offset, filters or Filters())] * len(queries))
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        offset: int = 0,
+        filters: Filters | None = None,
+        texts: list[str] | None = None,
+        mode: str = "hybrid",
+        min_score: float | None = None,
+    ) -> list[Page]:
+        """queries (Q, dim), unit norm -> one Page per query of at most k files, best window each.
 
-    def search_many(self, vectors: np.ndarray, queries: list[QuerySpec]) -> list[Page]:
-        """One Page per (vector, query): queries of several requests share each FAISS call (the batcher's)."""
+        `texts` (the queries as typed) enable the words of the library: mode hybrid (audio and words fused),
+        audio, or text (words only). Without texts (query by example) the ranking is by audio. Each page says
+        whether its best file reaches `min_score` (default: the mode's calibrated threshold)."""
+        each = texts if texts is not None else [None] * len(queries)
+        specs = [QuerySpec(k, offset, filters or Filters(), t, mode, min_score) for t in each]
+        pages = self.search_many(queries, specs)
+        for p in pages:
+            if isinstance(p, Exception):
+                raise p
+        return pages  # type: ignore[return-value]
+
+    def search_many(self, vectors: np.ndarray, specs: list[QuerySpec]) -> list[Page | AudioSearchError]:
+        """One Page per (vector, spec): the queries of several requests (the batcher's) share FAISS calls, grouped
+        by mode and filters. A spec that cannot be answered (an unknown mode, text search on an index without
+        words) gets its error in its place, so the other queries of a batch are answered."""
         vectors = self._shaped(vectors)
-        totals = {f: self.reader.count(f) for f in {q.filters for q in queries}}
-        wants = [min(q.k + q.offset, totals[q.filters]) for q in queries]
-        pages: list[Page | None] = [None] * len(queries)
-        todo = list(range(len(queries)))
-        fetch = min(self.index.ntotal, max(16, 4 * max(wants, default=0)))
+        out: list[Page | AudioSearchError | None] = [None] * len(specs)
+        groups: dict[tuple[str, Filters, bool], list[int]] = defaultdict(list)
+        for i, spec in enumerate(specs):
+            try:
+                mode = self.effective_mode(spec.mode if spec.text is not None else "audio")
+            except AudioSearchError as err:
+                out[i] = err
+                continue
+            groups[(mode, spec.filters, spec.text is not None)].append(i)
+        for (mode, filters, with_text), rows in groups.items():
+            for i, page in zip(rows, self._pages(vectors[rows], [specs[i] for i in rows], mode, filters, with_text),
+                               strict=True):  # fmt: skip
+                out[i] = page
+        return out  # type: ignore[return-value]
+
+    def _pages(
+        self, vectors: np.ndarray, specs: list[QuerySpec], mode: str, filters: Filters, with_text: bool
+    ) -> list[Page]:
+        total = self.reader.count_worded(filters) if mode == "text" else self.reader.count(filters)
+        want = min(max(s.k + s.offset for s in specs), total)
+        first = min(s.offset for s in specs)  # the ranker computes evidence from here on
+        ranker = HybridRanker(self, self.fusion, use_words=with_text)
+        texts = [s.text or "" for s in specs]
+        pages = []
+        for s, r in zip(specs, ranker.rank(vectors, texts, want, filters, mode, page_from=first), strict=True):
+            # The thresholds are calibrated for text queries; a query by audio example is flagged only when asked.
+            threshold = s.min_score if s.min_score is not None or not with_text else self.fusion.min_score[mode]
+            hits = r.hits[s.offset - first : s.offset - first + s.k]
+            pages.append(Page(hits, total, mode, threshold, _close(r.top, threshold)))
+        return pages
+
+    def effective_mode(self, mode: str) -> str:
+        """The mode a query gets: hybrid on an index built before words were indexed is audio."""
+        if mode not in MODES:
+            raise InvalidInputError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
+        if self.reader.words is None and mode != "audio":
+            if mode == "text":
+                raise IndexMismatchError(
+                    f"index {self.index_dir} was built before file words were indexed: text search needs them; "
+                    "rerun `audiosearch index` (it embeds nothing again) or search with mode=audio"
+                )
+            return "audio"
+        return mode
+
+    def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]:
+        """The best n files by audio (best window each) for each of the (shaped) vectors, in one FAISS call
+        (repeated, with more candidates, only for queries whose filters dropped too many)."""
+        want = min(n, self.reader.count(filters))
+        ntotal = self.index.ntotal
+        fetch = min(ntotal, max(4 * want, 16))
+        results: list[list[Hit] | None] = [None] * len(vectors)
+        todo = list(range(len(vectors)))
         while todo:
             scores, ids = self.backend.search(vectors[todo], fetch)
             still = []
-            for row, i in enumerate(todo):
-                q = queries[i]
-                best = self._best_per_file(scores[row], ids[row], q.filters)
-                if len(best) >= wants[i] or fetch >= self.index.ntotal:
-                    pages[i] = Page(best[q.offset : q.offset + q.k], totals[q.filters])
+            for row, q in enumerate(todo):
+                best = self._best_per_file(scores[row], ids[row], filters)
+                if len(best) >= want or fetch >= ntotal:
+                    results[q] = best[:n]
                 else:
-                    still.append(i)  # filters dropped candidates: fetch more, for these queries only
-            todo, fetch = still, min(self.index.ntotal, fetch * 4)
-        return [p or Page([], 0) for p in pages]
+                    still.append(q)  # filters dropped candidates: fetch more, for these queries only
+            todo, fetch = still, min(ntotal, fetch * 4)
+        return [r or [] for r in results]
 
     def _shaped(self, queries: np.ndarray) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -123,3 +203,8 @@ class Searcher:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def _close(top: float | None, threshold: float | None) -> bool:
+    """Whether the best file of a ranking reaches the threshold (no threshold: nothing is flagged)."""
+    return threshold is None or (top is not None and top >= threshold)

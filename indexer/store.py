@@ -2,7 +2,7 @@
 
 INDEX_DIR/
   CURRENT                  name of the live snapshot (replaced atomically with os.replace)
-  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite
+  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: indexer.store_words)
   errors.jsonl             skipped files with reasons, appended per run
   work/cache.sqlite        embeddings by content hash (indexer.cache)
 A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
@@ -26,6 +26,8 @@ import faiss
 import numpy as np
 
 from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from indexer.store_words import WordsReader, WordsWriter
+from indexer.words import FileWords
 from models.atomic import atomic_write, fsync_dir
 
 FORMAT_VERSION = 1
@@ -268,6 +270,7 @@ class SnapshotWriter:
             ivf.set_direct_map_type(faiss.DirectMap.Array)
         self.db = sqlite3.connect(str(self.tmp / META))
         self.db.executescript(META_SCHEMA)
+        self.words = WordsWriter(self.db, self.tmp, dim)
         self.n_windows = 0
 
     def add_file(self, file_id: int, row: FileRow, starts: np.ndarray, ends: np.ndarray) -> None:
@@ -290,13 +293,18 @@ class SnapshotWriter:
     def add_vectors(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
+    def add_words(self, rows: list[tuple[int, FileWords]], vectors: np.ndarray) -> None:
+        """The words of files already added, and the text vectors of those that have any (in row order)."""
+        self.words.add(rows, vectors)
+
     def commit(self, manifest: dict[str, Any]) -> Path:
         if self.index.ntotal != self.n_windows:
             raise IndexBuildError(f"internal: {self.index.ntotal} vectors for {self.n_windows} windows")
+        words = self.words.finish()
         self.db.commit()
         self.db.close()
         faiss.write_index(self.index, str(self.tmp / VECTORS))
-        manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory}
+        manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory, "words": words}
         atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=2))
         fsync_dir(self.tmp)
         final = self.index_dir / "snapshots" / self.id
@@ -328,6 +336,10 @@ class SnapshotReader:
         self.n_files = self._one("SELECT COUNT(*) FROM files")[0]
         if self.index.ntotal != self._one("SELECT COUNT(*) FROM windows")[0]:
             raise IndexCorruptError(f"{self.snapshot}: vector and window counts differ")
+        # Snapshots written before words were indexed have none: they are searched by audio alone.
+        self.words = (
+            WordsReader(self.snapshot, self._all, lambda p: read_faiss(p, mmap)) if "words" in self.manifest else None
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -350,6 +362,31 @@ class SnapshotReader:
             [*window_ids, *args],
         )
         return {r[0]: WindowRow(*r) for r in rows}
+
+    def files(self, file_ids: list[int], filters: Filters) -> dict[int, tuple[str, float]]:
+        """id -> (path, duration) of those of these files that pass `filters`."""
+        if not file_ids:
+            return {}
+        where, args = filters.sql()
+        marks = ",".join("?" * len(file_ids))
+        rows = self._all(f"SELECT id, path, duration FROM files WHERE id IN ({marks}) AND {where}", [*file_ids, *args])
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def file_windows(self, file_ids: list[int]) -> dict[int, list[tuple[int, float, float]]]:
+        """file id -> its windows as (window id, start, end), in order."""
+        out: dict[int, list[tuple[int, float, float]]] = {}
+        if file_ids:
+            marks = ",".join("?" * len(file_ids))
+            sql = f'SELECT file_id, id, start, "end" FROM windows WHERE file_id IN ({marks}) ORDER BY id'
+            for fid, wid, start, end in self._all(sql, list(file_ids)):
+                out.setdefault(fid, []).append((wid, start, end))
+        return out
+
+    def count_worded(self, filters: Filters) -> int:
+        """Files that pass `filters` and have words (what a text-only search ranks)."""
+        where, args = filters.sql()
+        sql = f"SELECT COUNT(*) FROM files WHERE id IN (SELECT rowid FROM words_fts) AND {where}"
+        return self._one(sql, args)[0] if self.words is not None else 0
 
     def clip(self, file_id: int) -> Clip | None:
         row = self._one(

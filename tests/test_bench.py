@@ -62,3 +62,9 @@ def test_text_encoder_bench_tiny(tmp_path) -> None:
                     tmp_path=tmp_path)
     assert "batch  8: onnxruntime" in out and "max |onnx - torch|" in out
     assert (tmp_path / "text_encoder.csv").read_text().count("\n") == 3
+
+
+def test_hybrid_bench_tiny(tmp_path) -> None:
+    out = run_bench("bench.hybrid", "--sizes", "400", "--queries", "20", tmp_path=tmp_path)
+    assert "hybrid pages equal to the naive ranking: 20/20" in out and "hybrid vs naive" in out
+    assert (tmp_path / "hybrid_query.csv").read_text().count("\n") == 5  # header + 4 rows

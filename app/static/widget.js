@@ -12,6 +12,7 @@
  *     data-placeholder  placeholder text of the search box
  *     data-label        label of the search box (default "Search sounds")
  *     data-query        a query to run right away
+ *     data-mode         hybrid (default: the sound and the library's words), audio (sound only) or text (words only)
  *
  * Usage, programmatic:
  *
@@ -23,7 +24,10 @@
  *   </script>
  *
  *   mount(element, options): options are server (base URL of the API; default: where widget.js came from),
- *   k, placeholder, label, query. The element may also be a selector string.
+ *   k, placeholder, label, query, mode. The element may also be a selector string.
+ *
+ * When nothing matches well the server says so (no_close_match) and the widget shows "No close match" with
+ * the nearest sounds one click away, instead of a list of weak results.
  *
  * The page's origin must be allowed by the server: AUDIOSEARCH_CORS_ORIGINS=https://your.site,...
  * The widget renders into a shadow root, so the page's CSS does not leak in and the widget's does not leak out.
@@ -69,6 +73,9 @@
     ".score, .when { color: var(--as-muted); font-size: 13px; font-variant-numeric: tabular-nums; }",
     ".when { grid-column: 1 / 3; }",
     "audio { grid-column: 1 / 3; width: 100%; height: 32px; margin-top: 4px; }",
+    ".why { grid-column: 1 / 3; color: var(--as-muted); font-size: 13px; }",
+    "mark { background: var(--as-play); color: inherit; border-radius: 4px; padding: 0 3px; }",
+    "ol.weak li { opacity: .75; border-style: dashed; }",
     "[hidden] { display: none !important; }"
   ].join("\n");
 
@@ -101,6 +108,7 @@
     options = options || {};
     var server = new URL(options.server || DEFAULT_SERVER, location.href).href.replace(/\/?$/, "/");
     var k = Math.min(100, Math.max(1, parseInt(options.k, 10) || 5));
+    var mode = options.mode || "hybrid";  // the server answers 422 for an unknown mode, shown as the error
     var id = "as-q-" + (++counter);
 
     var root = host.shadowRoot || host.attachShadow({ mode: "open" });
@@ -114,21 +122,23 @@
     var error = el("p", { className: "error", role: "alert" });
     var list = el("ol", { "aria-label": "Results" });
     var more = el("button", { className: "more", type: "button", text: "More results" });
+    var nearest = el("button", { className: "more nearest", type: "button", text: "Show the nearest sounds" });
     error.hidden = true;
     more.hidden = true;
+    nearest.hidden = true;
     var box = el("div", { className: "box", part: "box" }, [
-      el("label", { "for": id, text: options.label || "Search sounds" }), form, status, error, list, more
+      el("label", { "for": id, text: options.label || "Search sounds" }), form, status, error, nearest, list, more
     ]);
     root.appendChild(el("style", { text: CSS }));
     root.appendChild(box);
 
-    var state = { q: "", shown: 0, total: 0, seq: 0, ctrl: null };
+    var state = { q: "", shown: 0, total: 0, seq: 0, ctrl: null, noClose: false };
 
     function showError(msg) { error.textContent = msg; error.hidden = !msg; }
 
     function fetchPage(q, offset, signal) {
       var url = new URL("search", server);
-      url.search = new URLSearchParams({ q: q, k: String(k), offset: String(offset) }).toString();
+      url.search = new URLSearchParams({ q: q, k: String(k), offset: String(offset), mode: mode }).toString();
       return fetch(url.href, { signal: signal, headers: { Accept: "application/json" } }).then(function (res) {
         return res.json().catch(function () { return null; }).then(function (body) {
           if (!res.ok) {
@@ -153,6 +163,14 @@
         el("span", { className: "when", text: when }),
         audio
       ]);
+      if (hit.evidence && hit.evidence.words.length) {
+        var why = el("span", { className: "why", text: "words " });
+        hit.evidence.words.forEach(function (w, i) {
+          if (i) why.appendChild(document.createTextNode(" "));
+          why.appendChild(el("mark", { text: w }));
+        });
+        li.insertBefore(why, audio);
+      }
       li.setAttribute("data-score", String(hit.score));
       audio.addEventListener("loadedmetadata", function () {
         if (audio.currentTime + 0.05 < hit.start) audio.currentTime = hit.start;
@@ -182,8 +200,10 @@
 
     function update() {
       if (!state.shown) status.textContent = "No sounds match “" + state.q + "”.";
+      else if (state.noClose) status.textContent = "No close match for “" + state.q + "”.";
       else status.textContent = "Showing " + state.shown + " of " + state.total + (state.total === 1 ? " sound" : " sounds");
-      more.hidden = state.shown >= state.total;
+      more.hidden = state.shown >= state.total || list.hidden;
+      nearest.hidden = !(state.noClose && list.hidden && state.shown > 0);
     }
 
     function search(q) {
@@ -197,22 +217,31 @@
       status.textContent = "Searching…";
       return fetchPage(q, 0, ctrl && ctrl.signal).then(function (body) {
         if (seq !== state.seq) return;
-        state.q = q; state.shown = body.results.length; state.total = body.total;
+        state.q = q; state.shown = body.results.length; state.total = body.total; state.noClose = !!body.no_close_match;
         showError("");
         while (list.firstChild) list.removeChild(list.firstChild);
         body.results.forEach(function (h, i) { list.appendChild(row(h, i + 1)); });
+        list.hidden = state.noClose;  // weak results are not shown as if they matched
+        list.className = state.noClose ? "weak" : "";
         update();
       }).catch(function (err) {
         if (err.name === "AbortError" || seq !== state.seq) return;
         while (list.firstChild) list.removeChild(list.firstChild);
         state.shown = state.total = 0;
-        more.hidden = true;
+        state.noClose = false;
+        list.hidden = false;
+        more.hidden = nearest.hidden = true;
         status.textContent = "";
         showError(err.message);
       });
     }
 
     form.addEventListener("submit", function (e) { e.preventDefault(); search(input.value); });
+    nearest.addEventListener("click", function () {
+      list.hidden = false;
+      update();
+      if (list.firstChild) list.firstChild.focus();
+    });
     input.addEventListener("keydown", function (e) {
       if (e.key === "ArrowDown" && list.firstChild) { e.preventDefault(); list.firstChild.focus(); }
     });
@@ -264,7 +293,8 @@
         k: script.getAttribute("data-k"),
         placeholder: script.getAttribute("data-placeholder"),
         label: script.getAttribute("data-label"),
-        query: script.getAttribute("data-query")
+        query: script.getAttribute("data-query"),
+        mode: script.getAttribute("data-mode")
       });
     };
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", auto);

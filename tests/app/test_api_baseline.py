@@ -81,6 +81,8 @@ def test_clip_metadata_and_audio(client, library) -> None:
     for path in (paths[0], paths[-1]):
         hit = _upload(client, path.read_bytes(), k=1).json()["results"][0]
         meta = client.get(f"/clips/{hit['id']}").json()
+        words = meta.pop("words")  # what hybrid search knows of the file: its folder's and name's words
+        assert words["tags"] == [] and set(words["path"]) <= set(path.relative_to(lib).with_suffix("").parts)
         data = path.read_bytes()
         assert meta == {
             "id": hit["id"],

@@ -59,6 +59,14 @@ def _hits(r: httpx.Response) -> list[tuple[int, float]]:
     return [(h["id"], h["score"]) for h in r.json()["results"]]
 
 
+def _same(a: list[list[tuple[int, float]]], b: list[list[tuple[int, float]]]) -> bool:
+    """The same files in the same order with the same scores, up to float noise: a query's vector from a batch
+    of 8 and from a batch of 1 differ in the 7th digit (onnxruntime's kernels)."""
+    ids = [[i for i, _ in page] for page in a] == [[i for i, _ in page] for page in b]
+    scores = [s for page in a for _, s in page] == pytest.approx([s for page in b for _, s in page], abs=1e-5)
+    return ids and scores
+
+
 def test_concurrent_requests_get_the_results_of_sequential_ones(index, lite_model) -> None:
     app = create_app(Settings(index_dir=index, query_cache_size=0, batch_max_wait_ms=20), model=lite_model)
     with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
@@ -67,7 +75,7 @@ def test_concurrent_requests_get_the_results_of_sequential_ones(index, lite_mode
             concurrent = list(pool.map(lambda i: _hits(client.post("/search", json=_request(i))), range(48)))
         assert client.post("/search/batch", json={"queries": QUERIES[:6], "k": 4}).status_code == 200
         metrics = client.get("/metrics").text
-    assert concurrent == sequential
+    assert _same(concurrent, sequential)
     count = float(re.search(r"audiosearch_query_batch_size_count (\S+)", metrics).group(1))
     total = float(re.search(r"audiosearch_query_batch_size_sum (\S+)", metrics).group(1))
     assert total == 48 * 2 + 6  # every query went through the batcher once
@@ -80,7 +88,7 @@ def test_batch_route_matches_single_queries(index, lite_model) -> None:
     with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         batch = client.post("/search/batch", json={"queries": QUERIES[:8], "k": 4}).json()["responses"]
         singles = [_hits(client.get("/search", params={"q": q, "k": 4})) for q in QUERIES[:8]]
-    assert [[(h["id"], h["score"]) for h in r["results"]] for r in batch] == singles
+    assert _same([[(h["id"], h["score"]) for h in r["results"]] for r in batch], singles)
 
 
 def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> None:
@@ -104,8 +112,8 @@ def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> 
             t.join()
         after = _hits(httpx.post(f"{url}/search", json=_request(0), timeout=60))
     assert isinstance(results[2], httpx.TimeoutException)  # it gave up while its batch was gathering
-    assert [results[i] for i in (0, 1, 3, 4, 5)] == [expected[i] for i in (0, 1, 3, 4, 5)]
-    assert after == expected[0]
+    assert _same([results[i] for i in (0, 1, 3, 4, 5)], [expected[i] for i in (0, 1, 3, 4, 5)])  # type: ignore[misc]
+    assert _same([after], [expected[0]])
 
 
 def test_batcher_gathers_up_to_its_limit_and_skips_cancelled_queries() -> None:

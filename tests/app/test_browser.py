@@ -257,3 +257,68 @@ def test_widget_on_an_origin_the_server_does_not_allow(servers, page) -> None:
     sync_api.expect(page.locator("#sounds .error")).to_contain_text("Could not reach the audiosearch server")
     assert page.locator("#sounds li").count() == 0
     assert any("CORS" in p for p in page.problems), page.problems
+
+
+def test_search_page_says_no_close_match_and_offers_the_nearest(servers, page) -> None:
+    page.goto(f"{servers['api']}/")
+    page.fill("#q", "a door knocking")
+    page.press("#q", "Enter")
+    status = page.locator("#status")
+    sync_api.expect(status).to_contain_text("No close match for “a door knocking”")
+    rows = page.locator("#results .result")
+    assert rows.count() >= 1 and page.locator("#results").is_hidden()  # no confident-looking cards
+    sync_api.expect(page.locator("#weak")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "no-close-match.png", full_page=True)
+    page.click("#weak")
+    sync_api.expect(rows.first).to_be_visible()
+    assert rows.first.evaluate("el => el === document.activeElement")
+    assert "weak" in page.locator("#results").get_attribute("class")
+    sync_api.expect(status).to_contain_text("The nearest")
+    assert page.locator("#weak").is_hidden()
+
+    # a query that matches: cards at once, with what matched (the words of the file's folder)
+    page.fill("#q", "a dog barking")
+    page.press("#q", "Enter")
+    sync_api.expect(status).to_contain_text(re.compile(r"^Showing 1–\d+ of \d+ sounds for “a dog barking”"))
+    assert page.locator("#results").is_visible() and page.locator("#weak").is_hidden()
+    first = rows.first
+    assert first.locator(".name").get_attribute("title").startswith("dog_bark/")
+    assert first.locator(".why mark").all_inner_texts() == ["dog", "bark"]
+    assert page.problems == []
+
+
+def test_search_page_mode_selector(servers, page) -> None:
+    page.goto(f"{servers['api']}/?q=a+dog+barking&mode=audio")
+    sync_api.expect(page.locator("#status")).to_contain_text("sounds for “a dog barking”")
+    assert page.locator("#mode").input_value() == "audio" and page.locator("#filters").get_attribute("open") is not None
+    audio_scores = scores(page.locator("#results .result"))
+    page.select_option("#mode", "hybrid")  # searches again; hybrid, the default, is left out of the URL
+    page.wait_for_function("() => !location.search.includes('mode=')")
+    sync_api.expect(page.locator("#status")).to_contain_text("sounds for “a dog barking”")
+    hybrid_scores = scores(page.locator("#results .result"))
+    assert max(hybrid_scores) > max(audio_scores)  # the files named for dogs gain their words' evidence
+    page.select_option("#mode", "text")
+    page.wait_for_function("() => location.search.includes('mode=text')")
+    sync_api.expect(page.locator("#status")).to_contain_text("sounds for “a dog barking”")
+    rows = page.locator("#results .result")
+    assert rows.first.locator(".name").get_attribute("title").startswith("dog_bark/")
+    assert scores(rows) == sorted(scores(rows), reverse=True) and max(scores(rows)) < max(hybrid_scores)
+    assert page.problems == []
+
+
+def test_widget_no_close_match_and_mode(servers, page) -> None:
+    page.goto(f"{servers['host']}/")
+    widget = page.locator("#sounds")
+    box = widget.locator("input[type=search]")
+    box.fill("a door knocking")
+    box.press("Enter")
+    sync_api.expect(widget.locator(".status")).to_contain_text("No close match for “a door knocking”")
+    assert widget.locator("ol").is_hidden()
+    widget.locator("button.nearest").click()
+    sync_api.expect(widget.locator("li").first).to_be_visible()
+    page.evaluate("([api]) => AudioSearchWidget.mount('#second', {server: api, k: 3, mode: 'text', query: 'rain'})",
+                  [servers["api"]])
+    second = page.locator("#second li")
+    sync_api.expect(second).to_have_count(3)
+    assert [li.locator(".why mark").all_inner_texts() for li in second.all()[:2]] == [["rain"], ["rain"]]
+    assert page.problems == []

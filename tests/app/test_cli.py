@@ -37,6 +37,20 @@ def test_search_prints_ranked_json(indexed: Path) -> None:
     assert {"path", "score", "start", "end"} <= set(out["results"][0])
 
 
+def test_search_modes(indexed: Path) -> None:
+    r = run("search", "--index", str(indexed / "idx"), "a rooster crowing", "-k", "4", "--quiet", "--mode", "text")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["mode"] == "text" and out["no_close_match"] is False
+    assert [h["path"].split("/")[0] for h in out["results"][:2]] == ["rooster", "rooster"]
+    assert out["results"][0]["evidence"]["words"] == ["rooster"]
+    r = run("search", "--index", str(indexed / "idx"), "a door knocking", "--quiet", "--min-score", "0.9")
+    assert json.loads(r.stdout)["no_close_match"] is True and json.loads(r.stdout)["mode"] == "hybrid"
+    r = run("search", "--index", str(indexed / "idx"), "rain", "--mode", "fuzzy")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "invalid choice" in last and all(m in last for m in ("hybrid", "audio", "text"))
+
+
 def test_strict_fails_on_skipped_files(indexed: Path) -> None:
     r = run("index", str(indexed / "lib"), "--index", str(indexed / "idx"), "--quiet", "--strict", "--workers", "0")
     assert r.returncode == 1

@@ -56,8 +56,10 @@ def test_padded_index_answers_the_new_model_then_converts_without_embedding(
     ]
 
     service = SearchService(new, idx)  # the upgraded service on the index it finds: answers, same ranking
-    served = [[(h.path, round(h.score, 5)) for h in p.hits] for p in service.search_text(QUERIES, k=9)]
+    served = [[(h.path, round(h.score, 5)) for h in p.hits] for p in service.search_text(QUERIES, k=9, mode="audio")]
     assert served == before
+    hybrid = service.search_text(QUERIES, k=9)  # the words (from the old model's text side) count too
+    assert [h.path.split("/")[0] for h in hybrid[0].hits[:3]] == ["dog_bark"] * 3
 
     report = build_index(lib, idx, new, FAST)  # the next indexing run
     assert report.embedded == 0 and report.files == 9  # every vector came from the converted cache

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from app.api.deps import ServiceDep
-from app.schemas import ClipInfo, ErrorResponse
+from app.schemas import ClipInfo, ClipWords, ErrorResponse
 
 router = APIRouter(prefix="/clips", tags=["clips"], responses={404: {"model": ErrorResponse}})
 
@@ -26,7 +26,10 @@ def audio_path(clip_id: int) -> str:
 @router.get("/{clip_id}", response_model=ClipInfo, summary="Metadata of one indexed file")
 def clip_info(request: Request, clip_id: int, service: ServiceDep) -> ClipInfo:
     c = service.clip(clip_id)
-    return ClipInfo(**dataclasses.asdict(c), audio_url=str(request.url_for("clip_audio", clip_id=c.id).path))
+    w = service.clip_words(clip_id)
+    words = ClipWords(path=list(w.path), tags=list(w.tags), fields=w.fields) if w is not None else None
+    return ClipInfo(**dataclasses.asdict(c), audio_url=str(request.url_for("clip_audio", clip_id=c.id).path),
+                    words=words)
 
 
 @router.get("/{clip_id}/audio", name="clip_audio", summary="The audio file itself (supports Range requests)",

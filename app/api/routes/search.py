@@ -13,11 +13,15 @@ from app.api.deps import BatcherDep, ServiceDep, SettingsDep
 from app.api.routes.clips import audio_path
 from app.schemas import (
     MAX_QUERY_CHARS,
+    MIN_SCORE_HELP,
+    MODE_HELP,
     BatchSearchRequest,
     BatchSearchResponse,
     ErrorResponse,
+    Evidence,
     SearchFilters,
     SearchHit,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     clean_query,
@@ -25,7 +29,7 @@ from app.schemas import (
 from indexer import Filters, Page, QuerySpec
 from models import AUDIO_EXTENSIONS
 
-router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}})
+router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
 
 
 def _filters(f: SearchFilters | None) -> Filters:
@@ -40,11 +44,14 @@ def _response(request: Request, query: str, page: Page, t0: float) -> SearchResp
     root = request.scope.get("root_path", "")  # a path prefix set by a reverse proxy, as url_for would add
     hits = [
         SearchHit(id=h.file_id, path=h.path, score=round(h.score, 6), start=h.start, end=h.end, duration=h.duration,
-                  audio_url=root + audio_path(h.file_id))  # not url_for: it tries every route, per hit
+                  audio_url=root + audio_path(h.file_id),  # not url_for: it tries every route, per hit
+                  evidence=Evidence(audio=h.evidence.audio, text=h.evidence.text, lexical=h.evidence.lexical,
+                                    words=list(h.evidence.words)) if h.evidence else None)
         for h in page.hits
     ]
     took = round((time.perf_counter() - t0) * 1e3, 3)
-    return SearchResponse(query=query, results=hits, total=page.total, took_ms=took)
+    return SearchResponse(query=query, results=hits, total=page.total, took_ms=took, mode=page.mode,
+                          min_score=page.min_score, no_close_match=not page.close_match)
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search by text")
@@ -57,12 +64,14 @@ async def search_get(
     path_prefix: Annotated[str | None, Query(max_length=1024)] = None,
     min_duration: Annotated[float | None, Query(ge=0)] = None,
     max_duration: Annotated[float | None, Query(ge=0)] = None,
+    mode: Annotated[SearchMode, Query(description=MODE_HELP)] = "hybrid",
+    min_score: Annotated[float | None, Query(ge=-10, le=10, description=MIN_SCORE_HELP)] = None,
 ) -> SearchResponse:
     try:
         query = clean_query(q)
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
-    body = SearchRequest(query=query, k=k, offset=offset,
+    body = SearchRequest(query=query, k=k, offset=offset, mode=mode, min_score=min_score,
                          filters=SearchFilters(path_prefix=path_prefix, min_duration=min_duration,
                                                max_duration=max_duration))
     return await search_post(request, body, batcher)
@@ -71,7 +80,7 @@ async def search_get(
 @router.post("/search", response_model=SearchResponse, summary="Search by text (JSON body, with filters)")
 async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep) -> SearchResponse:
     t0 = time.perf_counter()
-    query = QuerySpec(body.k, body.offset, _filters(body.filters))
+    query = QuerySpec(body.k, body.offset, _filters(body.filters), body.query, body.mode, body.min_score)
     (page,) = await batcher.submit([body.query], [query])  # shares a forward and a search with other requests
     return _response(request, body.query, page, t0)
 
@@ -79,8 +88,9 @@ async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep
 @router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch")
 async def search_batch(request: Request, body: BatchSearchRequest, batcher: BatcherDep) -> BatchSearchResponse:
     t0 = time.perf_counter()
-    query = QuerySpec(body.k, 0, _filters(body.filters))
-    pages = await batcher.submit(body.queries, [query] * len(body.queries))
+    filters = _filters(body.filters)
+    queries = [QuerySpec(body.k, 0, filters, q, body.mode, body.min_score) for q in body.queries]
+    pages = await batcher.submit(body.queries, queries)
     return BatchSearchResponse(
         responses=[_response(request, q, p, t0) for q, p in zip(body.queries, pages, strict=True)],
         took_ms=round((time.perf_counter() - t0) * 1e3, 3),

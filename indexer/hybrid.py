@@ -1,0 +1,233 @@
+"""Hybrid search: the audio index, the text vectors of the library's words and BM25 over them, fused.
+
+Per query q and file f three signals (all exact for the files returned):
+  audio(q, f)    cosine of the query and the file's best window (the audio index);
+  text(q, f)     cosine of the query and the text-tower vector of the file's words (0 for a file without words);
+  lexical(q, f)  BM25 of the query's words over the file's words relative to a perfect match, in [0, 1]
+                 (indexer.store_words; 0 without words).
+Fusion (FusionParams; the weights are calibrated by scripts/eval_hybrid.py on data never reported on):
+  evidence(q, f) = alpha * (text - tau) / (1 - tau) + beta * lexical
+  hybrid(q, f)   = audio + max(0, evidence)      audio(q, f) = audio      text(q, f) = evidence
+A file whose words say nothing (ids, hashes, "track01": indexer.words drops them) has no evidence, so a
+library named by ids ranks exactly as audio-only search does; words must be closer to the query than `tau`
+before they add anything, so unrelated names do not lift a file over a better-sounding one. Every score
+rises with better text evidence: a file never drops for matching the query's words better.
+
+Candidates: the best C files by audio, by text vector and by BM25; the missing signals of each candidate are
+computed exactly. C grows until the page's last score is at least what any unseen file could reach (the C-th
+audio score plus the largest evidence the C-th text and lexical scores allow), so the page is exact (up to
+MAX_CANDIDATES per list, which bounds a request's work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from indexer.words import text_words
+
+if TYPE_CHECKING:
+    from indexer.search import Hit, Searcher
+    from indexer.store import Filters
+
+MODES = ("hybrid", "audio", "text")
+NEEDS = {"audio": ("audio",), "text": ("text", "lexical"), "hybrid": ("audio", "text", "lexical")}
+MIN_CANDIDATES = 32
+# Candidate lists stop growing here (per list and query): a query whose page is not yet provably exact by then
+# (only a loose bound, e.g. a word in a large share of the files) is answered from that many candidates, so no
+# request's work grows with the library.
+MAX_CANDIDATES = 8192
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    alpha: float = 0.8  # weight of the text-vector cosine above tau
+    beta: float = 0.1  # weight of relative BM25
+    tau: float = 0.35  # cosine below which a file's words are not evidence
+    # "close match" thresholds on each mode's score; hybrid scores are in audio units and share its threshold
+    min_score: dict[str, float] = field(default_factory=lambda: {"hybrid": 0.511, "audio": 0.511, "text": 0.111})
+
+    def evidence(self, text: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        return self.alpha * (text - self.tau) / (1.0 - self.tau) + self.beta * lexical
+
+    def score(self, mode: str, audio: np.ndarray, text: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        if mode == "audio":
+            return audio
+        ev = self.evidence(text, lexical)
+        return ev if mode == "text" else audio + np.maximum(ev, 0.0)
+
+
+FUSION = FusionParams()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What matched: the three signals of one file, and its words that the query's words matched."""
+
+    audio: float
+    text: float
+    lexical: float
+    words: tuple[str, ...] = ()
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of a query, by the same rules as a file's (so 'the sound of a dog' looks for 'dog')."""
+    return list(text_words([query]))
+
+
+@dataclass(frozen=True)
+class Ranking:
+    top: float | None  # the best score of the whole ranking (None: no file)
+    hits: list[Hit]  # one page of it
+
+
+@dataclass
+class _Signals:
+    """Per-candidate signals of one query, filled in as candidates arrive."""
+
+    audio: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # id -> (score, start, end)
+    text: dict[int, float] = field(default_factory=dict)
+    lexical: dict[int, tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    rows: dict[int, tuple[str, float]] = field(default_factory=dict)  # id -> (path, duration), filters passed
+    no_words: set[int] = field(default_factory=set)  # looked up: no text vector
+    no_match: set[int] = field(default_factory=set)  # looked up: no lexical match
+
+
+class HybridRanker:
+    """Ranks one snapshot's files by mode; used by indexer.search.Searcher for queries that come with text."""
+
+    def __init__(self, searcher: Searcher, params: FusionParams = FUSION, use_words: bool = True) -> None:
+        """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
+        self.searcher, self.reader, self.params = searcher, searcher.reader, params
+        self.words = self.reader.words if use_words else None
+        self.use_words = use_words
+
+    def rank(
+        self, queries: np.ndarray, texts: list[str], want: int, filters: Filters, mode: str, page_from: int = 0
+    ) -> list[Ranking]:
+        """For each query its best score and its files ranked page_from..want (the page), best first."""
+        words = self.words
+        n_pool = self.reader.n_files if mode != "text" else (int(words.index.ntotal) if words else 0)
+        c = max(want, MIN_CANDIDATES)
+        out: list[Ranking | None] = [None] * len(queries)
+        todo = list(range(len(queries)))
+        while todo:
+            audio = self.searcher.grouped(queries[todo], c, filters) if mode != "text" else [[] for _ in todo]
+            tv_scores, tv_ids = self._text_candidates(queries[todo], c, mode)
+            still = []
+            for row, q in enumerate(todo):
+                ranked, exact = self._rank_one(queries[q], texts[q], audio[row], tv_scores[row], tv_ids[row], c, want,
+                                               filters, mode, page_from)  # fmt: skip
+                if exact or c >= n_pool or c >= max(MAX_CANDIDATES, want):
+                    out[q] = ranked
+                else:
+                    still.append(q)
+            todo, c = still, c * 4
+        return [r or Ranking(None, []) for r in out]
+
+    def signals(self, q: np.ndarray, text: str, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The exact (audio, text, lexical) signals of one (shaped) query for the given files, as arrays in their
+        order: what the ranking fuses, for evaluation and calibration over whole libraries."""
+        from indexer.store import Filters
+
+        sig = _Signals()
+        sig.rows.update(self.reader.files(file_ids, Filters()))
+        self._fill(q, query_terms(text), file_ids, sig, ("audio", "text", "lexical"))
+        return self._arrays(file_ids, sig)
+
+    def _text_candidates(self, queries: np.ndarray, c: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        words = self.words
+        if words is None or mode == "audio":
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        return words.vector_search(queries, c)
+
+    def _rank_one(
+        self,
+        q: np.ndarray,
+        text: str,
+        audio_hits: list[Hit],
+        tv_scores: np.ndarray,
+        tv_ids: np.ndarray,
+        c: int,
+        want: int,
+        filters: Filters,
+        mode: str,
+        page_from: int,
+    ) -> tuple[Ranking, bool]:
+        words, terms = self.words, query_terms(text)
+        sig = _Signals()
+        for h in audio_hits:
+            sig.audio[h.file_id] = (h.score, h.start, h.end)
+            sig.rows[h.file_id] = (h.path, h.duration)
+        # Text cosines are all recomputed from the stored vectors (not taken from the search), so that files
+        # with the same words tie exactly and pages of one ranking never overlap.
+        text_ids = tv_ids[tv_ids >= 0].tolist()
+        lexical = words.lexical(terms, limit=c) if words is not None and mode != "audio" else {}
+        sig.lexical.update(lexical)
+        ids = list(dict.fromkeys([*sig.audio, *text_ids, *sig.lexical]))
+        sig.rows.update(self.reader.files([i for i in ids if i not in sig.rows], filters))
+        ids = [i for i in ids if i in sig.rows]
+        self._fill(q, terms, ids, sig, NEEDS[mode])
+        if mode == "text":
+            ids = [i for i in ids if i in sig.text]  # text-only search ranks the files that have words
+        scores = self.params.score(mode, *self._arrays(ids, sig))
+        top = sorted(range(len(ids)), key=lambda j: (-scores[j], ids[j]))[:want]
+        ranked = [(ids[j], float(scores[j])) for j in top]
+        self._fill(q, terms, [i for i, _ in ranked[page_from:]], sig, ("audio", "text", "lexical"))  # the page's
+        # What a file outside every candidate list could still score: the ranking is exact once its last
+        # score reaches that (or no candidate list was cut short).
+        a_c = audio_hits[-1].score if len(audio_hits) >= c else -np.inf
+        t_c = float(tv_scores[-1]) if len(tv_scores) >= c else -np.inf
+        l_c = min(v[0] for v in lexical.values()) if len(lexical) >= c else 0.0
+        ev = float(self.params.evidence(np.float64(t_c), np.float64(l_c)))
+        bound = {"audio": a_c, "text": ev, "hybrid": a_c + max(ev, 0.0)}[mode]
+        exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] >= bound)
+        page = [self._hit(fid, score, sig, self.use_words) for fid, score in ranked[page_from:]]
+        return Ranking(ranked[0][1] if ranked else None, page), exact
+
+    @staticmethod
+    def _arrays(ids: list[int], sig: _Signals) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        audio = np.array([sig.audio[i][0] if i in sig.audio else -np.inf for i in ids])
+        text = np.array([sig.text.get(i, 0.0) for i in ids])
+        lexical = np.array([sig.lexical.get(i, (0.0, ()))[0] for i in ids])
+        return audio, text, lexical
+
+    @staticmethod
+    def _hit(fid: int, score: float, sig: _Signals, evidence: bool) -> Hit:
+        from indexer.search import Hit
+
+        audio, start, end = sig.audio[fid]
+        path, duration = sig.rows[fid]
+        lex, matched = sig.lexical.get(fid, (0.0, ()))
+        ev = Evidence(round(audio, 6), round(sig.text.get(fid, 0.0), 6), round(lex, 6), matched) if evidence else None
+        return Hit(fid, path, score, start, end, duration, ev)
+
+    def _fill(self, q: np.ndarray, terms: list[str], ids: list[int], sig: _Signals, needs: tuple[str, ...]) -> None:
+        """Compute the signals in `needs` that the candidate lists did not give (no words: text and lexical 0)."""
+        words = self.words
+        if "audio" in needs:
+            sig.audio.update(self._audio(q, [i for i in ids if i not in sig.audio]))
+        if words is None:
+            return
+        if "text" in needs:
+            todo = [i for i in ids if i not in sig.text and i not in sig.no_words]
+            vecs = words.vectors(todo)
+            sig.text.update({i: float(v @ q[: len(v)]) for i, v in vecs.items()})
+            sig.no_words.update(i for i in todo if i not in vecs)
+        if "lexical" in needs:
+            todo = [i for i in ids if i not in sig.lexical and i not in sig.no_match]
+            found = words.lexical(terms, file_ids=todo)
+            sig.lexical.update(found)
+            sig.no_match.update(i for i in todo if i not in found)
+
+    def _audio(self, q: np.ndarray, file_ids: list[int]) -> dict[int, tuple[float, float, float]]:
+        """Best-window audio score (and the window) of files outside the audio candidates."""
+        out = {}
+        index = self.reader.index
+        for fid, wins in self.reader.file_windows(file_ids).items():
+            scores = np.stack([index.reconstruct(w) for w, _, _ in wins]) @ q
+            j = int(np.argmax(scores))
+            out[fid] = (float(scores[j]), wins[j][1], wins[j][2])
+        return out

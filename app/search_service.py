@@ -6,13 +6,15 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
 from models import Encoder, InvalidInputError
-from models.embedder import embed_files
+from models.audio_stream import ReadLimit, file_windows
+from models.embedder import Embedder, checked_encode, encode_fn
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +92,46 @@ class SearchService:
         vectors = self.text_vectors(queries)
         return self.searcher.search(vectors, k, offset, filters)
 
-    def search_audio(self, data: bytes, suffix: str, k: int, offset: int = 0, filters: Filters | None = None) -> Page:
-        """Query by example: the upload is decoded and windowed like indexed files; windows are averaged."""
-        vec = self.audio_vector(data, suffix)
-        return self.searcher.search(vec[None], k, offset, filters)[0]
+    # -- query by example: bounded read, model lock per batch, stops when the client goes away ----------
 
-    def audio_vector(self, data: bytes, suffix: str) -> np.ndarray:
+    def search_audio(
+        self,
+        data: bytes,
+        suffix: str,
+        k: int,
+        offset: int = 0,
+        filters: Filters | None = None,
+        max_seconds: float | None = 30.0,
+        check: Callable[[], None] | None = None,
+    ) -> tuple[Page, ReadLimit]:
+        """Query by example: the first `max_seconds` of the upload, windowed like indexed files; windows are
+        averaged. Returns the page and what was read (seconds, truncated)."""
+        vec, read = self.audio_vector(data, suffix, max_seconds, check)
+        return self.searcher.search(vec[None], k, offset, filters)[0], read
+
+    def audio_vector(
+        self, data: bytes, suffix: str, max_seconds: float | None = 30.0, check: Callable[[], None] | None = None
+    ) -> tuple[np.ndarray, ReadLimit]:
+        read = ReadLimit(max_seconds, check)
+        cfg = self.model.config
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
             f.write(data)
             f.flush()
-            with self._model_lock:
-                (result,) = embed_files(self.model, [f.name], overlap=False)
+            windows = file_windows(f.name, self.model.sample_rate, cfg.window_seconds, cfg.hop_seconds, limit=read)
+            # The model lock is held per batch only: decoding an upload never blocks text queries.
+            encode = checked_encode(self._locked_encode, check) if check else self._locked_encode
+            (result,) = Embedder(encode, batch_size=32, overlap=False).embed([(f.name, windows)])
         if result.error is not None or result.vectors is None:
             raise InvalidInputError(result.error or "the uploaded audio gives no windows")
         mean = result.vectors.mean(axis=0)
         norm = float(np.linalg.norm(mean))
         if norm == 0:
             raise InvalidInputError("the uploaded audio gives no usable embedding")
-        return (mean / norm).astype(np.float32)
+        return (mean / norm).astype(np.float32), read
+
+    def _locked_encode(self, waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with self._model_lock:
+            return encode_fn(self.model)(waves, lengths)
 
     def clip(self, clip_id: int) -> Clip:
         clip = self.searcher.clip(clip_id)

@@ -27,7 +27,14 @@ from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
 from indexer.scan import FileEntry, scan_library
-from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, train_if_needed
+from indexer.store import (
+    SnapshotWriter,
+    make_manifest,
+    previous_files,
+    prune_snapshots,
+    train_if_needed,
+    unchanged_snapshot,
+)
 from models.audio import STREAM_OVER_SECONDS
 from models.encoder import Encoder
 
@@ -58,6 +65,7 @@ class IndexReport:
     removed: int = 0
     seconds: float = 0.0
     snapshot: str = ""
+    unchanged: bool = False  # the live snapshot already held exactly this: no new one was written
     errors: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -69,15 +77,14 @@ class IndexReport:
             f"indexed {self.files} files ({self.windows} windows): {self.embedded} embedded, "
             f"{self.files - self.embedded} unchanged, {self.removed} removed, {self.skipped} skipped; "
             f"{self.seconds:.1f} s, {self.clips_per_second:.1f} clips/s"
+            + (f"; nothing changed, snapshot {self.snapshot} kept" if self.unchanged else "")
         )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "clips_per_second": round(self.clips_per_second, 2)}
 
 
-def build_index(
-    audio_dir: Path, index_dir: Path, model: Encoder, options: IndexOptions | None = None
-) -> IndexReport:
+def build_index(audio_dir: Path, index_dir: Path, model: Encoder, options: IndexOptions | None = None) -> IndexReport:
     """Index (or update the index of) one library. Raises IndexBuildError when nothing could be indexed."""
     opts = options or IndexOptions()
     audio_dir, index_dir = Path(audio_dir).resolve(), Path(index_dir)
@@ -232,6 +239,14 @@ def _write_snapshot(
         raise IndexBuildError(f"{audio_dir}: nothing could be indexed ({len(report.errors)} files skipped)")
     if opts.strict and report.errors:
         raise IndexBuildError(f"--strict: {len(report.errors)} files could not be indexed, e.g. {report.errors[0]}")
+    report.files, report.skipped = len(indexed), len(report.errors)
+    files = {e.path: (e.size, e.mtime_ns, hashes[e.path]) for e in indexed}
+    live = unchanged_snapshot(
+        index_dir, files, make_manifest(audio_dir, model, {}, window_s, hop_s), opts.faiss_factory
+    )
+    if live is not None:  # nothing to serve differently: CURRENT, the snapshots and the service stay as they are
+        report.snapshot, report.windows, report.unchanged = live["snapshot"], live["counts"]["windows"], True
+        return
     writer = SnapshotWriter(index_dir, model.dim, opts.faiss_factory)
     try:
         if not writer.index.is_trained:
@@ -257,7 +272,7 @@ def _write_snapshot(
     except BaseException:
         writer.abort()
         raise
-    report.files, report.windows, report.skipped = len(indexed), writer.n_windows, len(report.errors)
+    report.windows = writer.n_windows
     prune_snapshots(index_dir)
 
 

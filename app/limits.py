@@ -8,11 +8,14 @@ app, so the counter needs no lock.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.settings import Settings
 
@@ -57,3 +60,38 @@ def limited(name: str) -> Any:
             yield
 
     return Depends(hold)
+
+
+class JsonTooLarge:
+    """FastAPI's body limit answers 413 in plain text; the API's errors are JSON `{"detail"}` (hand-written:
+    a translation of that one response, which the limit sends itself, past any exception handler)."""
+
+    def __init__(self, app: ASGIApp, upload_path: str, upload_limit: int, limit: int) -> None:
+        self.app, self.upload_path, self.upload_limit, self.limit = app, upload_path, upload_limit, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_limit if scope["path"] == self.upload_path else self.limit
+        body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+        rewriting = False
+
+        async def send_json(message: Message) -> None:
+            nonlocal rewriting
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                headers = Headers(raw=message["headers"])
+                rewriting = headers.get("content-type", "").startswith("text/plain")
+                if rewriting:
+                    message = {
+                        **message,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+            elif message["type"] == "http.response.body" and rewriting:
+                message = {"type": "http.response.body", "body": body, "more_body": False}
+            await send(message)
+
+        await self.app(scope, receive, send_json)

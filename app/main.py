@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.api.routes import admin, clips, health, search, training
 from app.cancel import CLIENT_GONE
-from app.limits import make_limits
+from app.limits import JsonTooLarge, make_limits
 from app.metrics import Metrics, MetricsMiddleware
 from app.search_service import SearchService
 from app.settings import Settings
@@ -51,17 +51,21 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
         if watcher is not None:
             watcher.stop()
 
-    # Bodies: JSON routes take at most max_body_bytes; the upload route its cap plus the multipart framing.
     # One file per upload: many tiny files in one form would each be spooled and parsed for nothing.
     app = FastAPI(title="audiosearch", version="0.1.0", lifespan=lifespan,
                   description="Text-to-audio retrieval: search an indexed audio library with natural language.",
-                  max_body_size=settings.max_body_bytes, form_limits={"max_files": 1, "max_fields": 4})
+                  form_limits={"max_files": 1, "max_fields": 4})
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
     app.state.metrics = Metrics()
     app.state.limits = make_limits(settings)
+    # Body caps per router (inside the middleware stack, so JsonTooLarge sees their 413s): JSON routes take
+    # max_body_bytes, the upload route its cap plus the multipart framing.
     for router in (search.router, clips.router, health.router, admin.router, training.router):
-        app.include_router(router)
-    app.include_router(search.upload_router, max_body_size=settings.max_upload_bytes + UPLOAD_OVERHEAD)
+        app.include_router(router, max_body_size=settings.max_body_bytes)
+    upload_cap = settings.max_upload_bytes + UPLOAD_OVERHEAD
+    app.include_router(search.upload_router, max_body_size=upload_cap)
+    app.add_middleware(JsonTooLarge, upload_path="/search/by-audio", upload_limit=upload_cap,
+                       limit=settings.max_body_bytes)
     _static_routes(app)
     _error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -134,7 +134,14 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
 
 def _export_parser(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
-    p.add_argument("--out", type=Path, required=True, help="directory for text.onnx and export.json")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="directory for text.onnx, tokenizer.json and export.json")
+    where.add_argument(
+        "--cache",
+        action="store_true",
+        help="into the export cache ($AUDIOSEARCH_ONNX_CACHE, default ~/.cache/audiosearch/onnx), where the "
+        "slim runtime looks (a Docker build stage does this)",
+    )
     p.add_argument(
         "--audio",
         action="store_true",
@@ -195,7 +202,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, IndexReport]:
-    from indexer.distributed import RayOptions, build_index_ray, check_ray
+    from indexer.distributed import RayOptions, build_index_ray
+    from indexer.ray_connect import check_ray
 
     address = args.ray or None
     check_ray(address)  # before the model loads: a wrong address fails in seconds, in one line
@@ -254,11 +262,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from models import load_model
     from models.onnx_export import check_audio_exportable, export_audio_onnx, export_text_onnx
+    from models.onnx_text import cache_root
 
     model = load_model(args.model, device="cpu")  # an export is made from the torch model
     if args.audio:
         check_audio_exportable(model)  # before the text export, so a refused call writes nothing
-    out = export_text_onnx(model, args.out)
+    out = export_text_onnx(model, cache_root() / model.fingerprint if args.cache else args.out)
     print(f"exported the text encoder to {out}")  # noqa: T201
     if args.audio:
         export_audio_onnx(model, out)

@@ -26,15 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from models.atomic import atomic_write_json
-from models.errors import AudioSearchError
-from training.data import DatasetError
-from training.run import (
-    parse_data_specs,
-    parse_model,
-    parse_run_config,
-    run_training,
-    stage_rows,
-)
+from models.errors import AudioSearchError, InvalidInputError
+from training.run_config import parse_data_specs, parse_model, parse_run_config
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
@@ -153,17 +146,18 @@ class JobManager:
         than `max_eval_clips` are refused before the model loads; `check` stops the work between batches."""
         from models import load_encoder
         from training.evaluation import evaluate_rows
+        from training.run import stage_rows
 
         name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
         for spec in specs:
             if spec.csv.stat().st_size > MAX_EVAL_FILE_BYTES:
-                raise DatasetError(f"{spec.csv.name}: larger than {MAX_EVAL_FILE_BYTES >> 20} MB; "
+                raise InvalidInputError(f"{spec.csv.name}: larger than {MAX_EVAL_FILE_BYTES >> 20} MB; "
                                    "evaluate it with `audiosearch eval`")
         rows = [stage_rows([spec], self.data_root) for spec in specs]
         clips = sum(len({row.clip_id for row in spec_rows}) for spec_rows in rows)
         if clips > self.max_eval_clips:
-            raise DatasetError(f"{clips} clips to evaluate; the service evaluates at most {self.max_eval_clips} "
+            raise InvalidInputError(f"{clips} clips to evaluate; the service evaluates at most {self.max_eval_clips} "
                                "(AUDIOSEARCH_MAX_EVAL_CLIPS): use `audiosearch eval` for larger sets")
         loaded = load_encoder(name)
         results = {}
@@ -199,6 +193,8 @@ def _alive(pid: Any) -> bool:
 def run_job(job_dir: str, data_root: str, threads: int) -> None:
     """The child process: run the job's config, keeping status.json current after every epoch."""
     import torch
+
+    from training.run import run_training
 
     job = Path(job_dir)
     torch.set_num_threads(threads)

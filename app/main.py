@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.api.routes import admin, clips, health, search, training
+from app.batcher import QueryBatcher
 from app.cancel import CLIENT_GONE
 from app.limits import JsonTooLarge, make_limits
 from app.metrics import Metrics, MetricsMiddleware
@@ -50,12 +51,15 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
         yield
         if watcher is not None:
             watcher.stop()
+        if app.state.batcher is not None:
+            await app.state.batcher.close()
 
     # One file per upload: many tiny files in one form would each be spooled and parsed for nothing.
     app = FastAPI(title="audiosearch", version="0.1.0", lifespan=lifespan,
                   description="Text-to-audio retrieval: search an indexed audio library with natural language.",
                   form_limits={"max_files": 1, "max_fields": 4})
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
+    app.state.batcher = None
     app.state.metrics = Metrics()
     app.state.limits = make_limits(settings)
     # Body caps per router (inside the middleware stack, so JsonTooLarge sees their 413s): JSON routes take
@@ -79,6 +83,7 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
     from app.runtime import configure_threads
     from models import load_encoder
+    from models.device import resolve_device
 
     if settings.train_data_root is not None:
         from app.api.routes.training import job_manager
@@ -86,9 +91,14 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
         app.state.jobs = job_manager(settings, settings.train_data_root)
     try:
-        model = model or load_encoder(settings.model, settings.device, settings.onnx_dir)
+        model = model or load_encoder(settings.model, resolve_device(settings.device), settings.onnx_dir)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
-        app.state.service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap)
+        device = resolve_device(settings.device)
+        service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap, device)
+        app.state.batcher = QueryBatcher(
+            service.search_batch, settings.batch_max_size, settings.batch_max_wait_ms, app.state.metrics.observe_batch
+        )
+        app.state.service = service
     except AudioSearchError as err:
         app.state.load_error = str(err)
         log.error("not ready: %s", err)

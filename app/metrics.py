@@ -24,6 +24,16 @@ class Metrics:
                                ["route"], registry=self.registry)
         self.cache_misses = Gauge("audiosearch_query_cache_misses", "query-vector cache misses",
                                   registry=self.registry)
+        self.batch_size = Histogram("audiosearch_query_batch_size", "text queries per batched forward + search",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+        self.queue_wait = Histogram("audiosearch_query_queue_seconds", "time a text query waited for its batch",
+                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+                                    registry=self.registry)
+
+    def observe_batch(self, size: int, waits: list[float]) -> None:
+        self.batch_size.observe(size)
+        for w in waits:
+            self.queue_wait.observe(w)
 
     def render(self, service: Any) -> tuple[bytes, str]:
         if service is not None:

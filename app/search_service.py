@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import Clip, Filters, IndexNotFoundError, Page, Searcher
+from indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
 from models import Encoder, InvalidInputError
 from models.audio_stream import ReadLimit, file_windows
 from models.embedder import Embedder, checked_encode, encode_fn
@@ -54,16 +54,17 @@ class SearchService:
         index_dir: Path,
         cache_size: int = 4096,
         mmap: bool = False,
+        device: str = "cpu",
     ) -> None:
-        self.model, self.mmap = model, mmap
+        self.model, self.mmap, self.device = model, mmap, device
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
-        self._model_lock = threading.Lock()  # one forward at a time: the towers are not re-entrant
+        self._audio_lock = threading.Lock()  # one query-by-example forward at a time (text has the batcher)
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
-        searcher = Searcher(index_dir, mmap=self.mmap)
+        searcher = Searcher(index_dir, mmap=self.mmap, device=self.device)
         searcher.check_model(self.model.fingerprint, self.model.config.supersedes)
         return searcher
 
@@ -78,19 +79,22 @@ class SearchService:
         return new
 
     def text_vectors(self, queries: list[str]) -> np.ndarray:
+        """Query vectors: cached ones from the LRU, the distinct rest in one forward."""
         found = self.cache.get_many(queries)
         missing = list(dict.fromkeys(q for q in queries if q not in found))
         if missing:
-            with self._model_lock:
-                vecs = self.model.encode_text(missing)
+            vecs = self.model.encode_text(missing, batch_size=len(missing))
             for q, v in zip(missing, vecs, strict=True):
                 found[q] = v
                 self.cache.put(q, v)
         return np.stack([found[q] for q in queries])
 
-    def search_text(self, queries: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
-        vectors = self.text_vectors(queries)
-        return self.searcher.search(vectors, k, offset, filters)
+    def search_batch(self, texts: list[str], queries: list[QuerySpec]) -> list[Page]:
+        """Many text queries (of one request or of many, gathered by app.batcher): one forward, one search."""
+        return self.searcher.search_many(self.text_vectors(texts), queries)
+
+    def search_text(self, texts: list[str], k: int, offset: int = 0, filters: Filters | None = None) -> list[Page]:
+        return self.search_batch(texts, [QuerySpec(k, offset, filters or Filters())] * len(texts))
 
     # -- query by example: bounded read, model lock per batch, stops when the client goes away ----------
 
@@ -118,7 +122,7 @@ class SearchService:
             f.write(data)
             f.flush()
             windows = file_windows(f.name, self.model.sample_rate, cfg.window_seconds, cfg.hop_seconds, limit=read)
-            # The model lock is held per batch only: decoding an upload never blocks text queries.
+            # The lock is held per batch only: decoding one upload never holds up another's forward.
             encode = checked_encode(self._locked_encode, check) if check else self._locked_encode
             (result,) = Embedder(encode, batch_size=32, overlap=False).embed([(f.name, windows)])
         if result.error is not None or result.vectors is None:
@@ -130,7 +134,7 @@ class SearchService:
         return (mean / norm).astype(np.float32), read
 
     def _locked_encode(self, waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        with self._model_lock:
+        with self._audio_lock:
             return encode_fn(self.model)(waves, lengths)
 
     def clip(self, clip_id: int) -> Clip:

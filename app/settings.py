@@ -15,7 +15,7 @@ class Settings(BaseSettings):
 
     index_dir: Path = Path("index")
     model: str = Field("lite", description="'lite', 'paper' or a model directory; must match the index")
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu, cuda or auto: where the model runs and the index is searched")
     onnx_dir: Path | None = Field(None, description="text-encoder export from `audiosearch export-onnx`")
     admin_token: str | None = Field(None, description="bearer token for /admin and /train; unset disables them")
     # NoDecode: the variable is "https://a.example,https://b.example", not JSON (a JSON list also works).
@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         2.0, ge=0, description="poll the index's CURRENT this often and switch to a rebuilt snapshot; 0: off"
     )
     query_cache_size: int = 4096
+    batch_max_size: int = Field(32, ge=1, le=1024, description="text queries gathered into one forward + search")
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="how long a lone query waits for others to share its batch"
+    )
     threads: int = 0  # 0: one per core
     mmap: bool = Field(
         False, description="memory-map the index's vectors instead of reading them into RAM (indexes larger than RAM)"

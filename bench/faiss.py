@@ -1,8 +1,9 @@
 """Recall@10 against exact search, latency and memory for Flat, HNSW32 and IVF-PQ.
 
 Usage: .venv/bin/python -m bench.faiss [--n 1000000] [--queries 200] [--data clustered random]
-Vectors are random unit vectors (the worst case for approximate indexes: no cluster structure), plus the
-same run on vectors with cluster structure, closer to real embeddings. Search settings are the service's
+Vectors shaped like lite's (`--data lite`: 384-d score-weighted means of YAMNet class-prompt embeddings, what
+users index), random unit vectors (the worst case for approximate indexes: no cluster structure) and vectors
+with synthetic cluster structure. Search settings are the service's
 (indexer.store.tune_for_search: HNSW efSearch 128, IVF nprobe nlist/16) unless --nprobe is given.
 Only one data set and one index are held at a time (1M x 1024 float32 is 4 GB per copy); the exact answer
 comes from a blocked brute-force scan of the base array, not from a second copy in a Flat index.
@@ -33,6 +34,26 @@ def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 2) -> np.ndarr
     for i in range(0, n, 100_000):  # blocks keep the temporaries small; same draws as one big call
         m = min(100_000, n - i)
         block = centers[owner[i : i + m]] + 0.05 * rng.standard_normal((m, dim)).astype(np.float32)
+        out[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def lite_like(n: int, seed: int = 5, top_k: int = 20) -> np.ndarray:
+    """Vectors shaped like lite's (384-d): each is the score-weighted mean of the MiniLM embeddings of 20 of
+    YAMNet's 521 class prompts, as the label bridge makes them, with random sparse class sets and scores (a few
+    common classes weigh most, as in real libraries). lite's trained residual moves them a little; the
+    structure (a 384-d space spanned by 521 prompt directions) is what makes an index easy or hard."""
+    from models.towers.bridge import PROMPTS, load_prompt_embeddings
+
+    prompts, _ = load_prompt_embeddings(PROMPTS)  # (521, 384), unit rows
+    rng = np.random.default_rng(seed)
+    popularity = rng.dirichlet(np.full(len(prompts), 0.3))  # how often each class shows up in a library
+    out = np.empty((n, prompts.shape[1]), dtype=np.float32)
+    for i in range(0, n, 50_000):
+        m = min(50_000, n - i)
+        classes = np.stack([rng.choice(len(prompts), top_k, replace=False, p=popularity) for _ in range(m)])
+        scores = rng.exponential(1.0, (m, top_k)).astype(np.float32) ** 2  # one or two classes dominate
+        block = np.einsum("nk,nkd->nd", scores / scores.sum(1, keepdims=True), prompts[classes])
         out[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
@@ -114,7 +135,9 @@ def main() -> None:
     ap.add_argument("--pq", type=int, default=0, help="PQ sub-quantizers (default dim/32)")
     ap.add_argument("--ef", type=int, nargs="*", default=[256, 512], help="HNSW efSearch values to try as well")
     ap.add_argument("--train", type=int, default=100_000, help="IVF training sample (vectors)")
-    ap.add_argument("--data", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
+    ap.add_argument(
+        "--data", nargs="+", default=["lite", "random", "clustered"], choices=["lite", "random", "clustered"]
+    )
     ap.add_argument(
         "--factories",
         nargs="+",
@@ -124,15 +147,21 @@ def main() -> None:
     args = ap.parse_args()
     pq = args.pq or max(8, args.dim // 32)
     factories = args.factories or ["Flat", "HNSW32", f"IVF{args.nlist},PQ{pq}", f"IVF{args.nlist},Flat"]
-    print(f"machine: {machine()}; {args.n} vectors of {args.dim}-d; load average {load_avg()}")
+    print(f"machine: {machine()}; {args.n} vectors ({args.dim}-d, lite-like 384-d); load average {load_avg()}")
     for kind in args.data:
-        base = random_unit(args.n, args.dim) if kind == "random" else clustered(args.n, args.dim)
+        if kind == "lite":
+            base = lite_like(args.n)  # always 384-d, whatever --dim says
+        else:
+            base = random_unit(args.n, args.dim) if kind == "random" else clustered(args.n, args.dim)
         queries = base[np.random.default_rng(3).choice(len(base), args.queries, replace=False)] + 0.0
         queries += 0.02 * np.random.default_rng(4).standard_normal(queries.shape).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         truth = exact_top10(base, queries)
         for factory in factories:
-            rows = [{"data": kind, "n": args.n, **r} for r in measure(factory, base, queries, truth, args)]
+            rows = [
+                {"data": kind, "n": args.n, **r, "dim": base.shape[1]}
+                for r in measure(factory, base, queries, truth, args)
+            ]
             gc.collect()  # drop this index before the next one is built
             for r in rows:
                 r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024

@@ -1,24 +1,30 @@
-"""End-to-end /search latency over loopback vs a naive peer (eager transformers + numpy brute force).
+"""Uncached text queries over HTTP against a real `audiosearch serve` process vs the naive in-process loop.
 
-Usage: .venv/bin/python bench/query.py [--sizes 10000 100000 1000000] [--requests 200]
-Prints p50/p99 latency and QPS at concurrency 1 and 8 for each index size, the naive peer's figures on the
-same vectors in the same process, and the ratios; appends to bench/results/query.csv.
+Usage: .venv/bin/python -m bench.query [--sizes 1000 100000] [--requests 400] [--concurrency 1 8 32]
+
+The service runs as its own process (the CLI, as users start it: lite on the slim runtime, micro-batched
+queries); this process drives it over loopback with an asyncio HTTP client at each concurrency, every query a
+distinct string (no cache hits). The baseline is what a user would write first, run in this same process: one
+transformers MiniLM forward per query, mean pooling, then a numpy dot product and argsort over the same vectors.
+A small index makes the run encoding-bound; 100k vectors of lite's 384 dimensions show the Flat scan.
+Prints QPS, p50/p99 and the ratio to the baseline; appends to bench/results/query.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 
 from bench.common import append_csv, machine, random_unit, synthetic_index
 
@@ -30,115 +36,126 @@ def queries(n: int, seed: int = 1) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=rng.integers(2, 6))) + f" {i}" for i in range(n)]
 
 
-def timed(fn, items: list, concurrency: int) -> tuple[list[float], float]:
-    lat: list[float] = []
-    lock = threading.Lock()
-
-    def one(x) -> None:
-        t = time.perf_counter()
-        fn(x)
-        with lock:
-            lat.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    if concurrency == 1:
-        for x in items:
-            one(x)
-    else:
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(one, items))
-    return lat, len(items) / (time.perf_counter() - t0)
-
-
-def stats(lat: list[float], qps: float) -> dict:
+def stats(lat: list[float], seconds: float) -> dict:
     s = sorted(lat)
-    # The load average goes with each figure: the development machine is shared, so others' work shows in it.
     return {
         "p50_ms": round(statistics.median(s) * 1e3, 2),
         "p99_ms": round(s[int(0.99 * (len(s) - 1))] * 1e3, 2),
-        "qps": round(qps, 1),
-        "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg()),
+        "qps": round(len(s) / seconds, 1),
+        "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg()),  # the machine is shared: others show here
     }
 
 
-def naive_peer(vectors: np.ndarray):
-    """What a user would write: transformers MiniLM, mean pooling, numpy dot product and argsort."""
+async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float], float]:
+    """`concurrency` clients, each sending its next query when the previous answer arrived."""
+    lat: list[float] = []
+    todo = iter(qs)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            for q in todo:
+                t = time.perf_counter()
+                r = await client.get("/search", params={"q": q, "k": 10})
+                r.raise_for_status()
+                lat.append(time.perf_counter() - t)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return lat, time.perf_counter() - t0
+
+
+def naive_loop(vectors: np.ndarray, qs: list[str]) -> tuple[list[float], float]:
+    """The baseline: transformers MiniLM one query at a time, numpy brute force."""
+    import torch
     from transformers import AutoModel, AutoTokenizer
 
     from models.encoders.hf_text import minilm_path
 
-    tok = AutoTokenizer.from_pretrained(minilm_path())
-    enc = AutoModel.from_pretrained(minilm_path())
-    proj = torch.nn.Linear(384, vectors.shape[1])
+    tok, enc = AutoTokenizer.from_pretrained(minilm_path()), AutoModel.from_pretrained(minilm_path()).eval()
 
     def search(q: str) -> np.ndarray:
         t = tok([q], return_tensors="pt", padding=True)
         with torch.no_grad():
             h = enc(**t).last_hidden_state
-            v = proj((h * t["attention_mask"][..., None]).sum(1) / t["attention_mask"].sum(1, keepdim=True))
+            v = (h * t["attention_mask"][..., None]).sum(1) / t["attention_mask"].sum(1, keepdim=True)
         v = torch.nn.functional.normalize(v, dim=-1).numpy()[0]
         return np.argsort(-(vectors @ v))[:10]
 
-    return search
+    search("warm up")
+    lat = []
+    t0 = time.perf_counter()
+    for q in qs:
+        t = time.perf_counter()
+        search(q)
+        lat.append(time.perf_counter() - t)
+    return lat, time.perf_counter() - t0
+
+
+def batches(url: str) -> tuple[float, float]:
+    """(batches, queries) so far, from the service's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    found = dict(re.findall(r"^audiosearch_query_batch_size_(count|sum) (\S+)$", text, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+def serve(index: Path, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--index", str(index), "--port", str(port), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError("serve did not become ready")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    ap.add_argument("--requests", type=int, default=200)
-    ap.add_argument("--onnx", action="store_true", help="serve queries through an ONNX export of the text tower")
-    ap.add_argument("--faiss", nargs="+", default=["Flat"], help="FAISS factories to serve, e.g. Flat HNSW32")
-    ap.add_argument("--model", default="lite", help="model whose text tower answers (its dim sizes the vectors)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
 
-    from app.main import create_app
-    from app.settings import Settings
-    from models import load_model
-    from tests.app.live import live_server
+    from models import load_encoder
 
-    model = load_model(args.model)
-    print(f"machine: {machine()}; torch {torch.__version__}")
+    model = load_encoder("lite")  # also makes sure its text export exists before the service starts
+    print(f"machine: {machine()}; service: lite ({type(model).__name__}), {model.dim}-d", flush=True)
     rows = []
-    onnx_tmp = tempfile.TemporaryDirectory()
-    onnx_dir = None
-    if args.onnx:
-        from models.onnx_export import export_text_onnx
-
-        onnx_dir = export_text_onnx(model, Path(onnx_tmp.name) / "onnx")
-    tag = {"model": args.model, "dim": model.config.embed_dim}  # last columns: older rows lack them
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            vectors = random_unit(n, model.config.embed_dim)
-            qs = queries(args.requests)
-            for factory in args.faiss:
-                t = time.perf_counter()
-                idx = synthetic_index(Path(tmp) / factory.replace(",", "_"), vectors, model.fingerprint, factory)
-                print(f"{n} vectors: {factory} index built in {time.perf_counter() - t:.0f} s", flush=True)
-                app = create_app(Settings(index_dir=idx, onnx_dir=onnx_dir), model=model)
-                with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
-                    client.get("/search", params={"q": "warm up"})
-                    for conc in (1, 8):
-                        lat, qps = timed(lambda q: client.get("/search", params={"q": q}).raise_for_status(), qs, conc)
-                        rows.append(
-                            {"system": f"audiosearch {factory}", "vectors": n, "concurrency": conc, **stats(lat, qps)}
-                            | tag
-                        )
-            peer = naive_peer(vectors)
-            peer("warm up")
-            for conc in (1, 8):
-                lat, qps = timed(peer, qs[: max(20, args.requests // 4)], conc)
-                rows.append({"system": "naive", "vectors": n, "concurrency": conc, **stats(lat, qps)} | tag)
-        naive = {r["concurrency"]: r for r in rows if r["system"] == "naive" and r["vectors"] == n}
-        for o in [r for r in rows if r["system"] != "naive" and r["vectors"] == n]:
-            r = naive[o["concurrency"]]
-            print(
-                f"{n:>9} vectors, concurrency {o['concurrency']}: {o['system']} p50 {o['p50_ms']} ms "
-                f"p99 {o['p99_ms']} ms {o['qps']} QPS | naive p50 {r['p50_ms']} ms {r['qps']} QPS | "
-                f"QPS x{o['qps'] / r['qps']:.1f}, p50 x{r['p50_ms'] / o['p50_ms']:.1f} faster | "
-                f"load {o['load_avg']}",
-                flush=True,
-            )
-    print(f"appended to {append_csv('query', rows)}")
+            vectors = random_unit(n, model.dim)
+            idx = synthetic_index(Path(tmp) / "idx", vectors, model.fingerprint, "Flat")
+            naive = stats(*naive_loop(vectors, queries(max(50, args.requests // 4), seed=99)))
+            rows.append({"system": "naive loop", "vectors": n, "concurrency": 1, **naive})
+            proc = serve(idx, args.port)
+            try:
+                url = f"http://127.0.0.1:{args.port}"
+                asyncio.run(drive(url, queries(16, seed=7), 4))  # warm up
+                for i, conc in enumerate(args.concurrency):
+                    before = batches(url)
+                    lat, seconds = asyncio.run(drive(url, queries(args.requests, seed=100 + i), conc))
+                    after = batches(url)
+                    row = {"system": "audiosearch serve", "vectors": n, "concurrency": conc, **stats(lat, seconds)}
+                    row["x_naive_qps"] = round(row["qps"] / naive["qps"], 2)
+                    row["mean_batch"] = round((after[1] - before[1]) / max(1.0, after[0] - before[0]), 1)
+                    rows.append(row)
+                    print(
+                        f"{n:>7} vectors, concurrency {conc:>2}: {row['qps']} QPS, p50 {row['p50_ms']} ms, "
+                        f"p99 {row['p99_ms']} ms | naive loop {naive['qps']} QPS, p50 {naive['p50_ms']} ms | "
+                        f"x{row['x_naive_qps']} | mean batch {row['mean_batch']} | load {row['load_avg']}",
+                        flush=True,
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    print(f"appended to {append_csv('query', [{**r, 'model': 'lite', 'dim': model.dim} for r in rows])}")
 
 
 if __name__ == "__main__":

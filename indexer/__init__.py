@@ -19,6 +19,7 @@ _EXPORTS = {
     "Filters": "indexer.store",
     "Hit": "indexer.search",
     "Page": "indexer.search",
+    "QuerySpec": "indexer.search",
     "Searcher": "indexer.search",
 }
 

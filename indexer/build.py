@@ -123,11 +123,18 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
     prev = previous_files(index_dir)
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
     try:
+        for old in model.config.supersedes:  # an index of padded vectors: convert its cache, embed nothing again
+            if taken := cache.adopt_padded(old["fingerprint"], model.dim):
+                log.info(
+                    "took %d files' vectors from the cache of %s (padded to %d)", taken, old["fingerprint"], old["dim"]
+                )
         settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
         jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report, index_dir / "work" / "handoff")
         _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)
         cache.prune(hashes.values())
+        for old in model.config.supersedes:  # taken over above; the new snapshot no longer needs them
+            cache.drop_fingerprint(old["fingerprint"])
     finally:
         cache.close()
         _append_errors(index_dir, report)

@@ -45,7 +45,11 @@ class EmbeddingCache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        self.suffix = f"|{model_fingerprint}|{window_s:g}|{hop_s:g}"
+        self.window_s, self.hop_s = window_s, hop_s
+        self.suffix = self._suffix(model_fingerprint)
+
+    def _suffix(self, fingerprint: str) -> str:
+        return f"|{fingerprint}|{self.window_s:g}|{self.hop_s:g}"
 
     def key(self, sha1: str) -> str:
         return sha1 + self.suffix
@@ -73,13 +77,31 @@ class EmbeddingCache:
             )
 
     def get(self, sha1: str) -> CachedFile:
-        key = self.key(sha1)
+        return self._get(self.key(sha1))
+
+    def _get(self, key: str) -> CachedFile:
         duration, sr, channels = self.db.execute(
             "SELECT duration, sample_rate, channels FROM files WHERE key = ?", (key,)
         ).fetchone()
         rows = self.db.execute('SELECT start, "end", vec FROM windows WHERE key = ? ORDER BY idx', (key,)).fetchall()
         vecs = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         return CachedFile(duration, sr, channels, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), vecs)
+
+    def adopt_padded(self, old_fingerprint: str, dim: int) -> int:
+        """Take over what an earlier fingerprint of this model cached with its vectors zero-padded (lite before
+        vectors had a dimension per profile): the first `dim` columns are these vectors, so no file is embedded
+        again. Entries with anything but zeros past `dim` are left alone. Returns how many files were taken."""
+        old = self._suffix(old_fingerprint)
+        done, taken = self.done_hashes(), 0
+        for (key,) in self.db.execute("SELECT key FROM files WHERE key LIKE ?", (f"%{old}",)).fetchall():
+            sha1 = key[: -len(old)]
+            if sha1 in done:
+                continue
+            c = self._get(key)
+            if c.vectors.shape[1] > dim and not np.any(c.vectors[:, dim:]):
+                self.put(sha1, c.duration, c.sample_rate, c.channels, c.starts, c.ends, c.vectors[:, :dim])
+                taken += 1
+        return taken
 
     def prune(self, keep: Iterable[str]) -> int:
         """Drop entries of this model/window setting that no snapshot file uses any more."""
@@ -90,6 +112,13 @@ class EmbeddingCache:
                 self.db.execute("DELETE FROM windows WHERE key = ?", (k,))
                 self.db.execute("DELETE FROM files WHERE key = ?", (k,))
         return len(stale)
+
+    def drop_fingerprint(self, fingerprint: str) -> None:
+        """Forget everything cached for another model fingerprint (at these window settings)."""
+        pattern = f"%{self._suffix(fingerprint)}"
+        with self._transaction():
+            self.db.execute("DELETE FROM windows WHERE key LIKE ?", (pattern,))
+            self.db.execute("DELETE FROM files WHERE key LIKE ?", (pattern,))
 
     def close(self) -> None:
         self.db.close()

@@ -14,12 +14,10 @@ and load the model by name or directory; the index directory is written by the d
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -34,6 +32,7 @@ from indexer.decode import decode_job, init_worker
 from indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
+from indexer.ray_connect import ray_session
 from indexer.scan import FileEntry, scan_library
 from indexer.store import previous_files
 from models.atomic import atomic_write
@@ -360,44 +359,3 @@ def _import(result: dict[str, Any], cache: EmbeddingCache, done: set[str]) -> in
 def _remove_shards(index_dir: Path) -> None:
     for p in (index_dir / "work" / "shards").glob("*.npz"):
         p.unlink(missing_ok=True)
-
-
-# -- connecting -------------------------------------------------------------------------------------------
-
-
-def check_ray(address: str | None) -> None:
-    """Fail fast, in one line: Ray missing, or nothing listening at the address (ray.init would wait minutes)."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise IndexBuildError("--ray needs Ray: pip install 'audiosearch[ray]'") from None
-    if not address or address in ("auto", "local"):
-        return
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise IndexBuildError(f"--ray {address}: expected HOST:PORT or ray://HOST:PORT")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as err:
-        raise IndexBuildError(f"--ray {address}: cannot reach a Ray cluster there ({err.strerror or err})") from None
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Use the Ray runtime this process already started (tests, notebooks), else connect or start one."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    check_ray(address)
-    try:
-        # Worker logs stay on the cluster: per-file errors come back in the shard results.
-        ray.init(address=address or None, logging_level=logging.WARNING, log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        raise IndexBuildError(f"--ray {address or '(default)'}: {str(err).splitlines()[0]}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from indexer.backends import search_backend
 from indexer.errors import IndexMismatchError
 from indexer.store import Clip, Filters, SnapshotReader
 
-__all__ = ["Clip", "Filters", "Hit", "Page", "Searcher"]
+__all__ = ["Clip", "Filters", "Hit", "Page", "QuerySpec", "Searcher"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class QuerySpec:
+    """What one query asks for besides its vector: a page of files and the filters they must pass."""
+
+    k: int = 10
+    offset: int = 0
+    filters: Filters = Filters()
+
+
+@dataclass(frozen=True)
 class Page:
     hits: list[Hit]
     total: int  # files that match the filters (every file is a candidate for a semantic query)
@@ -34,11 +44,13 @@ class Page:
 class Searcher:
     """One loaded snapshot. Thread-safe for concurrent searches; a reload builds a new Searcher."""
 
-    def __init__(self, index_dir: Path, mmap: bool = False) -> None:
+    def __init__(self, index_dir: Path, mmap: bool = False, device: str = "cpu") -> None:
+        """device 'cuda' searches on the GPU (indexer.backends); the FAISS index stays for lookups by id."""
         self.reader = SnapshotReader(index_dir, mmap)
-        self.index_dir, self.mmap = self.reader.index_dir, mmap
+        self.index_dir, self.mmap, self.device = self.reader.index_dir, mmap, device
         self.snapshot, self.manifest, self.library = self.reader.snapshot, self.reader.manifest, self.reader.library
         self.index, self.n_files = self.reader.index, self.reader.n_files
+        self.backend = search_backend(self.index, device)
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
 
     @property
@@ -60,11 +72,28 @@ class Searcher:
 
     def search(self, queries: np.ndarray, k: int = 10, offset: int = 0, filters: Filters | None = None) -> list[Page]:
         """queries (Q, dim), unit norm -> one Page per query of at most k files, best window each."""
-        queries = self._shaped(queries)
-        filters = filters or Filters()
-        total = self.reader.count(filters)
-        want = min(k + offset, total)
-        return [Page(hits, total) for hits in self._search_grouped(queries, want, filters, k, offset)]
+        return self.search_many(queries, [QuerySpec(k, offset, filters or Filters())] * len(queries))
+
+    def search_many(self, vectors: np.ndarray, queries: list[QuerySpec]) -> list[Page]:
+        """One Page per (vector, query): queries of several requests share each FAISS call (the batcher's)."""
+        vectors = self._shaped(vectors)
+        totals = {f: self.reader.count(f) for f in {q.filters for q in queries}}
+        wants = [min(q.k + q.offset, totals[q.filters]) for q in queries]
+        pages: list[Page | None] = [None] * len(queries)
+        todo = list(range(len(queries)))
+        fetch = min(self.index.ntotal, max(16, 4 * max(wants, default=0)))
+        while todo:
+            scores, ids = self.backend.search(vectors[todo], fetch)
+            still = []
+            for row, i in enumerate(todo):
+                q = queries[i]
+                best = self._best_per_file(scores[row], ids[row], q.filters)
+                if len(best) >= wants[i] or fetch >= self.index.ntotal:
+                    pages[i] = Page(best[q.offset : q.offset + q.k], totals[q.filters])
+                else:
+                    still.append(i)  # filters dropped candidates: fetch more, for these queries only
+            todo, fetch = still, min(self.index.ntotal, fetch * 4)
+        return [p or Page([], 0) for p in pages]
 
     def _shaped(self, queries: np.ndarray) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -74,23 +103,6 @@ class Searcher:
         if queries.ndim != 2 or queries.shape[1] != d:
             raise IndexMismatchError(f"query vectors of shape {queries.shape}; the index holds {d}-d vectors")
         return queries
-
-    def _search_grouped(self, queries: np.ndarray, want: int, filters: Filters, k: int, offset: int) -> list[list[Hit]]:
-        ntotal = self.index.ntotal
-        fetch = min(ntotal, max(4 * want, 16))
-        results: list[list[Hit] | None] = [None] * len(queries)
-        todo = list(range(len(queries)))
-        while todo:
-            scores, ids = self.index.search(queries[todo], fetch)
-            still = []
-            for row, q in enumerate(todo):
-                best = self._best_per_file(scores[row], ids[row], filters)
-                if len(best) >= want or fetch >= ntotal:
-                    results[q] = best[offset : offset + k]
-                else:
-                    still.append(q)
-            todo, fetch = still, min(ntotal, fetch * 4)
-        return [r or [] for r in results]
 
     def _best_per_file(self, scores: np.ndarray, ids: np.ndarray, filters: Filters) -> list[Hit]:
         valid = ids >= 0

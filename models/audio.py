@@ -83,7 +83,12 @@ def _decode(path: str | Path, seconds: float | None = None) -> tuple[np.ndarray,
 def _decode_librosa(p: Path, sf_error: Exception, seconds: float | None = None) -> tuple[np.ndarray, int]:
     import warnings
 
-    import librosa
+    try:
+        import librosa
+    except ImportError:  # the slim runtime: libsndfile's formats only (wav, flac, ogg, opus, mp3, aiff)
+        raise AudioDecodeError(
+            f"{p}: cannot decode ({_short(sf_error)}; other formats need audiosearch[full] and ffmpeg)"
+        ) from None
 
     try:
         with warnings.catch_warnings():

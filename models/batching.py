@@ -35,6 +35,22 @@ def audio_batch(
     return batch, lens
 
 
+def model_batches(
+    waveforms: Waveforms,
+    sample_rate: int,
+    lengths: Sequence[int] | np.ndarray | None,
+    target_rate: int,
+    batch_size: int,
+    crops_padding: bool,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(waves, lengths) model batches of at most `batch_size` rows; a tower that ignores trailing padding gets
+    each batch cut to its longest real row."""
+    batch, lens = audio_batch(waveforms, sample_rate, lengths, target_rate)
+    for rows in chunks(len(batch), batch_size):
+        width = int(lens[rows].max()) if crops_padding else batch.shape[1]
+        yield batch[rows, :width], lens[rows]
+
+
 def _stack(waveforms: Waveforms, lengths: object) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(waveforms, "detach"):  # a torch tensor, from training code or a notebook
         waveforms = waveforms.detach().cpu().numpy()  # type: ignore[union-attr]

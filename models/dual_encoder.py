@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.batching import Waveforms, audio_batch, chunks
+from models.batching import Waveforms, chunks, model_batches
 from models.config import ModelConfig
 from models.encoders.base import AudioTower, TextTower, build_audio_tower, build_text_tower
 from models.errors import ModelLoadError
@@ -130,16 +130,14 @@ class DualEncoder(nn.Module):
         batch_size: int = 32,
     ) -> np.ndarray:
         """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors."""
-        batch, lens = audio_batch(waveforms, sample_rate, lengths, self.sample_rate)
+        crop = self.audio_tower.crops_padding
         out = []
         with self._inference():
-            for rows in chunks(len(batch), batch_size):
-                width = int(lens[rows].max()) if self.audio_tower.crops_padding else batch.shape[1]
-                if self._runtime_takes(width):
-                    out.append(self.audio_runtime.embed(batch[rows, :width], lens[rows]))  # type: ignore[union-attr]
+            for waves, lens in model_batches(waveforms, sample_rate, lengths, self.sample_rate, batch_size, crop):
+                if self._runtime_takes(waves.shape[1]):
+                    out.append(self.audio_runtime.embed(waves, lens))  # type: ignore[union-attr]
                     continue
-                x = torch.from_numpy(batch[rows, :width]).to(self.device)
-                n = torch.from_numpy(lens[rows]).to(self.device)
+                x, n = torch.from_numpy(waves).to(self.device), torch.from_numpy(lens).to(self.device)
                 out.append(self.embed_audio(x, n).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.batching import Waveforms, audio_batch, chunks
+from models.batching import Waveforms, chunks, model_batches
 from models.config import ModelConfig
 from models.errors import ModelLoadError
 from models.model_dir import ModelSource
@@ -72,12 +72,9 @@ class RuntimeEncoder:
         batch_size: int = 32,
     ) -> np.ndarray:
         """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors."""
-        batch, lens = audio_batch(waveforms, sample_rate, lengths, self.sample_rate)
-        out = []
-        for rows in chunks(len(batch), batch_size):
-            width = int(lens[rows].max()) if self.audio_core.crops_padding else batch.shape[1]
-            out.append(self.audio_proj(self.audio_core(batch[rows, :width], lens[rows])))
-        return np.concatenate(out)
+        crop = self.audio_core.crops_padding
+        batches = model_batches(waveforms, sample_rate, lengths, self.sample_rate, batch_size, crop)
+        return np.concatenate([self.audio_proj(self.audio_core(waves, lens)) for waves, lens in batches])
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Captions or queries -> (B, embed_dim) float32 unit vectors."""

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
+from tests.app.live import free_port as pick_port
 from tests.conftest import REPO
+
+
+@pytest.fixture()
+def free_port() -> int:
+    return pick_port()
 
 
 def run_bench(module: str, *args: str, tmp_path) -> str:
@@ -19,10 +25,11 @@ def run_bench(module: str, *args: str, tmp_path) -> str:
     return r.stdout
 
 
-def test_query_bench_tiny(tmp_path) -> None:
-    out = run_bench("bench.query", "--sizes", "300", "--requests", "8", tmp_path=tmp_path)
-    assert "300 vectors, concurrency 8: audiosearch Flat" in out and "QPS x" in out
-    assert (tmp_path / "query.csv").read_text().count("\n") == 5  # header + 4 rows
+def test_query_bench_tiny(tmp_path, free_port) -> None:
+    out = run_bench("bench.query", "--sizes", "300", "--requests", "16", "--concurrency", "1", "8",
+                    "--port", str(free_port), tmp_path=tmp_path)
+    assert "300 vectors, concurrency  8:" in out and "mean batch" in out and "| x" in out
+    assert (tmp_path / "query.csv").read_text().count("\n") == 4  # header + naive loop + 2 concurrencies
 
 
 def test_index_bench_tiny(tmp_path, shared_data) -> None:
@@ -35,6 +42,7 @@ def test_faiss_bench_tiny(tmp_path, module: str) -> None:
     tiny = ["--n", "3000", "--queries", "20", "--nlist", "16", "--pq", "8", "--dim", "128"]
     out = run_bench(module, *tiny, tmp_path=tmp_path)
     assert "recall@10" in out and "HNSW32" in out
+    assert out.count("lite ") >= 4 and out.count("random ") >= 4  # lite-like vectors first, then the others
 
 
 def test_load_bench_tiny_swaps_without_failures(tmp_path, shared_data) -> None:

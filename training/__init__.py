@@ -1,86 +1,56 @@
-"""Training of the dual encoder: data sets, cached tower features, projection and tower trainers, metrics, runs."""
+"""Training of the dual encoder: data sets, cached tower features, projection and tower trainers, metrics, runs.
 
-from training.augment import augment_rows, load_extra_captions, template_captions
-from training.data import (
-    CaptionRow,
-    DatasetError,
-    caption_group,
-    group_split,
-    load_caption_csv,
-    path_stem_group,
-    split_rows,
-)
-from training.datasets import FORMATS, detect_format, load_rows
-from training.features import (
-    AudioFeatures,
-    compute_audio_features,
-    compute_text_features,
-    project_audio,
-    project_text,
-)
-from training.metrics import chance_metrics, precision_at_k, retrieval_metrics
-from training.run import (
-    DataSpec,
-    RunConfig,
-    RunResult,
-    StageConfig,
-    load_run_config,
-    parse_run_config,
-    run_training,
-)
-from training.towers import set_frozen, train_towers
-from training.trainer import (
-    EvalSet,
-    PairSet,
-    StepCheckpoint,
-    TrainConfig,
-    TrainResult,
-    eval_set_from_rows,
-    evaluate,
-    pairs_from_rows,
-    reset_projections,
-    train_projections,
-)
+Exports resolve lazily (models/lazy.py): the service validates training configs without importing torch.
+"""
 
-__all__ = [
-    "AudioFeatures",
-    "CaptionRow",
-    "DataSpec",
-    "DatasetError",
-    "EvalSet",
-    "FORMATS",
-    "PairSet",
-    "RunConfig",
-    "RunResult",
-    "StageConfig",
-    "StepCheckpoint",
-    "TrainConfig",
-    "TrainResult",
-    "augment_rows",
-    "caption_group",
-    "chance_metrics",
-    "compute_audio_features",
-    "compute_text_features",
-    "detect_format",
-    "eval_set_from_rows",
-    "evaluate",
-    "group_split",
-    "load_caption_csv",
-    "load_extra_captions",
-    "load_rows",
-    "load_run_config",
-    "pairs_from_rows",
-    "parse_run_config",
-    "path_stem_group",
-    "precision_at_k",
-    "project_audio",
-    "project_text",
-    "reset_projections",
-    "retrieval_metrics",
-    "set_frozen",
-    "run_training",
-    "split_rows",
-    "template_captions",
-    "train_projections",
-    "train_towers",
-]
+from __future__ import annotations
+
+from models.lazy import lazy_exports
+
+_EXPORTS = {
+    "AudioFeatures": "training.features",
+    "CaptionRow": "training.data",
+    "DataSpec": "training.run",
+    "DatasetError": "training.data",
+    "EvalSet": "training.trainer",
+    "FORMATS": "training.datasets",
+    "PairSet": "training.trainer",
+    "RunConfig": "training.run",
+    "RunResult": "training.run",
+    "StageConfig": "training.run",
+    "StepCheckpoint": "training.trainer",
+    "TrainConfig": "training.trainer",
+    "TrainResult": "training.trainer",
+    "augment_rows": "training.augment",
+    "caption_group": "training.data",
+    "chance_metrics": "training.metrics",
+    "compute_audio_features": "training.features",
+    "compute_text_features": "training.features",
+    "detect_format": "training.datasets",
+    "eval_set_from_rows": "training.trainer",
+    "evaluate": "training.trainer",
+    "group_split": "training.data",
+    "load_caption_csv": "training.data",
+    "load_extra_captions": "training.augment",
+    "load_rows": "training.datasets",
+    "load_run_config": "training.run",
+    "pairs_from_rows": "training.trainer",
+    "parse_run_config": "training.run",
+    "path_stem_group": "training.data",
+    "precision_at_k": "training.metrics",
+    "project_audio": "training.features",
+    "project_text": "training.features",
+    "reset_projections": "training.trainer",
+    "retrieval_metrics": "training.metrics",
+    "run_training": "training.run",
+    "set_frozen": "training.towers",
+    "split_rows": "training.data",
+    "template_captions": "training.augment",
+    "train_projections": "training.trainer",
+    "train_towers": "training.towers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from app.batcher import QueryBatcher
 from app.search_service import SearchService
 from app.settings import Settings
 
@@ -16,6 +17,11 @@ def get_service(request: Request) -> SearchService:
     if service is None:
         raise HTTPException(503, "the index is not loaded yet")
     return service
+
+
+def get_batcher(request: Request) -> QueryBatcher:
+    get_service(request)  # the batcher exists once the service does
+    return request.app.state.batcher
 
 
 def get_settings(request: Request) -> Settings:
@@ -33,5 +39,6 @@ def require_admin(request: Request, settings: Annotated[Settings, Depends(get_se
 
 
 ServiceDep = Annotated[SearchService, Depends(get_service)]
+BatcherDep = Annotated[QueryBatcher, Depends(get_batcher)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AdminDep = Depends(require_admin)

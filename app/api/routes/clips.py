@@ -22,6 +22,11 @@ CONTENT_TYPES = {".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
                  ".aiff": "audio/aiff"}
 
 
+def audio_path(clip_id: int) -> str:
+    """The path of a clip's audio route (clip_audio below)."""
+    return f"{router.prefix}/{clip_id}/audio"
+
+
 @router.get("/{clip_id}", response_model=ClipInfo, summary="Metadata of one indexed file")
 def clip_info(request: Request, clip_id: ClipId, service: ServiceDep) -> ClipInfo:
     c = service.clip(clip_id)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ServiceDep, SettingsDep
+from app.api.deps import BatcherDep, ServiceDep, SettingsDep
+from app.api.routes.clips import audio_path
 from app.cancel import run_cancellable
 from app.limits import limited
 from app.schemas import (
@@ -25,24 +25,25 @@ from app.schemas import (
     SearchResponse,
     clean_query,
 )
-from indexer import Filters, Page
+from indexer import Filters, Page, QuerySpec
 from models import AUDIO_EXTENSIONS
 
 router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}})
 
 
-def _filters(f: SearchFilters | None) -> Filters | None:
+def _filters(f: SearchFilters | None) -> Filters:
     if f is None:
-        return None
+        return Filters()
     if f.min_duration is not None and f.max_duration is not None and f.min_duration > f.max_duration:
         raise HTTPException(422, "filters.min_duration must not exceed filters.max_duration")
     return Filters(f.path_prefix, f.min_duration, f.max_duration)
 
 
 def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
+    root = request.scope.get("root_path", "")  # a path prefix set by a reverse proxy, as url_for would add
     hits = [
         SearchHit(id=h.file_id, path=h.path, score=round(h.score, 6), start=h.start, end=h.end, duration=h.duration,
-                  audio_url=str(request.url_for("clip_audio", clip_id=h.file_id).path))
+                  audio_url=root + audio_path(h.file_id))  # not url_for: it tries every route, per hit
         for h in page.hits
     ]
     took = round((time.perf_counter() - t0) * 1e3, 3)
@@ -52,7 +53,7 @@ def _response(request: Request, query: str, page: Page, t0: float) -> SearchResp
 @router.get("/search", response_model=SearchResponse, summary="Search by text")
 async def search_get(
     request: Request,
-    service: ServiceDep,
+    batcher: BatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="text query")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
@@ -67,22 +68,23 @@ async def search_get(
     body = SearchRequest(query=query, k=k, offset=offset,
                          filters=SearchFilters(path_prefix=path_prefix, min_duration=min_duration,
                                                max_duration=max_duration))
-    return await search_post(request, body, service)
+    return await search_post(request, body, batcher)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search by text (JSON body, with filters)")
-async def search_post(request: Request, body: SearchRequest, service: ServiceDep) -> SearchResponse:
+async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep) -> SearchResponse:
     t0 = time.perf_counter()
-    filters = _filters(body.filters)
-    page = (await run_in_threadpool(service.search_text, [body.query], body.k, body.offset, filters))[0]
+    query = QuerySpec(body.k, body.offset, _filters(body.filters))
+    (page,) = await batcher.submit([body.query], [query])  # shares a forward and a search with other requests
     return _response(request, body.query, page, t0)
 
 
 @router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch",
              responses={429: {"model": ErrorResponse}}, dependencies=[limited("batch")])
-async def search_batch(request: Request, body: BatchSearchRequest, service: ServiceDep) -> BatchSearchResponse:
+async def search_batch(request: Request, body: BatchSearchRequest, batcher: BatcherDep) -> BatchSearchResponse:
     t0 = time.perf_counter()
-    pages = await run_in_threadpool(service.search_text, body.queries, body.k, 0, _filters(body.filters))
+    query = QuerySpec(body.k, 0, _filters(body.filters))
+    pages = await batcher.submit(body.queries, [query] * len(body.queries))
     return BatchSearchResponse(
         responses=[_response(request, q, p, t0) for q, p in zip(body.queries, pages, strict=True)],
         took_ms=round((time.perf_counter() - t0) * 1e3, 3),

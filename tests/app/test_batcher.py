@@ -1,0 +1,131 @@
+"""Micro-batched text queries: concurrent requests share forwards and searches, with the results of sequential ones."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.batcher import QueryBatcher
+from app.main import create_app
+from app.settings import Settings
+from indexer import IndexOptions, build_index
+from tests.app.live import live_server
+from tests.conftest import copy_clips
+
+QUERIES = [
+    "a dog barking",
+    "rain on a roof",
+    "a rooster crowing at dawn",
+    "a helicopter flying over",
+    "waves on a beach",
+    "a chainsaw cutting wood",
+    "a clock ticking",
+    "a baby crying",
+    "crackling fire",
+    "someone sneezing",
+    "dog",
+    "heavy rain and thunder",
+    "birds singing",
+    "an engine idling",
+    "water splashing",
+    "footsteps",
+]
+
+
+@pytest.fixture(scope="module")
+def index(shared_data, tmp_path_factory, lite_model) -> Path:
+    root = tmp_path_factory.mktemp("batcher")
+    copy_clips(shared_data, root / "lib", {"dog_bark": 4, "rooster": 4, "rain": 4, "helicopter": 4, "sea_waves": 4})
+    build_index(root / "lib", root / "idx", lite_model, IndexOptions(workers=0, progress=False))
+    return root / "idx"
+
+
+def _request(i: int) -> dict:
+    """Queries of several shapes: pages, offsets and filters differ between the requests of one batch."""
+    body: dict = {"query": QUERIES[i % len(QUERIES)], "k": 3 + i % 5, "offset": i % 3}
+    if i % 4 == 0:
+        body["filters"] = {"path_prefix": ["dog_bark/", "rain/", "rooster/"][i % 3]}
+    return body
+
+
+def _hits(r: httpx.Response) -> list[tuple[int, float]]:
+    assert r.status_code == 200, r.text
+    return [(h["id"], h["score"]) for h in r.json()["results"]]
+
+
+def test_concurrent_requests_get_the_results_of_sequential_ones(index, lite_model) -> None:
+    app = create_app(Settings(index_dir=index, query_cache_size=0, batch_max_wait_ms=20), model=lite_model)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        sequential = [_hits(client.post("/search", json=_request(i))) for i in range(48)]
+        with ThreadPoolExecutor(16) as pool:
+            concurrent = list(pool.map(lambda i: _hits(client.post("/search", json=_request(i))), range(48)))
+        assert client.post("/search/batch", json={"queries": QUERIES[:6], "k": 4}).status_code == 200
+        metrics = client.get("/metrics").text
+    assert concurrent == sequential
+    count = float(re.search(r"audiosearch_query_batch_size_count (\S+)", metrics).group(1))
+    total = float(re.search(r"audiosearch_query_batch_size_sum (\S+)", metrics).group(1))
+    assert total == 48 * 2 + 6  # every query went through the batcher once
+    assert count < total  # and some of them shared a forward with others
+    assert "audiosearch_query_queue_seconds_bucket" in metrics
+
+
+def test_batch_route_matches_single_queries(index, lite_model) -> None:
+    app = create_app(Settings(index_dir=index, query_cache_size=0), model=lite_model)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        batch = client.post("/search/batch", json={"queries": QUERIES[:8], "k": 4}).json()["responses"]
+        singles = [_hits(client.get("/search", params={"q": q, "k": 4})) for q in QUERIES[:8]]
+    assert [[(h["id"], h["score"]) for h in r["results"]] for r in batch] == singles
+
+
+def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> None:
+    # a long gathering window, so the abandoned request and the others are in one batch
+    app = create_app(Settings(index_dir=index, query_cache_size=0, batch_max_wait_ms=300), model=lite_model)
+    with live_server(app) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            expected = [_hits(client.post("/search", json=_request(i))) for i in range(6)]
+        results: dict[int, object] = {}
+
+        def run(i: int, timeout: float) -> None:
+            try:
+                results[i] = _hits(httpx.post(f"{url}/search", json=_request(i), timeout=timeout))
+            except httpx.TimeoutException as err:
+                results[i] = err
+
+        threads = [threading.Thread(target=run, args=(i, 0.05 if i == 2 else 60)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = _hits(httpx.post(f"{url}/search", json=_request(0), timeout=60))
+    assert isinstance(results[2], httpx.TimeoutException)  # it gave up while its batch was gathering
+    assert [results[i] for i in (0, 1, 3, 4, 5)] == [expected[i] for i in (0, 1, 3, 4, 5)]
+    assert after == expected[0]
+
+
+def test_batcher_gathers_up_to_its_limit_and_skips_cancelled_queries() -> None:
+    seen: list[list[str]] = []
+
+    def job(texts: list[str], options: list[int]) -> list[str]:
+        seen.append(list(texts))
+        return [f"{t}:{o}" for t, o in zip(texts, options, strict=True)]
+
+    async def main() -> tuple[list, list]:
+        batcher = QueryBatcher(job, max_batch=4, max_wait_ms=50)
+        gone = asyncio.create_task(batcher.submit(["gone"], [0]))
+        await asyncio.sleep(0)  # queued, then its request goes away before the batch starts
+        gone.cancel()
+        results = await asyncio.gather(*(batcher.submit([f"q{i}"], [i]) for i in range(6)))
+        many = await batcher.submit(["a", "b", "c"], [1, 2, 3])
+        await batcher.close()
+        return results, many
+
+    results, many = asyncio.run(main())
+    assert results == [[f"q{i}:{i}"] for i in range(6)] and many == ["a:1", "b:2", "c:3"]
+    assert all(len(b) <= 4 for b in seen) and not any("gone" in b for b in seen)
+    assert [len(b) for b in seen[:2]] == [4, 2]  # six queries queued together: one full batch, then the rest

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -100,7 +102,7 @@ class SearchService:
 
     def search_audio(
         self,
-        data: bytes,
+        upload: BinaryIO,
         suffix: str,
         k: int,
         offset: int = 0,
@@ -110,23 +112,24 @@ class SearchService:
     ) -> tuple[Page, ReadLimit]:
         """Query by example: the first `max_seconds` of the upload, windowed like indexed files; windows are
         averaged. Returns the page and what was read (seconds, truncated)."""
-        vec, read = self.audio_vector(data, suffix, max_seconds, check)
+        vec, read = self.audio_vector(upload, suffix, max_seconds, check)
         return self.searcher.search(vec[None], k, offset, filters)[0], read
 
     def audio_vector(
-        self, data: bytes, suffix: str, max_seconds: float | None = 30.0, check: Callable[[], None] | None = None
+        self, upload: BinaryIO, suffix: str, max_seconds: float | None = 30.0, check: Callable[[], None] | None = None
     ) -> tuple[np.ndarray, ReadLimit]:
+        """The upload (a file object, read in 1 MB pieces into a named file decoders can open) as one vector."""
         read = ReadLimit(max_seconds, check)
         cfg = self.model.config
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-            f.write(data)
+            shutil.copyfileobj(upload, f, 1 << 20)
             f.flush()
             windows = file_windows(f.name, self.model.sample_rate, cfg.window_seconds, cfg.hop_seconds, limit=read)
             # The lock is held per batch only: decoding one upload never holds up another's forward.
             encode = checked_encode(self._locked_encode, check) if check else self._locked_encode
             (result,) = Embedder(encode, batch_size=32, overlap=False).embed([(f.name, windows)])
-        if result.error is not None or result.vectors is None:
-            raise InvalidInputError(result.error or "the uploaded audio gives no windows")
+        if result.error is not None or result.vectors is None:  # the reason, without the server's temp path
+            raise InvalidInputError((result.error or "the uploaded audio gives no windows").replace(f.name, "upload"))
         mean = result.vectors.mean(axis=0)
         norm = float(np.linalg.norm(mean))
         if norm == 0:

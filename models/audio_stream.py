@@ -141,10 +141,25 @@ def _limited_windows(
 ) -> Iterator[Windows]:
     try:
         sf.info(str(path))
-    except Exception:  # not a soundfile format (m4a, ...): decode the head only
-        yield cut_windows(_head(path, sample_rate, limit), sample_rate, window_s, hop_s)
+    except Exception as err:
+        if _SOUNDFILE_SUFFIXES.get(path.suffix.lower()) in sf.available_formats():
+            # a format soundfile reads, so the file is broken: librosa would fail too, after importing ~200 MB
+            raise AudioDecodeError(f"{path}: cannot decode ({str(err).splitlines()[0][:160]})") from None
+        yield cut_windows(_head(path, sample_rate, limit), sample_rate, window_s, hop_s)  # m4a, ...: the head only
         return
     yield from stream_windows(path, sample_rate, window_s, hop_s, chunk_windows=chunk_windows, limit=limit)
+
+
+_SOUNDFILE_SUFFIXES = {
+    ".wav": "WAV",
+    ".flac": "FLAC",
+    ".ogg": "OGG",
+    ".oga": "OGG",
+    ".opus": "OGG",
+    ".mp3": "MP3",
+    ".aiff": "AIFF",
+    ".aif": "AIFF",
+}
 
 
 def _head(path: Path, sample_rate: int, limit: ReadLimit) -> np.ndarray:

@@ -113,13 +113,15 @@ async def search_by_audio(
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in AUDIO_EXTENSIONS:
         raise HTTPException(415, f"unsupported file type {suffix or '(none)'}; send one of {sorted(AUDIO_EXTENSIONS)}")
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
+    size = file.size if file.size is not None else len(await file.read(settings.max_upload_bytes + 1))
+    if size > settings.max_upload_bytes:
         raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
-    if not data:
+    if size == 0:
         raise HTTPException(422, "the uploaded file is empty")
+    await file.seek(0)
+    # the spooled upload (on disk past 1 MB) is handed over as a file: never held in memory whole
     page, read = await run_cancellable(
-        request, service.search_audio, data, suffix, k, offset, max_seconds=settings.max_query_seconds
+        request, service.search_audio, file.file, suffix, k, offset, max_seconds=settings.max_query_seconds
     )
     base = _response(request, f"<audio:{file.filename}>", page, t0)
     audio = AudioQuery(seconds=round(read.seconds, 3), truncated=read.truncated, max_seconds=settings.max_query_seconds)

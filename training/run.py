@@ -190,7 +190,12 @@ def stage_rows(specs: Sequence[DataSpec], read_root: Path | None = None) -> list
     rows: list[CaptionRow] = []
     for spec in specs:
         rows += load_rows(
-            spec.csv, spec.format, spec.audio_root, spec.caption_column, spec.audio_pattern, spec.skip_missing,
+            spec.csv,
+            spec.format,
+            spec.audio_root,
+            spec.caption_column,
+            spec.audio_pattern,
+            spec.skip_missing,
             confine=confine,
         )
     return rows

@@ -55,8 +55,12 @@ class EmbeddingCache:
         return sha1 + self.suffix
 
     def done_hashes(self) -> set[str]:
-        rows = self.db.execute("SELECT key FROM files WHERE key LIKE ?", (f"%{self.suffix}",))
-        return {k[: -len(self.suffix)] for (k,) in rows}
+        return {k[: -len(self.suffix)] for k in self._keys(self.suffix)}
+
+    def _keys(self, suffix: str) -> list[str]:
+        """Keys ending in `suffix`, compared exactly (LIKE would read '_' and '%' in a model name as wildcards)."""
+        sql = "SELECT key FROM files WHERE substr(key, -?) = ?"
+        return [k for (k,) in self.db.execute(sql, (len(suffix), suffix)).fetchall()]
 
     def put(self, sha1: str, duration: float, sr: int, channels: int, starts, ends, vectors: np.ndarray) -> None:
         """One file, in one transaction: either all its windows are cached or none."""
@@ -80,9 +84,10 @@ class EmbeddingCache:
         return self._get(self.key(sha1))
 
     def _get(self, key: str) -> CachedFile:
-        duration, sr, channels = self.db.execute(
-            "SELECT duration, sample_rate, channels FROM files WHERE key = ?", (key,)
-        ).fetchone()
+        row = self.db.execute("SELECT duration, sample_rate, channels FROM files WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise KeyError(f"not in the embedding cache: {key}")
+        duration, sr, channels = row
         rows = self.db.execute('SELECT start, "end", vec FROM windows WHERE key = ? ORDER BY idx', (key,)).fetchall()
         vecs = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         return CachedFile(duration, sr, channels, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), vecs)
@@ -93,7 +98,7 @@ class EmbeddingCache:
         again. Entries with anything but zeros past `dim` are left alone. Returns how many files were taken."""
         old = self._suffix(old_fingerprint)
         done, taken = self.done_hashes(), 0
-        for (key,) in self.db.execute("SELECT key FROM files WHERE key LIKE ?", (f"%{old}",)).fetchall():
+        for key in self._keys(old):
             sha1 = key[: -len(old)]
             if sha1 in done:
                 continue
@@ -115,10 +120,11 @@ class EmbeddingCache:
 
     def drop_fingerprint(self, fingerprint: str) -> None:
         """Forget everything cached for another model fingerprint (at these window settings)."""
-        pattern = f"%{self._suffix(fingerprint)}"
+        keys = self._keys(self._suffix(fingerprint))
         with self._transaction():
-            self.db.execute("DELETE FROM windows WHERE key LIKE ?", (pattern,))
-            self.db.execute("DELETE FROM files WHERE key LIKE ?", (pattern,))
+            for k in keys:
+                self.db.execute("DELETE FROM windows WHERE key = ?", (k,))
+                self.db.execute("DELETE FROM files WHERE key = ?", (k,))
 
     def close(self) -> None:
         self.db.close()

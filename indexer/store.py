@@ -191,11 +191,20 @@ def prune_snapshots(index_dir: Path, keep: int = 2) -> None:
     """Keep the live snapshot and the one before it (a server may still be reading it); drop the rest."""
     snaps = index_dir / "snapshots"
     live = (index_dir / "CURRENT").read_text().strip()
-    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    # commit order, not name order: ids made within one second differ only in their random part
+    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=_committed_at)
     for old in [p for p in done if p.name != live][: max(0, len(done) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
     for tmp in snaps.glob(".tmp-*"):  # left by a crashed run
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _committed_at(snapshot: Path) -> tuple[int, str]:
+    """When the snapshot's manifest was written (its last step before CURRENT flips), then its name."""
+    try:
+        return (snapshot / MANIFEST).stat().st_mtime_ns, snapshot.name
+    except OSError:  # incomplete: the oldest of all
+        return 0, snapshot.name
 
 
 # -- FAISS ------------------------------------------------------------------------------------------------
@@ -276,10 +285,10 @@ class SnapshotWriter:
     def __init__(self, index_dir: Path, dim: int, factory: str) -> None:
         self.index_dir = index_dir
         self.id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.factory = factory
+        self.index = new_index(dim, factory)  # before any folder: a bad factory leaves nothing behind
         self.tmp = index_dir / "snapshots" / f".tmp-{self.id}"
         self.tmp.mkdir(parents=True)
-        self.factory = factory
-        self.index = new_index(dim, factory)
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:  # lets the service look a window's vector up by id (query by indexed clip)
             ivf.set_direct_map_type(faiss.DirectMap.Array)

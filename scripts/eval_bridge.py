@@ -45,8 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models import DualEncoder, Windows, cut_windows, load_audio, load_model  # noqa: E402
-from models.encoders.bridge import class_match_scores  # noqa: E402
 from models.profiles import CHECKPOINTS, profile  # noqa: E402
+from models.towers.bridge import class_match_scores  # noqa: E402
 from training import caption_group, group_split, load_caption_csv, reset_projections  # noqa: E402
 from training.metrics import chance_metrics, precision_at_k, retrieval_metrics  # noqa: E402
 
@@ -97,15 +97,15 @@ def load_sets(root: Path, names: list[str], ad_fraction: float, ad_seed: int) ->
 
 
 def embed_clips(
-    embed: Callable[[np.ndarray, np.ndarray], torch.Tensor], paths: list[Path], sr: int
-) -> tuple[torch.Tensor, np.ndarray]:
+    embed: Callable[[np.ndarray, np.ndarray], np.ndarray], paths: list[Path], sr: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every 10 s window of every clip -> (W, D) and the clip index of each window."""
     out, owner = [], []
     for i, p in enumerate(paths):
         w = _windows(p, sr)
-        out.append(embed(w.waves, w.lengths))
+        out.append(np.asarray(embed(w.waves, w.lengths)))
         owner += [i] * len(w.waves)
-    return torch.cat(out), np.asarray(owner)
+    return np.concatenate(out), np.asarray(owner)
 
 
 @functools.cache
@@ -131,7 +131,7 @@ def eval_dual(model: DualEncoder, s: EvalSet) -> dict[str, dict[str, float]]:
     rel = s.relevance()
     res = {}
     for form, texts in query_forms(s.queries).items():
-        sim = (model.encode_text(texts) @ audio.T).numpy()
+        sim = model.encode_text(texts) @ audio.T
         res[form] = metrics(clip_max(sim, owner, len(s.paths)), rel)
     return res
 
@@ -142,12 +142,11 @@ def metrics(sim: np.ndarray, rel: np.ndarray) -> dict[str, float]:
 
 
 def eval_class_match(model: DualEncoder, s: EvalSet) -> dict[str, dict[str, float]]:
-    bridge = model.audio_tower
+    bridge = model.audio_tower.core  # the numpy bridge core inside the torch model
     sr = model.sample_rate
 
-    def probs(waves: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-        with torch.inference_mode():
-            return bridge.tagger.scores(torch.from_numpy(waves), torch.from_numpy(lengths))[0]
+    def probs(waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return bridge.tagger.scores(waves, lengths)[0]
 
     clip_probs, owner = embed_clips(probs, s.paths, sr)
     rel = s.relevance()
@@ -156,7 +155,7 @@ def eval_class_match(model: DualEncoder, s: EvalSet) -> dict[str, dict[str, floa
         with torch.inference_mode():
             q = model.text_tower(**model.text_tower.tokenize(texts))
         # z-scores over this set's windows stand in for a library's statistics.
-        sim = class_match_scores(q, clip_probs, bridge.prompt_emb).numpy()
+        sim = class_match_scores(q.numpy(), clip_probs, bridge.prompt_emb)
         res[form] = metrics(clip_max(sim, owner, len(s.paths)), rel)
     return res
 

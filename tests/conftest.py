@@ -57,3 +57,19 @@ def copy_clips(shared: Path, dest: Path, per_class: dict[str, int]) -> list[Path
         for src in sorted((shared / "esc10" / label).glob("*.ogg"))[:n]:
             out.append(Path(shutil.copy(src, dest / label / src.name)))
     return out
+
+
+@pytest.fixture(scope="session")
+def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory of the chance-level baseline towers (models/towers/baseline.py), 2 s windows."""
+    from models.towers.baseline import baseline_config, save_baseline
+
+    return save_baseline(tmp_path_factory.mktemp("models") / "baseline", baseline_config(window_seconds=2.0))
+
+
+@pytest.fixture(scope="session")
+def baseline_model(baseline_dir: Path):
+    """The baseline as the indexer and the service load it: a RuntimeEncoder that loads in a second."""
+    from models import load_encoder
+
+    return load_encoder(baseline_dir)

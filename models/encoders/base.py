@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.errors import ModelLoadError
 from models.registry import core_builder, module_builder, unknown_kind
 
 
@@ -72,6 +73,11 @@ def build_audio_tower(kind: str, options: dict[str, Any]) -> AudioTower:
 
 def build_text_tower(kind: str, options: dict[str, Any]) -> TextTower:
     module = module_builder("text", kind)
-    if module is None:
-        raise unknown_kind("text", kind)
-    return module(**options)
+    if module is not None:
+        return module(**options)
+    if core_builder("text", kind) is not None:  # e.g. hashed_words: a runtime text side has no torch form
+        raise ModelLoadError(
+            f"text tower kind {kind!r} runs only in the slim runtime (models.load_encoder on the CPU); "
+            "the torch model cannot build it"
+        )
+    raise unknown_kind("text", kind)

@@ -59,6 +59,6 @@ def test_a_vanished_handoff_file_fails_that_file_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("rows", [1, 4])
-def test_shapes_survive(tmp_path: Path, rows: int) -> None:
+def test_shapes_and_values_survive(tmp_path: Path, rows: int) -> None:
     waves = np.arange(rows * 7, dtype=np.float32).reshape(rows, 7)
-    assert receive(send(_decoded(waves.copy()), str(tmp_path))).waves.shape == (rows, 7)
+    np.testing.assert_array_equal(receive(send(_decoded(waves.copy()), str(tmp_path))).waves, waves)

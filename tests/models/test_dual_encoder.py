@@ -123,9 +123,16 @@ def test_save_load_round_trip_gives_identical_outputs(tiny: DualEncoder, ten_sec
 
 
 def test_lite_profile_offline_vectors_are_384_d() -> None:
+    """lite's queries are MiniLM's own sentence vectors (an identity text projection, no zero padding)."""
     model = load_model("lite")
-    assert model.encode_text(["dog barking"]).shape == (1, 384)  # MiniLM's space, no zero padding
-    assert model.sample_rate == 16000  # lite's audio side is YAMNet-based
+    texts = ["dog barking", "a dog barks loudly", "heavy rain on a roof"]
+    emb = model.encode_text(texts)
+    assert emb.shape == (3, 384) and model.sample_rate == 16000  # lite's audio side is YAMNet-based
+    with torch.no_grad():
+        own = F.normalize(model.text_tower(**model.text_tower.tokenize(texts)), dim=-1).numpy()
+    np.testing.assert_allclose(emb, own, atol=1e-5)
+    assert (np.abs(emb) > 0).all()  # every dimension used, none padding
+    assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.3  # a sentence space (measured 0.71 vs 0.19)
 
 
 def test_lite_checkpoint_stores_only_trained_parts(tmp_path) -> None:

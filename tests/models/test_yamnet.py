@@ -81,7 +81,10 @@ def test_front_end_matches_numpy_on_real_and_short_audio(fold5) -> None:
         ref = numpy_yamnet_log_mel(wave.astype(np.float64))
         assert ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=2e-3)  # float32 FFT vs float64, in log units
-    assert patches(log_mel(waves[0][None])).shape == (1, 10, 96, 64)
+    mel = log_mel(waves[0][None])
+    p = patches(mel)
+    assert p.shape == (1, 10, 96, 64)
+    np.testing.assert_array_equal(p[0, 3], mel[0, 3 * 48 : 3 * 48 + 96])  # 0.96 s patches every 0.48 s
 
 
 def test_short_clip_is_zero_padded_not_looped() -> None:

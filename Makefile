@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# `make demo PORT=8080` (0: a free port, printed); HOST=0.0.0.0 listens on every interface.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install demo test lint bench container-test
 
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/audiosearch demo
+	$(VENV)/bin/audiosearch demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

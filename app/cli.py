@@ -104,10 +104,15 @@ def _search_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_search)
 
 
+def _address_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="1-65535 (default 8000); 0 picks a free port and prints it")
+
+
 def _serve_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", type=Path, required=True, help="index directory")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--index", type=Path, required=True, help="index directory (built by `audiosearch index`)")
+    _address_args(p)
     p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
     _model_arg(p)
     p.set_defaults(handler=_cmd_serve)
@@ -152,8 +157,7 @@ def _export_parser(p: argparse.ArgumentParser) -> None:
 
 def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, default=Path("demo-index"), help="where to build the demo index")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    _address_args(p)
     p.add_argument("--no-serve", action="store_true", help="build the index and exit")
     p.set_defaults(handler=_cmd_demo, model="lite", device="auto", quiet=False)
 
@@ -236,9 +240,16 @@ def _evidence(e) -> dict:  # noqa: ANN001 - indexer.hybrid.Evidence, imported la
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from app.server import serve
+    from app.server import bind, check_port, serve
+    from app.settings import load_settings
+    from indexer.store import require_snapshot
 
-    return serve(args.index, args.host, args.port, args.model, resolve_device(args.device), onnx_dir=args.onnx)
+    # Everything is checked before the model loads: settings, the port, the index, then the socket itself.
+    settings = load_settings(index_dir=args.index, model=args.model, onnx_dir=args.onnx)
+    check_port(args.port)
+    require_snapshot(args.index)
+    sock = bind(args.host, args.port)
+    return serve(settings.model_copy(update={"device": resolve_device(args.device)}), sock)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -279,8 +290,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
+    from app.server import bind
+    from app.settings import load_settings
 
-    return run_demo(args.index, args.host, args.port, serve_after=not args.no_serve)
+    if args.no_serve:
+        return run_demo(args.index, None)
+    settings = load_settings(index_dir=args.index, model="lite", device="cpu")  # checked before the build
+    return run_demo(args.index, bind(args.host, args.port), settings)
 
 
 if __name__ == "__main__":

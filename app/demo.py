@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
+
+from app.settings import Settings, load_settings
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
 
 
-def run_demo(index_dir: Path, host: str, port: int, serve_after: bool = True) -> int:
+def run_demo(index_dir: Path, sock: socket.socket | None, settings: Settings | None = None) -> int:
+    """Build (or update) the demo index, then serve it on `sock` (app.server.bind); None: build only."""
     from app.runtime import configure_threads
     from indexer import IndexOptions, build_index
     from models import load_encoder
@@ -20,8 +24,8 @@ def run_demo(index_dir: Path, host: str, port: int, serve_after: bool = True) ->
     configure_threads()
     report = build_index(SAMPLE, index_dir, model, IndexOptions(workers=0, progress=sys.stderr.isatty()))
     print(f"demo: {report.summary()}", flush=True)  # noqa: T201
-    if not serve_after:
+    if sock is None:
         return 0
     from app.server import serve
 
-    return serve(index_dir, host, port, "lite", "cpu", loaded=model)
+    return serve(settings or load_settings(index_dir=index_dir, model="lite", device="cpu"), sock, loaded=model)

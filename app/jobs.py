@@ -20,12 +20,13 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from models.atomic import atomic_write_json
-from models.errors import AudioSearchError
+from models.errors import AudioSearchError, InvalidInputError
 from training.run_config import parse_data_specs, parse_model, parse_run_config
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,26 @@ ACTIVE = ("queued", "running")
 STATUS, CONFIG = "status.json", "config.json"
 
 
+# A caption file /eval may read into the service's memory (the largest shared set, Clotho dev, is 2 MB).
+MAX_EVAL_FILE_BYTES = 64 * 1024 * 1024
+
+
 class JobNotFoundError(AudioSearchError):
     """No job with this id under the jobs directory."""
 
 
+class JobLimitError(AudioSearchError):
+    """As many training jobs as allowed are running already."""
+
+
 class JobManager:
-    def __init__(self, jobs_dir: Path, data_root: Path, threads: int | None = None) -> None:
+    def __init__(
+        self, jobs_dir: Path, data_root: Path, threads: int | None = None, max_jobs: int = 1, max_eval_clips: int = 5000
+    ) -> None:
         self.dir = Path(jobs_dir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_root = Path(data_root).resolve()
+        self.max_jobs, self.max_eval_clips = max_jobs, max_eval_clips
         # Half the cores by default: the search service keeps the rest while a job computes features.
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self._procs: dict[str, BaseProcess] = {}
@@ -60,17 +72,30 @@ class JobManager:
         else:
             raw["cache_dir"] = str(self.dir / "features")
         cfg = parse_run_config(raw, self.data_root, "config", read_root=self.data_root, write_root=self.dir)
+        with self._lock:  # counted and started under one lock: two requests cannot both take the last slot
+            running = self.running()
+            if running >= self.max_jobs:
+                raise JobLimitError(
+                    f"{running} training job(s) running, the limit is {self.max_jobs} "
+                    "(AUDIOSEARCH_MAX_TRAINING_JOBS); wait for one to end or cancel it"
+                )
+            return self._start(job_id, job_dir, cfg.to_dict())
+
+    def running(self) -> int:
+        """Jobs of this manager whose process is alive (jobs of an earlier server are marked interrupted)."""
+        return sum(1 for p in self._procs.values() if p.is_alive())
+
+    def _start(self, job_id: str, job_dir: Path, config: dict[str, Any]) -> str:
         job_dir.mkdir()
-        atomic_write_json(job_dir / CONFIG, cfg.to_dict())
+        atomic_write_json(job_dir / CONFIG, config)
         # queued is written before start(): the child's "running" must never be overwritten by it
         atomic_write_json(job_dir / STATUS, {"id": job_id, "state": "queued", "created": time.time()})
         proc = multiprocessing.get_context("spawn").Process(
             target=run_job, args=(str(job_dir), str(self.data_root), self.threads), name=f"train-{job_id}",
             daemon=True,  # a stopping server takes its jobs down; they come back as "interrupted"
         )
-        with self._lock:
-            proc.start()
-            self._procs[job_id] = proc
+        proc.start()
+        self._procs[job_id] = proc
         log.info("training job %s started (pid %s)", job_id, proc.pid)
         return job_id
 
@@ -116,18 +141,28 @@ class JobManager:
                 self._update(d.name, state="interrupted", ended=time.time(),
                              error="the server stopped while the job ran; finished stages' checkpoints remain")
 
-    def evaluate(self, model: str, data: list[Any]) -> dict[str, Any]:
-        """Retrieval metrics of a model on confined caption files (runs in the caller's thread)."""
+    def evaluate(self, model: str, data: list[Any], check: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Retrieval metrics of a model on confined caption files (runs in the caller's thread). Sets larger
+        than `max_eval_clips` are refused before the model loads; `check` stops the work between batches."""
         from models import load_encoder
         from training.evaluation import evaluate_rows
         from training.run import stage_rows
 
         name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
+        for spec in specs:
+            if spec.csv.stat().st_size > MAX_EVAL_FILE_BYTES:
+                raise InvalidInputError(f"{spec.csv.name}: larger than {MAX_EVAL_FILE_BYTES >> 20} MB; "
+                                   "evaluate it with `audiosearch eval`")
+        rows = [stage_rows([spec], self.data_root) for spec in specs]
+        clips = sum(len({row.clip_id for row in spec_rows}) for spec_rows in rows)
+        if clips > self.max_eval_clips:
+            raise InvalidInputError(f"{clips} clips to evaluate; the service evaluates at most {self.max_eval_clips} "
+                               "(AUDIOSEARCH_MAX_EVAL_CLIPS): use `audiosearch eval` for larger sets")
         loaded = load_encoder(name)
         results = {}
-        for spec in specs:
-            m = evaluate_rows(loaded, stage_rows([spec], self.data_root))
+        for spec, spec_rows in zip(specs, rows, strict=True):
+            m = evaluate_rows(loaded, spec_rows, check=check)
             results[str(spec.csv.relative_to(self.data_root))] = m
         return {"model": loaded.fingerprint, "results": results}
 

@@ -11,18 +11,23 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.api.routes import admin, clips, health, search, training
 from app.batcher import QueryBatcher
+from app.cancel import CLIENT_GONE
+from app.limits import JsonTooLarge, make_limits
 from app.metrics import Metrics, MetricsMiddleware
 from app.search_service import SearchService
 from app.settings import Settings
+from app.watcher import IndexWatcher
 from indexer import IndexBuildError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from models import AudioDecodeError, AudioSearchError, Encoder, InvalidInputError, ModelLoadError
+from models.errors import Cancelled
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the uploaded file
 
 STATUS = {  # one place that maps domain errors to HTTP
     InvalidInputError: 422,
@@ -42,17 +47,29 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_load, app, settings, model)
+        watcher = _watch(app, settings)
         yield
+        if watcher is not None:
+            watcher.stop()
         if app.state.batcher is not None:
             await app.state.batcher.close()
 
+    # One file per upload: many tiny files in one form would each be spooled and parsed for nothing.
     app = FastAPI(title="audiosearch", version="0.1.0", lifespan=lifespan,
-                  description="Text-to-audio retrieval: search an indexed audio library with natural language.")
+                  description="Text-to-audio retrieval: search an indexed audio library with natural language.",
+                  form_limits={"max_files": 1, "max_fields": 4})
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
     app.state.batcher = None
     app.state.metrics = Metrics()
+    app.state.limits = make_limits(settings)
+    # Body caps per router (inside the middleware stack, so JsonTooLarge sees their 413s): JSON routes take
+    # max_body_bytes, the upload route its cap plus the multipart framing.
     for router in (search.router, clips.router, health.router, admin.router, training.router):
-        app.include_router(router)
+        app.include_router(router, max_body_size=settings.max_body_bytes)
+    upload_cap = settings.max_upload_bytes + UPLOAD_OVERHEAD
+    app.include_router(search.upload_router, max_body_size=upload_cap)
+    app.add_middleware(JsonTooLarge, upload_path="/search/by-audio", upload_limit=upload_cap,
+                       limit=settings.max_body_bytes)
     _static_routes(app)
     _error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
@@ -69,10 +86,10 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     from models.device import resolve_device
 
     if settings.train_data_root is not None:
-        from app.jobs import JobManager
+        from app.api.routes.training import job_manager
 
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
-        app.state.jobs = JobManager(settings.jobs_dir, settings.train_data_root)
+        app.state.jobs = job_manager(settings, settings.train_data_root)
     try:
         model = model or load_encoder(settings.model, resolve_device(settings.device), settings.onnx_dir)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
@@ -85,6 +102,12 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     except AudioSearchError as err:
         app.state.load_error = str(err)
         log.error("not ready: %s", err)
+
+
+def _watch(app: FastAPI, settings: Settings) -> IndexWatcher | None:
+    if app.state.service is None or settings.watch_index_s <= 0:
+        return None
+    return IndexWatcher(app.state.service, settings.watch_index_s).start()
 
 
 def _static_routes(app: FastAPI) -> None:
@@ -102,6 +125,10 @@ def _error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, err: AudioSearchError) -> JSONResponse:
         status = next((code for cls, code in STATUS.items() if isinstance(err, cls)), 400)
         return JSONResponse({"detail": str(err)}, status_code=status)
+
+    @app.exception_handler(Cancelled)
+    async def client_gone(request: Request, err: Cancelled) -> Response:
+        return Response(status_code=CLIENT_GONE)  # nobody reads it; the metrics count it apart from errors
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -20,6 +20,8 @@ class Metrics:
         self.files = Gauge("audiosearch_index_files", "files in the live index", registry=self.registry)
         self.windows = Gauge("audiosearch_index_windows", "windows (vectors) in the live index", registry=self.registry)
         self.cache_hits = Gauge("audiosearch_query_cache_hits", "query-vector cache hits", registry=self.registry)
+        self.in_flight = Gauge("audiosearch_work_in_flight", "heavy requests whose work runs in a worker thread",
+                               ["route"], registry=self.registry)
         self.cache_misses = Gauge("audiosearch_query_cache_misses", "query-vector cache misses",
                                   registry=self.registry)
         self.batch_size = Histogram("audiosearch_query_batch_size", "text queries per batched forward + search",

@@ -92,6 +92,16 @@ class SearchResponse(BaseModel):
     no_close_match: bool = Field(False, description="true when even the best result scores below min_score")
 
 
+class AudioQuery(BaseModel):
+    seconds: float = Field(..., description="seconds of the upload the query used, from its start")
+    truncated: bool = Field(..., description="the upload is longer: only its first `seconds` were used")
+    max_seconds: float = Field(..., description="the service's limit (AUDIOSEARCH_MAX_QUERY_SECONDS)")
+
+
+class AudioSearchResponse(SearchResponse):
+    audio: AudioQuery = Field(..., description="what part of the upload the query used")
+
+
 class BatchSearchResponse(BaseModel):
     responses: list[SearchResponse]
     took_ms: float

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
 from indexer.words import FileWords
 from models import AudioSearchError, Encoder, InvalidInputError
-from models.embedder import embed_files
+from models.audio_stream import ReadLimit, file_windows
+from models.embedder import Embedder, checked_encode, encode_fn
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +109,47 @@ class SearchService:
         """Pages for text queries; `mode` hybrid (audio and the library's words), audio or text (indexer.hybrid)."""
         return self.searcher.search(self.text_vectors(texts), k, offset, filters, texts, mode, min_score)
 
-    def search_audio(self, data: bytes, suffix: str, k: int, offset: int = 0, filters: Filters | None = None) -> Page:
-        """Query by example: the upload is decoded and windowed like indexed files; windows are averaged."""
-        vec = self.audio_vector(data, suffix)
-        return self.searcher.search(vec[None], k, offset, filters)[0]
+    # -- query by example: bounded read, model lock per batch, stops when the client goes away ----------
 
-    def audio_vector(self, data: bytes, suffix: str) -> np.ndarray:
+    def search_audio(
+        self,
+        upload: BinaryIO,
+        suffix: str,
+        k: int,
+        offset: int = 0,
+        filters: Filters | None = None,
+        max_seconds: float | None = 30.0,
+        check: Callable[[], None] | None = None,
+    ) -> tuple[Page, ReadLimit]:
+        """Query by example: the first `max_seconds` of the upload, windowed like indexed files; windows are
+        averaged. Returns the page and what was read (seconds, truncated)."""
+        vec, read = self.audio_vector(upload, suffix, max_seconds, check)
+        return self.searcher.search(vec[None], k, offset, filters)[0], read
+
+    def audio_vector(
+        self, upload: BinaryIO, suffix: str, max_seconds: float | None = 30.0, check: Callable[[], None] | None = None
+    ) -> tuple[np.ndarray, ReadLimit]:
+        """The upload (a file object, read in 1 MB pieces into a named file decoders can open) as one vector."""
+        read = ReadLimit(max_seconds, check)
+        cfg = self.model.config
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-            f.write(data)
+            shutil.copyfileobj(upload, f, 1 << 20)
             f.flush()
-            with self._audio_lock:
-                (result,) = embed_files(self.model, [f.name], overlap=False)
-        if result.error is not None or result.vectors is None:
-            raise InvalidInputError(result.error or "the uploaded audio gives no windows")
+            windows = file_windows(f.name, self.model.sample_rate, cfg.window_seconds, cfg.hop_seconds, limit=read)
+            # The lock is held per batch only: decoding one upload never holds up another's forward.
+            encode = checked_encode(self._locked_encode, check) if check else self._locked_encode
+            (result,) = Embedder(encode, batch_size=32, overlap=False).embed([(f.name, windows)])
+        if result.error is not None or result.vectors is None:  # the reason, without the server's temp path
+            raise InvalidInputError((result.error or "the uploaded audio gives no windows").replace(f.name, "upload"))
         mean = result.vectors.mean(axis=0)
         norm = float(np.linalg.norm(mean))
         if norm == 0:
             raise InvalidInputError("the uploaded audio gives no usable embedding")
-        return (mean / norm).astype(np.float32)
+        return (mean / norm).astype(np.float32), read
+
+    def _locked_encode(self, waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with self._audio_lock:
+            return encode_fn(self.model)(waves, lengths)
 
     def clip(self, clip_id: int) -> Clip:
         clip = self.searcher.clip(clip_id)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -22,7 +22,20 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed to call the API (widget)"
     )
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="query-by-example upload cap (compressed bytes)")
+    max_query_seconds: float = Field(
+        30.0, gt=0, le=3600, description="query by example reads at most this many seconds from the upload's start"
+    )
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="cap on any other request body (JSON)")
+    # Heavy routes: at most this many at work at once; as many again may wait, beyond that 429 + Retry-After.
+    concurrent_by_audio: int = Field(2, ge=1, description="POST /search/by-audio requests at work at once")
+    concurrent_batch: int = Field(4, ge=1, description="POST /search/batch requests at work at once")
+    concurrent_eval: int = Field(1, ge=1, description="POST /eval runs at once (no queue: each may take minutes)")
+    max_training_jobs: int = Field(1, ge=1, description="training jobs running at once (POST /train beyond: 429)")
+    max_eval_clips: int = Field(5000, ge=1, description="POST /eval refuses larger sets (use `audiosearch eval`)")
+    watch_index_s: float = Field(
+        2.0, ge=0, description="poll the index's CURRENT this often and switch to a rebuilt snapshot; 0: off"
+    )
     query_cache_size: int = 4096
     batch_max_size: int = Field(32, ge=1, le=1024, description="text queries gathered into one forward + search")
     batch_max_wait_ms: float = Field(
@@ -52,3 +65,15 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [o.strip() for o in v.split(",") if o.strip()]
         return v
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and `overrides`; a bad AUDIOSEARCH_* value is one line, not a traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        from models.errors import InvalidInputError
+
+        e = err.errors()[0]
+        name = "AUDIOSEARCH_" + "_".join(str(x) for x in e["loc"]).upper()
+        raise InvalidInputError(f"{name}: {str(e['msg']).removeprefix('Value error, ')}") from None

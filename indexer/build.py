@@ -28,7 +28,14 @@ from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
 from indexer.index_words import WordSource, library_words, open_word_cache
 from indexer.scan import FileEntry, scan_library
-from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, train_if_needed
+from indexer.store import (
+    SnapshotWriter,
+    make_manifest,
+    previous_files,
+    prune_snapshots,
+    train_if_needed,
+    unchanged_snapshot,
+)
 from models.audio import STREAM_OVER_SECONDS
 from models.encoder import Encoder
 
@@ -61,6 +68,7 @@ class IndexReport:
     removed: int = 0
     seconds: float = 0.0
     snapshot: str = ""
+    unchanged: bool = False  # the live snapshot already held exactly this: no new one was written
     errors: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -72,6 +80,7 @@ class IndexReport:
             f"indexed {self.files} files ({self.windows} windows): {self.embedded} embedded, "
             f"{self.files - self.embedded} unchanged, {self.removed} removed, {self.skipped} skipped; "
             f"{self.seconds:.1f} s, {self.clips_per_second:.1f} clips/s"
+            + (f"; nothing changed, snapshot {self.snapshot} kept" if self.unchanged else "")
         )
 
     def to_dict(self) -> dict:
@@ -132,7 +141,8 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
         cache.prune(hashes.values())
         for old in model.config.supersedes:  # taken over above; the new snapshot no longer needs them
             cache.drop_fingerprint(old["fingerprint"])
-        words.prune(hashes.values(), texts)
+        if texts is not None:  # None: the live snapshot was kept, and with it everything its words use
+            words.prune(hashes.values(), texts)
     finally:
         cache.close()
         words.close()
@@ -239,14 +249,23 @@ def _write_snapshot(
     report: IndexReport,
     window_s: float,
     hop_s: float,
-) -> list[str]:
-    """Writes and commits the snapshot; returns the texts of the files' words (what the word cache keeps)."""
+) -> list[str] | None:
+    """Writes and commits the snapshot; returns the texts of the files' words (what the word cache keeps), or
+    None when nothing changed and the live snapshot stays."""
     cache, word_cache = caches
     indexed = [e for e in entries if e.path in hashes]
     if not indexed:
         raise IndexBuildError(f"{audio_dir}: nothing could be indexed ({len(report.errors)} files skipped)")
     if opts.strict and report.errors:
         raise IndexBuildError(f"--strict: {len(report.errors)} files could not be indexed, e.g. {report.errors[0]}")
+    report.files, report.skipped = len(indexed), len(report.errors)
+    files = {e.path: (e.size, e.mtime_ns, hashes[e.path]) for e in indexed}
+    live = unchanged_snapshot(
+        index_dir, files, make_manifest(audio_dir, model, {}, window_s, hop_s), opts.faiss_factory
+    )
+    if live is not None:  # nothing to serve differently: CURRENT, the snapshots and the service stay as they are
+        report.snapshot, report.windows, report.unchanged = live["snapshot"], live["counts"]["windows"], True
+        return None
     writer = SnapshotWriter(index_dir, model.dim, opts.faiss_factory)
     try:
         if not writer.index.is_trained:
@@ -278,7 +297,7 @@ def _write_snapshot(
     except BaseException:
         writer.abort()
         raise
-    report.files, report.windows, report.skipped = len(indexed), writer.n_windows, len(report.errors)
+    report.windows = writer.n_windows
     prune_snapshots(index_dir)
     return [w.text for w in words.words if w.informative]
 

@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
-from indexer.store_words import WordsReader, WordsWriter
+from indexer.store_words import WORDS_VERSION, WordsReader, WordsWriter
 from indexer.words import FileWords
 from models.atomic import atomic_write, fsync_dir
 
@@ -42,6 +42,7 @@ CREATE TABLE windows (id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL REFERENCE
 CREATE INDEX windows_file ON windows(file_id);
 """
 
+IN_CHUNK = 10_000  # window ids per SELECT ... IN (...)
 FileRow = tuple[str, int, int, str, float, int, int]  # path, size, mtime_ns, sha1, duration, sample_rate, channels
 
 
@@ -139,6 +140,33 @@ def make_manifest(library: Path, model: Any, counts: dict[str, int], window_s: f
         "counts": counts,
         "backend": type(model).__name__,  # RuntimeEncoder (numpy + onnxruntime) or DualEncoder (torch)
     }
+
+
+# What makes two snapshots hold the same vectors: the manifest keys below and the files table.
+IDENTITY = ("format", "library", "window_seconds", "hop_seconds", "faiss")
+
+
+def unchanged_snapshot(
+    index_dir: Path, files: dict[str, tuple[int, int, str]], manifest: dict[str, Any], factory: str
+) -> dict[str, Any] | None:
+    """The live snapshot's manifest when a rebuild would write the same snapshot again, else None.
+
+    The same means: the same files (path -> size, mtime_ns, sha1; file ids follow paths, so they match too)
+    with the same model fingerprint, library, window, hop, FAISS factory and format. The count of skipped
+    files is not part of it: a file that fails to decode changes nothing that is served."""
+    snap = current_snapshot(index_dir)
+    if snap is None:
+        return None
+    live = read_manifest(snap)
+    new = {**manifest, "format": FORMAT_VERSION, "faiss": factory}
+    if any(live.get(k) != new.get(k) for k in IDENTITY):
+        return None
+    if live.get("model", {}).get("fingerprint") != new["model"]["fingerprint"]:
+        return None
+    if (live.get("words") or {}).get("version") != WORDS_VERSION:  # built before (these) words: add them
+        return None
+    old = {path: (size, mtime, sha1) for path, (_, size, mtime, sha1) in previous_files(index_dir).items()}
+    return live if old == files else None
 
 
 def previous_files(index_dir: Path) -> dict[str, tuple[int, int, int, str]]:
@@ -353,15 +381,19 @@ class SnapshotReader:
 
     def windows(self, window_ids: list[int], filters: Filters) -> dict[int, WindowRow]:
         """The rows of these windows whose files pass `filters`, by window id."""
-        if not window_ids:
-            return {}
         where, args = filters.sql()
-        rows = self._all(
-            'SELECT w.id, f.id, f.path, w.start, w."end", f.duration FROM windows w JOIN files f ON f.id = w.file_id '
-            f"WHERE w.id IN ({','.join('?' * len(window_ids))}) AND {where}",
-            [*window_ids, *args],
-        )
-        return {r[0]: WindowRow(*r) for r in rows}
+        out: dict[int, WindowRow] = {}
+        # In chunks: SQLite caps the parameters of one statement (32766 in many builds), and a sparse filter
+        # with a deep offset can ask for hundreds of thousands of windows.
+        for at in range(0, len(window_ids), IN_CHUNK):
+            chunk = window_ids[at : at + IN_CHUNK]
+            rows = self._all(
+                'SELECT w.id, f.id, f.path, w.start, w."end", f.duration FROM windows w JOIN files f '
+                f"ON f.id = w.file_id WHERE w.id IN ({','.join('?' * len(chunk))}) AND {where}",
+                [*chunk, *args],
+            )
+            out.update((r[0], WindowRow(*r)) for r in rows)
+        return out
 
     def files(self, file_ids: list[int], filters: Filters) -> dict[int, tuple[str, float]]:
         """id -> (path, duration) of those of these files that pass `filters`."""

@@ -60,20 +60,27 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     return out
 
 
-def _decode(path: str | Path) -> tuple[np.ndarray, int]:
+def decode_head(path: str | Path, seconds: float) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the rate of at most the first `seconds` of a file: soundfile reads
+    only those frames, librosa (formats soundfile cannot open) stops decoding there."""
+    return _decode(path, seconds)
+
+
+def _decode(path: str | Path, seconds: float | None = None) -> tuple[np.ndarray, int]:
     p = Path(path)
     if not p.is_file():
         raise AudioDecodeError(f"{p}: not a readable file")
     if p.stat().st_size == 0:
         raise AudioDecodeError(f"{p}: empty file")
     try:
-        wave, sr = sf.read(str(p), dtype="float32", always_2d=True)
-        return wave, int(sr)
+        with sf.SoundFile(str(p)) as f:
+            frames = -1 if seconds is None else int(seconds * f.samplerate)
+            return f.read(frames, dtype="float32", always_2d=True), int(f.samplerate)
     except Exception as sf_error:
-        return _decode_librosa(p, sf_error)
+        return _decode_librosa(p, sf_error, seconds)
 
 
-def _decode_librosa(p: Path, sf_error: Exception) -> tuple[np.ndarray, int]:
+def _decode_librosa(p: Path, sf_error: Exception, seconds: float | None = None) -> tuple[np.ndarray, int]:
     import warnings
 
     try:
@@ -86,7 +93,7 @@ def _decode_librosa(p: Path, sf_error: Exception) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            wave, sr = librosa.load(str(p), sr=None, mono=False)
+            wave, sr = librosa.load(str(p), sr=None, mono=False, duration=seconds)
     except Exception as lr_error:
         if "does not exist" in str(sf_error):  # libsndfile's words for "no format recognised" (e.g. mp3 name)
             raise AudioDecodeError(f"{p}: cannot decode (not a recognised audio format)") from None

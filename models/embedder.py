@@ -181,11 +181,36 @@ def encode_fn(encoder: Any, batch_size: int | None = None) -> EncodeFn:
 
 
 def embed_files(
-    encoder: Any, paths: Iterable[Any], batch_size: int = 32, overlap: bool = True
+    encoder: Any,
+    paths: Iterable[Any],
+    batch_size: int = 32,
+    overlap: bool = True,
+    check: Callable[[], None] | None = None,
 ) -> Iterator[Embedded]:
-    """Each file's window vectors (in order), windowed as the encoder's config says; long files stream."""
+    """Each file's window vectors (in order), windowed as the encoder's config says; long files stream.
+    `check` is called before each file and each batch, and raises to stop the work (a client went away)."""
     from models.audio_stream import file_windows
 
     cfg = encoder.config
     items = ((p, file_windows(p, encoder.sample_rate, cfg.window_seconds, cfg.hop_seconds)) for p in paths)
-    return Embedder(encode_fn(encoder), batch_size, overlap).embed(items)
+    encode = encode_fn(encoder)
+    if check is not None:
+        items = _checked(items, check)
+        encode = checked_encode(encode, check)
+    return Embedder(encode, batch_size, overlap).embed(items)
+
+
+def checked_encode(encode: EncodeFn, check: Callable[[], None]) -> EncodeFn:
+    """`encode` that calls `check` first: work stops at the next batch."""
+
+    def run(waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        check()
+        return encode(waves, lengths)
+
+    return run
+
+
+def _checked(items: Iterable[Item], check: Callable[[], None]) -> Iterator[Item]:
+    for item in items:
+        check()
+        yield item

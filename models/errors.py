@@ -15,3 +15,7 @@ class InvalidInputError(AudioSearchError, ValueError):
 
 class ModelLoadError(AudioSearchError):
     """A profile, checkpoint or pretrained weight could not be found or read."""
+
+
+class Cancelled(Exception):  # not an AudioSearchError: a stop, not a fault of the input
+    """The caller stopped the work (its HTTP client went away); raised between blocks or batches."""

@@ -57,6 +57,12 @@ def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
     assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16
 
 
+def test_soak_bench_tiny(tmp_path) -> None:
+    out = run_bench("bench.soak", "--minutes", "0.15", "--warmup", "3", "--concurrency", "4", tmp_path=tmp_path)
+    assert ", 5xx 0, client_errors 0," in out and "reload 200 files 40->41" in out, out
+    assert (tmp_path / "soak.csv").read_text().count("\n") == 2  # header + this run
+
+
 def test_text_encoder_bench_tiny(tmp_path) -> None:
     out = run_bench("bench.text_encoder", "--rounds", "1", "--queries", "16", "--batches", "1", "8",
                     tmp_path=tmp_path)

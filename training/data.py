@@ -37,9 +37,12 @@ def load_caption_csv(
     source: str | None = None,
     caption_column: str = "caption",
     check_files: bool = True,
+    confine: Path | None = None,
 ) -> list[CaptionRow]:
     """Read `path,<caption_column>,...` rows; audio paths are relative to `audio_root` (default: the
-    CSV's folder). Raises DatasetError for a missing column, an empty path or caption, or a missing file."""
+    CSV's folder). Raises DatasetError for a missing column, an empty path or caption, or a missing file.
+    `confine` (resolved): a row whose audio path resolves outside it is refused before the file is looked
+    at, so the error never tells whether a file exists outside the allowed folder."""
     csv_path = Path(csv_path)
     root = Path(audio_root) if audio_root is not None else csv_path.parent
     source = source or csv_path.parent.name
@@ -47,7 +50,10 @@ def load_caption_csv(
         with open(csv_path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             _check_columns(csv_path, reader.fieldnames, caption_column)
-            rows = [_row(csv_path, reader.line_num, rec, root, source, caption_column, check_files) for rec in reader]
+            rows = [
+                _row(csv_path, reader.line_num, rec, root, source, caption_column, check_files, confine)
+                for rec in reader
+            ]
     except OSError as err:
         raise DatasetError(f"{csv_path}: cannot read ({err.strerror or err})") from None
     if not rows:
@@ -69,6 +75,7 @@ def _row(
     source: str,
     caption_column: str,
     check_files: bool,
+    confine: Path | None = None,
 ) -> CaptionRow:
     where = f"{csv_path}: row at line {line}"
     rel = (rec.get("path") or "").strip()
@@ -77,11 +84,19 @@ def _row(
         raise DatasetError(f"{where}: empty path")
     if not caption:
         raise DatasetError(f"{where} ({rel}): empty {caption_column}")
-    path = (root / rel).resolve()
+    path = confined_path(root, rel, confine, where)
     if check_files and not path.is_file():
         raise DatasetError(f"{where}: audio file {path} not found")
     meta = {k: (v or "") for k, v in rec.items() if k not in ("path", caption_column) and k is not None}
     return CaptionRow(path=path, caption=caption, clip_id=f"{source}/{rel}", source=source, meta=meta)
+
+
+def confined_path(root: Path, rel: str, confine: Path | None, where: str) -> Path:
+    """root/rel resolved ('..' and symlinks followed); outside `confine` it is refused, whether or not it exists."""
+    path = (root / rel).resolve()
+    if confine is not None and not path.is_relative_to(confine):
+        raise DatasetError(f"{where}: audio file {rel} is outside the allowed data folder")
+    return path
 
 
 def split_rows(

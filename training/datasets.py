@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.data import CaptionRow, DatasetError, load_caption_csv
+from training.data import CaptionRow, DatasetError, confined_path, load_caption_csv
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +42,20 @@ def load_rows(
     audio_pattern: str | None = None,
     skip_missing: bool = False,
     source: str | None = None,
+    confine: Path | None = None,
 ) -> list[CaptionRow]:
     """Rows of a caption file in format `fmt`; audio paths are relative to `audio_root` (default: the
     file's folder). `skip_missing` drops rows whose audio file is absent (AudioCaps and WavCaps downloads
-    usually lack some clips) instead of failing; each skipped row is counted in the log."""
+    usually lack some clips) instead of failing; each skipped row is counted in the log. `confine`
+    (resolved): audio paths that resolve outside it are refused before any file is looked at."""
     path = Path(path)
     root = Path(audio_root) if audio_root is not None else path.parent
     source = source or path.parent.name
     if fmt == "csv":
         if skip_missing:
-            rows = load_caption_csv(path, root, source, caption_column, check_files=False)
+            rows = load_caption_csv(path, root, source, caption_column, check_files=False, confine=confine)
             return _present(path, rows)
-        return load_caption_csv(path, root, source, caption_column)
+        return load_caption_csv(path, root, source, caption_column, confine=confine)
     if fmt not in FORMATS:
         raise DatasetError(f"{path}: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     records = {"clotho": _clotho, "audiocaps": _audiocaps, "wavcaps": _wavcaps, "jsonl": _jsonl}[fmt]
@@ -61,7 +63,7 @@ def load_rows(
     rows = []
     missing = 0
     for where, rel, caption, meta in records(path, pattern):
-        row = _make_row(where, root, rel, caption, meta, source)
+        row = _make_row(where, root, rel, caption, meta, source, confine)
         if row.path.is_file():
             rows.append(row)
         elif skip_missing:
@@ -89,12 +91,18 @@ def detect_format(path: str | Path) -> str:
     return "csv"
 
 
+MAX_HEADER_CHARS = 65536  # a header is a few column names; a file with no line break is not read whole
+
+
 def read_header(path: Path) -> list[str]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            return next(csv.reader(f), [])
+            line = f.readline(MAX_HEADER_CHARS + 1)
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read ({err})") from None
+    if len(line) > MAX_HEADER_CHARS:
+        raise DatasetError(f"{path}: the header line is longer than {MAX_HEADER_CHARS} characters; not a caption file")
+    return next(csv.reader([line]), [])
 
 
 def _present(path: Path, rows: list[CaptionRow]) -> list[CaptionRow]:
@@ -106,12 +114,15 @@ def _present(path: Path, rows: list[CaptionRow]) -> list[CaptionRow]:
     return kept
 
 
-def _make_row(where: str, root: Path, rel: str, caption: str, meta: dict[str, str], source: str) -> CaptionRow:
+def _make_row(
+    where: str, root: Path, rel: str, caption: str, meta: dict[str, str], source: str, confine: Path | None = None
+) -> CaptionRow:
     if not rel:
         raise DatasetError(f"{where}: empty audio file name")
     if not caption:
         raise DatasetError(f"{where} ({rel}): empty caption")
-    return CaptionRow(path=(root / rel).resolve(), caption=caption, clip_id=f"{source}/{rel}", source=source, meta=meta)
+    path = confined_path(root, rel, confine, where)
+    return CaptionRow(path=path, caption=caption, clip_id=f"{source}/{rel}", source=source, meta=meta)
 
 
 Record = tuple[str, str, str, dict[str, str]]  # (where, audio path relative to the root, caption, meta)

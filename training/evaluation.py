@@ -6,7 +6,7 @@ as in the search service. Metrics: mAP@10, R@1, R@5, R@10 (training.metrics).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,13 @@ def parse_data_spec(spec: str, audio_root: str | Path | None = None) -> list[Cap
     return load_rows(path, detect_format(path), audio_root, caption_column=column or "caption")
 
 
-def clip_window_vectors(model: Encoder, paths: Sequence[Path], batch_size: int = 32) -> list[np.ndarray]:
-    """Each clip's window vectors, through the one embedding pipeline (long clips stream)."""
+def clip_window_vectors(
+    model: Encoder, paths: Sequence[Path], batch_size: int = 32, check: Callable[[], None] | None = None
+) -> list[np.ndarray]:
+    """Each clip's window vectors, through the one embedding pipeline (long clips stream); `check` is called
+    before each clip and batch and raises to stop (the service's client went away)."""
     out = []
-    for e in embed_files(model, paths, batch_size):
+    for e in embed_files(model, paths, batch_size, check=check):
         if e.vectors is None:
             raise DatasetError(f"{e.key}: {e.error}")
         out.append(e.vectors)
@@ -36,17 +39,19 @@ def clip_window_vectors(model: Encoder, paths: Sequence[Path], batch_size: int =
 
 
 def caption_clip_similarity(
-    model: Encoder, rows: Sequence[CaptionRow], query_prefix: str = ""
+    model: Encoder, rows: Sequence[CaptionRow], query_prefix: str = "", check: Callable[[], None] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(similarity, relevance), both (distinct captions, unique clips); a clip scores its best window."""
     paths, texts, relevance = query_relevance(rows)
-    windows = clip_window_vectors(model, paths)
+    windows = clip_window_vectors(model, paths, check=check)
     queries = model.encode_text([query_prefix + t for t in texts])  # (Q, D)
     return np.stack([(queries @ w.T).max(axis=1) for w in windows], axis=1), relevance
 
 
-def evaluate_rows(model: Encoder, rows: Sequence[CaptionRow], query_prefix: str = "") -> dict[str, float]:
-    sim, relevance = caption_clip_similarity(model, rows, query_prefix)
+def evaluate_rows(
+    model: Encoder, rows: Sequence[CaptionRow], query_prefix: str = "", check: Callable[[], None] | None = None
+) -> dict[str, float]:
+    sim, relevance = caption_clip_similarity(model, rows, query_prefix, check)
     n_queries, n_clips = sim.shape
     metrics = retrieval_metrics(sim, relevance)
     chance = chance_metrics(relevance.sum(axis=1).tolist(), n_clips)

@@ -184,17 +184,20 @@ def _start_model(cfg: RunConfig, done: Sequence[str]) -> DualEncoder:
 
 
 def stage_rows(specs: Sequence[DataSpec], read_root: Path | None = None) -> list[CaptionRow]:
+    """The rows of a stage's caption files; with `read_root`, audio paths inside them must stay in it
+    (checked before any file is looked at: no file-existence oracle outside the root)."""
+    confine = read_root.resolve() if read_root is not None else None
     rows: list[CaptionRow] = []
     for spec in specs:
-        loaded = load_rows(
-            spec.csv, spec.format, spec.audio_root, spec.caption_column, spec.audio_pattern, spec.skip_missing
+        rows += load_rows(
+            spec.csv,
+            spec.format,
+            spec.audio_root,
+            spec.caption_column,
+            spec.audio_pattern,
+            spec.skip_missing,
+            confine=confine,
         )
-        if read_root is not None:
-            root = read_root.resolve()
-            outside = next((r for r in loaded if not r.path.is_relative_to(root)), None)
-            if outside is not None:
-                raise DatasetError(f"{spec.csv}: audio file {outside.clip_id} is outside the allowed data folder")
-        rows += loaded
     return rows
 
 

@@ -42,6 +42,9 @@ DEVICES = ("auto", "cpu", "cuda")
 # or a hostile request cannot ask for a run of centuries or a config that takes minutes to check.
 MAX_EPOCHS, MAX_BATCH, MAX_ACCUMULATE, MAX_STEP_INTERVAL, MAX_LR = 10_000, 65_536, 1024, 10_000_000, 10.0
 MAX_STAGES, MAX_SPECS, MAX_NAME = 100, 1000, 100  # MAX_NAME: a stage name is a file name too
+# Seeds reach numpy's and torch's generators (numpy's legacy seeds stop at 2**32 - 1; a larger one failed hours
+# later in the job); patchout counts patches, a few dozen at most.
+MAX_SEED, MAX_PATCHOUT = 2**32 - 1 - MAX_STAGES, 10_000
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -224,8 +227,8 @@ class DataSpec(_Strict):
 
 
 class Patchout(_Strict):
-    time: int = Field(15, ge=0)  # reference recipe (Primus et al. 2023; hear21passt s_patchout_t / _f)
-    frequency: int = Field(2, ge=0)
+    time: int = Field(15, ge=0, le=MAX_PATCHOUT)  # reference recipe (Primus et al. 2023; hear21passt s_patchout_t / _f)
+    frequency: int = Field(2, ge=0, le=MAX_PATCHOUT)
 
 
 DataSpecs = Annotated[list[DataSpec], Field(min_length=1, max_length=MAX_SPECS)]
@@ -254,7 +257,7 @@ class RunConfig(_Strict):
     model: ModelName  # profile name or model directory to start from
     output: OutputPath
     stages: Annotated[list[StageConfig], Field(min_length=1, max_length=MAX_STAGES)]
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     # Re-draw the start model's projections from `seed`: measures what the run itself learns, and makes
     # the run reproducible from its config alone.
     reset_projections: bool = False

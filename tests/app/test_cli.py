@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import REPO, copy_clips
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +86,80 @@ def test_demo_builds_the_bundled_sample(tmp_path) -> None:
     assert "demo: indexed" in r.stdout and "0 skipped" in r.stdout
     manifest = next((tmp_path / "demo" / "snapshots").iterdir()) / "manifest.json"
     assert json.loads(manifest.read_text())["counts"]["files"] >= 30
+
+
+# -- serve and demo: every argument checked before anything loads -------------------------------------------
+
+
+def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audiosearch: error: "), r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--port", "99999"), "--port must be between 1 and 65535, or 0 for a free port; got 99999"),
+        (("--port", "65536"), "got 65536"),
+        (("--port", "-1"), "got -1"),
+        (("--host", "no-such-host.invalid"), "--host 'no-such-host.invalid' does not resolve"),
+        (("--host", "192.0.2.1"), "--host 192.0.2.1 is not an address of this machine"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_bad_host_or_port_is_one_line_before_anything_loads(indexed: Path, command: str, args, message) -> None:
+    where = ("--index", str(indexed / ("idx" if command == "serve" else "demo")))
+    r = run(command, *where, *args)
+    assert message in one_line_error(r)
+    assert not (indexed / "demo").exists()  # demo checked its address before loading or building anything
+
+
+def test_serve_needs_an_index(tmp_path: Path) -> None:
+    assert "no such index directory" in one_line_error(run("serve", "--index", str(tmp_path / "none")))
+    (tmp_path / "empty").mkdir()
+    assert "no index yet" in one_line_error(run("serve", "--index", str(tmp_path / "empty")))
+
+
+def test_a_port_in_use_names_the_port_and_the_option(indexed: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (("serve", "--index", str(indexed / "idx")), ("demo", "--index", str(indexed / "demo"))):
+            line = one_line_error(run(*command, "--port", str(port)))
+            assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+def test_port_zero_picks_a_free_port_and_prints_it(indexed: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--index", str(indexed / "idx"), "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        m = re.search(r"at http://127\.0\.0\.1:(\d+)/", first)
+        assert m and int(m.group(1)) > 0, first
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{m.group(1)}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        r = httpx.get(f"http://127.0.0.1:{m.group(1)}/search", params={"q": "a rooster", "k": 1}, timeout=30)
+        assert r.status_code == 200 and r.json()["results"][0]["path"].startswith("rooster/")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_demo_and_serve_help_describe_host_and_port() -> None:
+    for command in ("serve", "demo"):
+        out = run(command, "--help").stdout
+        assert "--host HOST" in out and "0.0.0.0" in out and "--port PORT" in out and "0 picks a free port" in out

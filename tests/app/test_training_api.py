@@ -185,3 +185,42 @@ def test_cli_trains_and_reports_bad_configs(roots: tuple[Path, Path], tmp_path: 
     assert r.stderr.strip().splitlines() == [
         f"audiosearch: error: {tmp_path / 'bad.yaml'}: stages[0].lr: must be a positive number, got 0"
     ]
+
+
+def test_one_training_job_at_a_time_then_429(client: httpx.Client) -> None:
+    first = client.post("/train", json=config(epochs=MAX_EPOCHS)).json()["id"]
+    try:
+        jobs = [j["id"] for j in client.get("/train").json()]
+        r = client.post("/train", json=config(epochs=1))
+        assert r.status_code == 429 and r.headers["Retry-After"] == "60", r.text
+        assert "1 training job(s) running, the limit is 1" in r.json()["detail"]
+        assert [j["id"] for j in client.get("/train").json()] == jobs  # the refused one left nothing behind
+    finally:
+        assert client.delete(f"/train/{first}").json()["state"] == "cancelled"
+    second = client.post("/train", json=config(epochs=MAX_EPOCHS))
+    assert second.status_code == 202
+    assert client.delete(f"/train/{second.json()['id']}").json()["state"] == "cancelled"
+
+
+def test_eval_refuses_sets_larger_than_the_cap(roots: tuple[Path, Path], lite_model) -> None:
+    data, jobs = roots
+    settings = Settings(
+        index_dir=jobs.parent / "no-index", admin_token=TOKEN, jobs_dir=jobs, train_data_root=data, max_eval_clips=3
+    )
+    with live_server(create_app(settings, model=lite_model)) as url:
+        r = httpx.post(f"{url}/eval", json={"model": "lite", "data": [{"csv": "captions.csv"}]}, headers=AUTH)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("4 clips to evaluate; the service evaluates at most 3")
+
+
+def test_eval_rows_leaving_the_data_root_say_the_same_whether_the_file_exists(
+    roots: tuple[Path, Path], client: httpx.Client
+) -> None:
+    data, _ = roots
+    details = []
+    for target in ("../../../../../../etc/passwd", "../../../../../../etc/no-such-file"):
+        (data / "probe.csv").write_text(f"path,caption\n{target},x\n")
+        r = client.post("/eval", json={"model": "lite", "data": [{"csv": "probe.csv"}]})
+        assert r.status_code == 422
+        details.append(r.json()["detail"].replace("no-such-file", "passwd"))
+    assert details[0] == details[1] and "outside the allowed data folder" in details[0]

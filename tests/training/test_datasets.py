@@ -186,3 +186,30 @@ def test_run_config_and_eval_select_formats(shared_data: Path, tmp_path: Path) -
     assert len(rows) == 12 and all(r.path.parent == audio.resolve() for r in rows)
     # `audiosearch eval --data FILE` recognises the layout by the header / extension
     assert len(parse_data_spec(str(tmp_path / "clotho.csv"), audio)) == 8
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_audio_paths_leaving_the_data_root_are_refused_without_looking(tmp_path: Path, fmt: str) -> None:
+    """A row naming ../../etc/passwd (exists) and one naming a file that does not exist get the same answer:
+    the check comes before any file is looked at, so the service cannot be used to probe for files."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (tmp_path / "secret.wav").write_bytes(b"outside")
+    messages = []
+    for target in ("../secret.wav", "../no-such-file.wav"):
+        if fmt == "csv":
+            (root / "c.csv").write_text(f"path,caption\n{target},a sound\n")
+        else:
+            (root / "c.jsonl").write_text(json.dumps({"path": target, "caption": "a sound"}) + "\n")
+        with pytest.raises(DatasetError) as err:
+            load_rows(root / f"c.{fmt}", fmt, confine=root.resolve())
+        messages.append(str(err.value))
+    assert messages[0] == messages[1].replace("no-such-file", "secret")
+    assert "outside the allowed data folder" in messages[0] and "not found" not in messages[0]
+
+
+def test_a_caption_file_with_no_line_break_is_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("path," + "x," * 100_000)  # one line of 200 kB: the header check reads 64 kB of it
+    with pytest.raises(DatasetError, match="header line is longer than 65536 characters"):
+        detect_format(path)

@@ -167,6 +167,9 @@ def _minimal(tmp_path: Path, shared: Path, **stage: Any) -> dict[str, Any]:
         (lambda c: c.update(device="tpu"), "device: must be one of ['auto', 'cpu', 'cuda']"),
         (lambda c: c.pop("output"), "output: is required"),
         (lambda c: c.update(stages=[]), "stages: must be a non-empty list"),
+        (lambda c: c.update(seed=2**70), "seed: must be an integer <= 4294967195"),
+        (lambda c: c["stages"][0].update(patchout={"time": 10**30}), "stages[0].patchout.time: must be an integer <="),
+        (lambda c: c["stages"][0].update(epochs=10**30), "stages[0].epochs: must be an integer <= 10000"),
     ],
 )
 def test_bad_configs_name_file_and_field(tmp_path: Path, shared_data: Path, change: Any, message: str) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import mimetypes
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse
 
 from app.api.deps import ServiceDep
 from app.schemas import ClipInfo, ClipWords, ErrorResponse
 
-router = APIRouter(prefix="/clips", tags=["clips"], responses={404: {"model": ErrorResponse}})
+router = APIRouter(prefix="/clips", tags=["clips"],
+                   responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+# File ids are SQLite row ids: positive 64-bit integers. Larger ones are a 422, never an overflow inside SQLite.
+ClipId = Annotated[int, Path(ge=1, le=2**63 - 1, description="clip (file) id from a search result")]
 
 CONTENT_TYPES = {".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac",
                  ".wav": "audio/wav", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aif": "audio/aiff",
@@ -24,7 +28,7 @@ def audio_path(clip_id: int) -> str:
 
 
 @router.get("/{clip_id}", response_model=ClipInfo, summary="Metadata of one indexed file")
-def clip_info(request: Request, clip_id: int, service: ServiceDep) -> ClipInfo:
+def clip_info(request: Request, clip_id: ClipId, service: ServiceDep) -> ClipInfo:
     c = service.clip(clip_id)
     w = service.clip_words(clip_id)
     words = ClipWords(path=list(w.path), tags=list(w.tags), fields=w.fields) if w is not None else None
@@ -34,7 +38,7 @@ def clip_info(request: Request, clip_id: int, service: ServiceDep) -> ClipInfo:
 
 @router.get("/{clip_id}/audio", name="clip_audio", summary="The audio file itself (supports Range requests)",
             response_class=FileResponse)
-def clip_audio(clip_id: int, service: ServiceDep) -> FileResponse:
+def clip_audio(clip_id: ClipId, service: ServiceDep) -> FileResponse:
     path = service.clip_file(clip_id)
     media = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=3600"})

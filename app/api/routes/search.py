@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import BatcherDep, ServiceDep, SettingsDep
 from app.api.routes.clips import audio_path
+from app.cancel import run_cancellable
+from app.limits import limited
 from app.schemas import (
     MAX_QUERY_CHARS,
     MIN_SCORE_HELP,
     MODE_HELP,
+    AudioQuery,
+    AudioSearchResponse,
     BatchSearchRequest,
     BatchSearchResponse,
     ErrorResponse,
@@ -85,7 +88,8 @@ async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep
     return _response(request, body.query, page, t0)
 
 
-@router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch")
+@router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch",
+             responses={429: {"model": ErrorResponse}}, dependencies=[limited("batch")])
 async def search_batch(request: Request, body: BatchSearchRequest, batcher: BatcherDep) -> BatchSearchResponse:
     t0 = time.perf_counter()
     filters = _filters(body.filters)
@@ -97,8 +101,16 @@ async def search_batch(request: Request, body: BatchSearchRequest, batcher: Batc
     )
 
 
-@router.post("/search/by-audio", response_model=SearchResponse, summary="Query by example: clips similar to an upload",
-             responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}})
+# Query by example: its own router, so the app gives it the upload's body cap (JSON routes get a small one).
+upload_router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}})
+
+
+@upload_router.post(
+    "/search/by-audio", response_model=AudioSearchResponse, summary="Query by example: clips similar to an upload",
+    description="Uses the first AUDIOSEARCH_MAX_QUERY_SECONDS (default 30) of the upload; the response says how much.",
+    responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
+    dependencies=[limited("by_audio")],
+)
 async def search_by_audio(
     request: Request,
     service: ServiceDep,
@@ -106,15 +118,21 @@ async def search_by_audio(
     file: Annotated[UploadFile, File(description="an audio file (wav, flac, ogg, mp3, ...)")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
-) -> SearchResponse:
+) -> AudioSearchResponse:
     t0 = time.perf_counter()
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in AUDIO_EXTENSIONS:
         raise HTTPException(415, f"unsupported file type {suffix or '(none)'}; send one of {sorted(AUDIO_EXTENSIONS)}")
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
+    size = file.size if file.size is not None else len(await file.read(settings.max_upload_bytes + 1))
+    if size > settings.max_upload_bytes:
         raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
-    if not data:
+    if size == 0:
         raise HTTPException(422, "the uploaded file is empty")
-    page = await run_in_threadpool(service.search_audio, data, suffix, k, offset)
-    return _response(request, f"<audio:{file.filename}>", page, t0)
+    await file.seek(0)
+    # the spooled upload (on disk past 1 MB) is handed over as a file: never held in memory whole
+    page, read = await run_cancellable(
+        request, service.search_audio, file.file, suffix, k, offset, max_seconds=settings.max_query_seconds
+    )
+    base = _response(request, f"<audio:{file.filename}>", page, t0)
+    audio = AudioQuery(seconds=round(read.seconds, 3), truncated=read.truncated, max_seconds=settings.max_query_seconds)
+    return AudioSearchResponse(**base.model_dump(), audio=audio)

@@ -7,19 +7,23 @@ runs in this process; evaluation runs in the threadpool, off the event loop.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from app.api.deps import AdminDep, SettingsDep
-from app.jobs import JobManager, JobNotFoundError
+from app.cancel import run_cancellable
+from app.jobs import JobLimitError, JobManager, JobNotFoundError
+from app.limits import limited
 from app.schemas import ErrorResponse
+from app.settings import Settings
 
 router = APIRouter(tags=["training"], dependencies=[AdminDep],
                    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
-                              422: {"model": ErrorResponse}})
+                              422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}})
+TRAIN_RETRY_AFTER_S = 60
 _create_lock = threading.Lock()
 
 
@@ -38,8 +42,13 @@ def get_jobs(request: Request, settings: SettingsDep) -> JobManager:
         raise HTTPException(403, "training routes are disabled (set AUDIOSEARCH_TRAIN_DATA_ROOT to enable them)")
     with _create_lock:
         if getattr(request.app.state, "jobs", None) is None:
-            request.app.state.jobs = JobManager(settings.jobs_dir, settings.train_data_root)
+            request.app.state.jobs = job_manager(settings, settings.train_data_root)
     return request.app.state.jobs
+
+
+def job_manager(settings: Settings, data_root: Path) -> JobManager:
+    return JobManager(settings.jobs_dir, data_root, max_jobs=settings.max_training_jobs,
+                      max_eval_clips=settings.max_eval_clips)
 
 
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
@@ -58,7 +67,10 @@ JobDep = Annotated[str, Depends(existing_job)]
 
 @router.post("/train", response_model=JobId, status_code=202, summary="Start a training run (a run config as JSON)")
 def start(jobs: JobsDep, config: Annotated[dict[str, Any], Body()]) -> JobId:
-    return JobId(id=jobs.submit(config))
+    try:
+        return JobId(id=jobs.submit(config))
+    except JobLimitError as err:
+        raise HTTPException(429, str(err), headers={"Retry-After": str(TRAIN_RETRY_AFTER_S)}) from None
 
 
 @router.get("/train", summary="All training jobs, oldest first")
@@ -76,6 +88,7 @@ def cancel(job_id: JobDep, jobs: JobsDep) -> dict[str, Any]:
     return jobs.cancel(job_id)
 
 
-@router.post("/eval", summary="Retrieval metrics (mAP@10, R@k) of a model on caption files")
-async def evaluate(body: EvalRequest, jobs: JobsDep) -> dict[str, Any]:
-    return await run_in_threadpool(jobs.evaluate, body.model, body.data)
+@router.post("/eval", summary="Retrieval metrics (mAP@10, R@k) of a model on caption files",
+             dependencies=[limited("eval")])
+async def evaluate(request: Request, body: EvalRequest, jobs: JobsDep) -> dict[str, Any]:
+    return await run_cancellable(request, jobs.evaluate, body.model, body.data)

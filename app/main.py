@@ -62,6 +62,7 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
     from app.runtime import configure_threads
     from models import load_encoder
+    from models.provenance import require_trained
 
     if settings.train_data_root is not None:
         from app.jobs import JobManager
@@ -69,6 +70,8 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
         app.state.jobs = JobManager(settings.jobs_dir, settings.train_data_root)
     try:
+        if model is None and not settings.allow_untrained:
+            require_trained(settings.model)  # random projections would answer every query with noise
         model = model or load_encoder(settings.model, settings.device, settings.onnx_dir)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
         app.state.service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap)

@@ -28,6 +28,7 @@ from indexer.errors import IndexBuildError
 from indexer.handoff import handoff_folder, receive
 from indexer.scan import FileEntry, scan_library
 from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, train_if_needed
+from models.aggregate import min_tail_seconds
 from models.audio import STREAM_OVER_SECONDS
 from models.encoder import Encoder
 
@@ -116,7 +117,9 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
     prev = previous_files(index_dir)
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
     try:
-        settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
+        settings = DecodeSettings(
+            model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s, min_tail_seconds(model.config)
+        )
         jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report, index_dir / "work" / "handoff")
         _write_snapshot(index_dir, audio_dir, model, cache, entries, hashes, prev, opts, report, window_s, hop_s)

@@ -77,6 +77,7 @@ def file_windows(
     sample_rate: int,
     window_s: float = 10.0,
     hop_s: float | None = None,
+    min_tail_s: float = 0.5,
     stream_over_s: float = STREAM_OVER_SECONDS,
     chunk_windows: int = 32,
 ) -> Iterator[Windows]:
@@ -84,6 +85,6 @@ def file_windows(
     (and a format soundfile reads in blocks). A generator: nothing is decoded until it is iterated."""
     info = probe(path)
     if info.blockwise and info.duration > stream_over_s:
-        yield from stream_windows(path, sample_rate, window_s, hop_s, chunk_windows=chunk_windows)
+        yield from stream_windows(path, sample_rate, window_s, hop_s, min_tail_s, chunk_windows=chunk_windows)
     else:
-        yield cut_windows(load_audio(path, sample_rate), sample_rate, window_s, hop_s)
+        yield cut_windows(load_audio(path, sample_rate), sample_rate, window_s, hop_s, min_tail_s)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import provenance
 from models.batching import Waveforms, audio_batch, chunks
 from models.config import ModelConfig
 from models.errors import ModelLoadError
@@ -47,6 +48,7 @@ class RuntimeEncoder:
         self, name_or_path: str | Path, source: ModelSource, onnx_dir: Path | None = None, threads: int = 0
     ) -> None:
         self.config, self.fingerprint = source.config, source.fingerprint
+        self.provenance = provenance.of_source(source)
         audio, text = core_builder("audio", self.config.audio.kind), core_builder("text", self.config.text.kind)
         if audio is None or text is None:
             raise ModelLoadError(f"model {self.config.name}: a tower has no runtime core (use the torch model)")
@@ -70,13 +72,15 @@ class RuntimeEncoder:
         sample_rate: int,
         lengths: Sequence[int] | np.ndarray | None = None,
         batch_size: int = 32,
+        normalize: bool = True,
     ) -> np.ndarray:
-        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors."""
+        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors
+        (`normalize=False`: before normalisation, for models.aggregate)."""
         batch, lens = audio_batch(waveforms, sample_rate, lengths, self.sample_rate)
         out = []
         for rows in chunks(len(batch), batch_size):
             width = int(lens[rows].max()) if self.audio_core.crops_padding else batch.shape[1]
-            out.append(self.audio_proj(self.audio_core(batch[rows, :width], lens[rows])))
+            out.append(self.audio_proj(self.audio_core(batch[rows, :width], lens[rows]), normalize))
         return np.concatenate(out)
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

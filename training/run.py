@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.atomic import atomic_write_json
 from models import provenance
+from models.atomic import atomic_write_json
 from models.checkpoint import load_model, save_model
 from models.device import resolve_device
 from models.dual_encoder import DualEncoder

@@ -31,6 +31,9 @@ class Opaque(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Opaque:  # a stand-in function (getattr(...)(...)): inert too
+        return Opaque(*args)
+
     def __setstate__(self, state: Any) -> None:
         self.state = state
 

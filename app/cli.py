@@ -169,13 +169,19 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_demo, model="lite", device="auto", quiet=False)
 
 
+def _refuse_untrained(args: argparse.Namespace) -> None:
+    """index, search, serve: a model with random parts answers with noise; refuse it before anything loads."""
+    from models.provenance import require_trained
+
+    if not getattr(args, "allow_untrained", True):
+        require_trained(args.model)
+
+
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from app.runtime import configure_threads
     from models import load_encoder
-    from models.provenance import require_trained
 
-    if not getattr(args, "allow_untrained", True):  # index, search, serve: refuse random parts before loading
-        require_trained(args.model)
+    _refuse_untrained(args)
     model = load_encoder(args.model, device=resolve_device(args.device))
     configure_threads()
     return model
@@ -230,6 +236,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     if not 1 <= args.k <= 1000:
         raise AudioSearchError("-k must be between 1 and 1000")
+    _refuse_untrained(args)
     searcher = Searcher(args.index)
     model = _load(args)
     searcher.check_model(model.fingerprint, model.config.supersedes)
@@ -241,10 +248,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from app.server import serve
-    from models.provenance import require_trained
 
-    if not args.allow_untrained:  # here too, so the command fails in one line instead of serving "not ready"
-        require_trained(args.model)
+    _refuse_untrained(args)  # here too, so the command fails in one line instead of serving "not ready"
     return serve(args.index, args.host, args.port, args.model, resolve_device(args.device), onnx_dir=args.onnx,
                  allow_untrained=args.allow_untrained)
 

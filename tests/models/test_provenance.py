@@ -17,7 +17,8 @@ from app.main import create_app
 from app.settings import Settings
 from models import DualEncoder, ModelLoadError, load_encoder, save_model
 from models.embedder import embed_files
-from models.provenance import SIDECAR, require_trained
+from models.model_dir import resolve
+from models.provenance import SIDECAR, of_source, require_trained
 from tests.models.tiny import tiny_paper_config
 
 
@@ -30,6 +31,8 @@ def random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", ["lite", "fusion", "bridge", "aisfx"])
 def test_shipped_models_need_no_flag(name: str) -> None:
     require_trained(name)  # trained projections, or the bridge's tied identity: nothing random
+    projections = of_source(resolve(name))["projections"]["from"]
+    assert projections == ("identity" if name == "bridge" else "trained")
 
 
 def test_the_bare_paper_profile_is_refused_before_anything_loads(tmp_path: Path, capsys) -> None:  # noqa: ANN001

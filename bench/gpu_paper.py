@@ -49,7 +49,7 @@ def synthetic_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path, obj
     """A Lightning checkpoint named and shaped as the d25 baseline's, random values; and the import config."""
     from models.dual_encoder import DualEncoder
     from models.reference import LAYOUTS, import_config
-    from models.reference.convert import _theirs
+    from models.reference.convert import source_key
 
     cfg = import_config("dcase2025")
     build = import_config("dcase2025")
@@ -68,7 +68,7 @@ def synthetic_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path, obj
         c.text.options["config"]["pad_token_id"] = pad
     state = {}
     for k, v in model.state_dict().items():
-        theirs = _theirs(k, LAYOUTS["dcase2025"])
+        theirs = source_key(k, LAYOUTS["dcase2025"])
         theirs = theirs.replace("model.model.", "model.model._orig_mod.").replace(
             "text_embedding_model.", "text_embedding_model._orig_mod."
         )

@@ -63,6 +63,8 @@ def import_checkpoint(
     if fmt not in LAYOUTS:
         raise ModelLoadError(f"unknown checkpoint format {fmt!r}; known: {', '.join(LAYOUTS)}")
     path, out = Path(path), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # never replace a model (or anything) there
+        raise ModelLoadError(f"{out} already exists: import into a new directory")
     layout = LAYOUTS[fmt]
     checkpoint = load_checkpoint(path)
     state, other = _state_dict(path, checkpoint)
@@ -114,7 +116,7 @@ def plan(
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ModelLoadError(
-            f"the checkpoint lacks {_theirs(missing[0], layout)}{more}: not a {layout.name} checkpoint"
+            f"the checkpoint lacks {source_key(missing[0], layout)}{more}: not a {layout.name} checkpoint"
         )
     return mapping, ignored
 
@@ -129,7 +131,7 @@ def _ours(key: str, layout: Layout) -> str | None:
     return next((ours + key[len(theirs) :] for theirs, ours in layout.prefixes if key.startswith(theirs)), None)
 
 
-def _theirs(ours: str, layout: Layout) -> str:
+def source_key(ours: str, layout: Layout) -> str:
     if ours == TEMPERATURE:
         return TAU
     return next((theirs + ours[len(o) :] for theirs, o in layout.prefixes if ours.startswith(o)), ours)

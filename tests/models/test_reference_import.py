@@ -189,8 +189,13 @@ def test_cli_import_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert cli(["import-checkpoint", str(tmp_path / "missing.ckpt"), *args]) == 1
     tiny = lightning_checkpoint(_reference_state(), tmp_path / "tiny.ckpt")
     assert cli(["import-checkpoint", str(tiny), *args]) == 1  # the real model's sizes
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "mine.txt").write_text("keep")
+    assert cli(["import-checkpoint", str(tiny), *args]) == 1  # never replaces what is there
+    assert (tmp_path / "m" / "mine.txt").read_text() == "keep"
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("audiosearch: error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("audiosearch: error: ") for line in lines)
+    assert lines[3].endswith("m already exists: import into a new directory")
     assert "notes.ckpt: not a readable PyTorch checkpoint" in lines[0]
     assert "missing.ckpt: no such checkpoint file" in lines[1]
     assert "blocks.0.attn.proj.bias: shape [64], the paper model needs [768]" in lines[2]

@@ -47,3 +47,13 @@ def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
                     tmp_path=tmp_path)
     assert "aisfx (aisfx) batch 16: torch" in out and "ratio x" in out and "min cosine" in out
     assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16
+
+
+def test_gpu_paper_bench_smoke(tmp_path, shared_data) -> None:
+    """The prepared device check for the imported paper model, at tiny sizes on the CPU."""
+    from models.encoders.hf_text import minilm_path
+
+    out = run_bench("bench.gpu_paper", "--tokenizer", minilm_path(), "--clips", "4", "--workers", "1", "--queries",
+                    "4", "--smoke", tmp_path=tmp_path)
+    assert "import   imported d25-synthetic.ckpt (dcase2025)" in out and "fp16     cpu vs CPU fp32" in out
+    assert "index_cps" in (tmp_path / "gpu.csv").read_text()

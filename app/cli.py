@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     _export_parser(sub.add_parser("export-onnx", help="export the text encoder to ONNX for faster queries"))
     _eval_parser(sub.add_parser("eval", help="retrieval metrics (mAP@10, R@k) of a model on a caption file"))
     _train_parser(sub.add_parser("train", help="train a model from a run config (YAML/JSON)"))
+    _import_parser(sub.add_parser("import-checkpoint", help="convert a published paper-model checkpoint"))
     return p
 
 
@@ -63,10 +64,19 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
 
 
+def _untrained_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="use a model with random (never trained or loaded) parts, e.g. the bare paper profile (benchmarks)",
+    )
+
+
 def _index_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio_dir", type=Path, help="library root; searched recursively for audio files")
     p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
     _model_arg(p)
+    _untrained_arg(p)
     p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
     p.add_argument(
         "--workers",
@@ -100,6 +110,7 @@ def _search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-score", type=float, default=None,
                    help="flag no_close_match below this best score (default: the mode's calibrated threshold)")
     _model_arg(p)
+    _untrained_arg(p)
     p.add_argument("--quiet", action="store_true", help="no info logs")
     p.set_defaults(handler=_cmd_search)
 
@@ -115,6 +126,7 @@ def _serve_parser(p: argparse.ArgumentParser) -> None:
     _address_args(p)
     p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
     _model_arg(p)
+    _untrained_arg(p)
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -155,6 +167,16 @@ def _export_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
+def _import_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="the published .ckpt file (README: Using the paper model)")
+    p.add_argument("--format", required=True, choices=["dcase2025", "salsa"],
+                   help="dcase2025: CPJKU/dcase2025_task6_baseline; salsa: OptimusPrimus/salsa passt_roberta")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write (use it as --model DIR)")
+    p.add_argument("--tokenizer", default="roberta-large",
+                   help="roberta-large's tokenizer: hub name or a local folder (copied into the model directory)")
+    p.set_defaults(handler=_cmd_import)
+
+
 def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, default=Path("demo-index"), help="where to build the demo index")
     _address_args(p)
@@ -162,10 +184,19 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_demo, model="lite", device="auto", quiet=False)
 
 
+def _refuse_untrained(args: argparse.Namespace) -> None:
+    """index, search, serve: a model with random parts answers with noise; refuse it before anything loads."""
+    from models.provenance import require_trained
+
+    if not getattr(args, "allow_untrained", True):
+        require_trained(args.model)
+
+
 def _load(args: argparse.Namespace):  # noqa: ANN202
     from app.runtime import configure_threads
     from models import load_encoder
 
+    _refuse_untrained(args)
     model = load_encoder(args.model, device=resolve_device(args.device))
     configure_threads()
     return model
@@ -221,6 +252,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     if not 1 <= args.k <= 1000:
         raise AudioSearchError("-k must be between 1 and 1000")
+    _refuse_untrained(args)
     searcher = Searcher(args.index)
     model = _load(args)
     searcher.check_model(model.fingerprint, model.config.supersedes)
@@ -244,8 +276,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from app.settings import load_settings
     from indexer.store import require_snapshot
 
-    # Everything is checked before the model loads: settings, the port, the index, then the socket itself.
-    settings = load_settings(index_dir=args.index, model=args.model, onnx_dir=args.onnx)
+    # Everything is checked before the model loads: settings, the port, the index, the weights, then the socket.
+    settings = load_settings(
+        index_dir=args.index, model=args.model, onnx_dir=args.onnx, allow_untrained=args.allow_untrained
+    )
+    _refuse_untrained(args)  # here too, so the command fails in one line instead of serving "not ready"
     check_port(args.port)
     require_snapshot(args.index)
     sock = bind(args.host, args.port)
@@ -285,6 +320,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.audio:
         export_audio_onnx(model, out)
         print(f"exported the audio encoder to {out}; set AUDIOSEARCH_ONNX_DIR={out} for index and serve")  # noqa: T201
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from models.reference import import_checkpoint
+
+    print(import_checkpoint(args.checkpoint, args.format, args.out, tokenizer=args.tokenizer).summary())  # noqa: T201
     return 0
 
 

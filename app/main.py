@@ -84,6 +84,7 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     from app.runtime import configure_threads
     from models import load_encoder
     from models.device import resolve_device
+    from models.provenance import require_trained
 
     if settings.train_data_root is not None:
         from app.api.routes.training import job_manager
@@ -91,6 +92,8 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
         app.state.jobs = job_manager(settings, settings.train_data_root)
     try:
+        if model is None and not settings.allow_untrained:
+            require_trained(settings.model)  # random projections would answer every query with noise
         model = model or load_encoder(settings.model, resolve_device(settings.device), settings.onnx_dir)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
         device = resolve_device(settings.device)

@@ -16,8 +16,9 @@ import numpy as np
 from indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
 from indexer.words import FileWords
 from models import AudioSearchError, Encoder, InvalidInputError
+from models.aggregate import min_tail_seconds
 from models.audio_stream import ReadLimit, file_windows
-from models.embedder import Embedder, checked_encode, encode_fn
+from models.embedder import EncodeFn, checked_encode, for_encoder
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +136,13 @@ class SearchService:
         with tempfile.NamedTemporaryFile(suffix=suffix) as f:
             shutil.copyfileobj(upload, f, 1 << 20)
             f.flush()
-            windows = file_windows(f.name, self.model.sample_rate, cfg.window_seconds, cfg.hop_seconds, limit=read)
-            # The lock is held per batch only: decoding one upload never holds up another's forward.
-            encode = checked_encode(self._locked_encode, check) if check else self._locked_encode
-            (result,) = Embedder(encode, batch_size=32, overlap=False).embed([(f.name, windows)])
+            tail = min_tail_seconds(cfg)
+            windows = file_windows(
+                f.name, self.model.sample_rate, cfg.window_seconds, cfg.hop_seconds, tail, limit=read
+            )
+            embedder = for_encoder(self.model, batch_size=32, overlap=False)  # windows, or a whole clip (aggregate)
+            embedder.encode = self._locked(embedder.encode, check)
+            (result,) = embedder.embed([(f.name, windows)])
         if result.error is not None or result.vectors is None:  # the reason, without the server's temp path
             raise InvalidInputError((result.error or "the uploaded audio gives no windows").replace(f.name, "upload"))
         mean = result.vectors.mean(axis=0)
@@ -147,9 +151,15 @@ class SearchService:
             raise InvalidInputError("the uploaded audio gives no usable embedding")
         return (mean / norm).astype(np.float32), read
 
-    def _locked_encode(self, waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        with self._audio_lock:
-            return encode_fn(self.model)(waves, lengths)
+    def _locked(self, encode: EncodeFn, check: Callable[[], None] | None) -> EncodeFn:
+        """`encode` under the audio lock, held per batch only (decoding one upload never holds up another's
+        forward), stopping first if `check` says the client went away."""
+
+        def run(waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+            with self._audio_lock:
+                return encode(waves, lengths)
+
+        return checked_encode(run, check) if check is not None else run
 
     def clip(self, clip_id: int) -> Clip:
         clip = self.searcher.clip(clip_id)

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     model: str = Field("lite", description="'lite', 'paper' or a model directory; must match the index")
     device: str = Field("cpu", description="cpu, cuda or auto: where the model runs and the index is searched")
     onnx_dir: Path | None = Field(None, description="text-encoder export from `audiosearch export-onnx`")
+    allow_untrained: bool = Field(
+        False, description="serve a model with random (never trained or loaded) parts; refused otherwise"
+    )
     admin_token: str | None = Field(None, description="bearer token for /admin and /train; unset disables them")
     # NoDecode: the variable is "https://a.example,https://b.example", not JSON (a JSON list also works).
     cors_origins: Annotated[list[str], NoDecode] = Field(

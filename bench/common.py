@@ -84,4 +84,6 @@ def paper_random_config(text=None):
     from models.config import ModelConfig
     from models.profiles import profile
 
-    return ModelConfig(name="paper-random", audio=profile("paper").audio, text=text or profile("lite").text)
+    audio = profile("paper").audio
+    audio.options["pretrained"] = False  # random, not hear21passt's AudioSet download
+    return ModelConfig(name="paper-random", audio=audio, text=text or profile("lite").text)

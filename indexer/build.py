@@ -36,6 +36,7 @@ from indexer.store import (
     train_if_needed,
     unchanged_snapshot,
 )
+from models.aggregate import min_tail_seconds
 from models.audio import STREAM_OVER_SECONDS
 from models.encoder import Encoder
 
@@ -132,7 +133,9 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
                 log.info(
                     "took %d files' vectors from the cache of %s (padded to %d)", taken, old["fingerprint"], old["dim"]
                 )
-        settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
+        settings = DecodeSettings(
+            model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s, min_tail_seconds(model.config)
+        )
         jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
         hashes = _embed_missing(jobs, cache, model, settings, opts, report, index_dir / "work" / "handoff")
         texts = _write_snapshot(

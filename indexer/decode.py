@@ -73,6 +73,6 @@ def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:
         out.stream, out.duration = True, info.duration
         return
     wave = load_audio(full, s.sample_rate)
-    win = cut_windows(wave, s.sample_rate, s.window_s, s.hop_s)
+    win = cut_windows(wave, s.sample_rate, s.window_s, s.hop_s, s.min_tail_s)
     out.waves, out.starts, out.ends, out.lengths = win.waves, win.starts, win.ends, win.lengths
     out.duration = len(wave) / s.sample_rate

@@ -43,6 +43,7 @@ class DecodeSettings:
     hop_s: float
     max_seconds: float
     stream_over_s: float = STREAM_OVER_SECONDS
+    min_tail_s: float = 0.5  # models.aggregate.min_tail_seconds of the model
 
 
 def relative_reason(job: DecodeJob, err: Exception | str) -> str:

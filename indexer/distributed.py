@@ -35,6 +35,7 @@ from indexer.errors import IndexBuildError
 from indexer.ray_connect import ray_session
 from indexer.scan import FileEntry, scan_library
 from indexer.store import previous_files
+from models.aggregate import min_tail_seconds
 from models.atomic import atomic_write
 from models.embedder import Embedded
 from models.encoder import Encoder
@@ -121,7 +122,9 @@ def embed_shards(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOp
             done = cache.done_hashes()
             entries, _ = scan_library(audio_dir)  # unreadable entries are reported by build_index
             shards = plan_shards(audio_dir, entries, previous_files(index_dir), done, model, window_s, hop_s, ropts)
-            settings = DecodeSettings(model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s)
+            settings = DecodeSettings(
+                model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s, min_tail_seconds(model.config)
+            )
             return _run_shards(shards, shard_dir, cache, done, settings, model, opts, ropts)
         finally:
             cache.close()

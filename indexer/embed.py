@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from indexer.decoded import Decoded, DecodeSettings, relative_reason
 from models.audio import Windows
 from models.audio_stream import stream_windows
-from models.embedder import Embedded, Embedder, Item, encode_fn
+from models.embedder import Embedded, Item, for_encoder
 
 
 def embed_decoded(
@@ -21,7 +21,7 @@ def embed_decoded(
     """(file, its vectors or why not) in input order. `Embedded.vectors` is None for files that need no
     embedding (an error, content cached before, or the same content earlier in this run)."""
     queued: set[str] = set()
-    embedder = Embedder(encode_fn(encoder, batch_size), batch_size)
+    embedder = for_encoder(encoder, batch_size)  # window vectors, or files as a whole (models.aggregate)
     for e in embedder.embed(_items(decoded, settings, queued, batch_size)):
         d: Decoded = e.key
         if e.error is not None and d.error is None:
@@ -36,6 +36,6 @@ def _items(decoded: Iterable[Decoded], s: DecodeSettings, queued: set[str], chun
             continue
         queued.add(d.sha1)
         if d.stream:
-            yield d, stream_windows(d.job.full, s.sample_rate, s.window_s, s.hop_s, chunk_windows=chunk)
+            yield d, stream_windows(d.job.full, s.sample_rate, s.window_s, s.hop_s, s.min_tail_s, chunk_windows=chunk)
         else:
             yield d, [Windows(d.waves, d.starts, d.ends, d.lengths)]  # type: ignore[arg-type]

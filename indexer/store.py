@@ -134,6 +134,8 @@ def make_manifest(library: Path, model: Any, counts: dict[str, int], window_s: f
             "fingerprint": model.fingerprint,
             "dim": model.dim,
             "sample_rate": model.sample_rate,
+            # where each part's weights came from (models.provenance): checkpoint, package, trained, ...
+            "provenance": getattr(model, "provenance", None),
         },
         "window_seconds": window_s,
         "hop_seconds": hop_s,

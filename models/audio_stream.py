@@ -117,6 +117,7 @@ def file_windows(
     sample_rate: int,
     window_s: float = 10.0,
     hop_s: float | None = None,
+    min_tail_s: float = 0.5,
     stream_over_s: float = STREAM_OVER_SECONDS,
     chunk_windows: int = 32,
     limit: ReadLimit | None = None,
@@ -127,17 +128,23 @@ def file_windows(
     With a `limit`, the file is always read block by block (or, for a format soundfile cannot open, only
     its first `limit.max_seconds` are decoded), so no header can make the read longer than the limit."""
     if limit is not None:
-        yield from _limited_windows(Path(path), sample_rate, window_s, hop_s, chunk_windows, limit)
+        yield from _limited_windows(Path(path), sample_rate, window_s, hop_s, min_tail_s, chunk_windows, limit)
         return
     info = probe(path)
     if info.blockwise and info.duration > stream_over_s:
-        yield from stream_windows(path, sample_rate, window_s, hop_s, chunk_windows=chunk_windows)
+        yield from stream_windows(path, sample_rate, window_s, hop_s, min_tail_s, chunk_windows=chunk_windows)
     else:
-        yield cut_windows(load_audio(path, sample_rate), sample_rate, window_s, hop_s)
+        yield cut_windows(load_audio(path, sample_rate), sample_rate, window_s, hop_s, min_tail_s)
 
 
 def _limited_windows(
-    path: Path, sample_rate: int, window_s: float, hop_s: float | None, chunk_windows: int, limit: ReadLimit
+    path: Path,
+    sample_rate: int,
+    window_s: float,
+    hop_s: float | None,
+    min_tail_s: float,
+    chunk_windows: int,
+    limit: ReadLimit,
 ) -> Iterator[Windows]:
     try:
         sf.info(str(path))
@@ -145,9 +152,10 @@ def _limited_windows(
         if _SOUNDFILE_SUFFIXES.get(path.suffix.lower()) in sf.available_formats():
             # a format soundfile reads, so the file is broken: librosa would fail too, after importing ~200 MB
             raise AudioDecodeError(f"{path}: cannot decode ({str(err).splitlines()[0][:160]})") from None
-        yield cut_windows(_head(path, sample_rate, limit), sample_rate, window_s, hop_s)  # m4a, ...: the head only
+        head = _head(path, sample_rate, limit)  # m4a, ...: the head only
+        yield cut_windows(head, sample_rate, window_s, hop_s, min_tail_s)
         return
-    yield from stream_windows(path, sample_rate, window_s, hop_s, chunk_windows=chunk_windows, limit=limit)
+    yield from stream_windows(path, sample_rate, window_s, hop_s, min_tail_s, chunk_windows=chunk_windows, limit=limit)
 
 
 _SOUNDFILE_SUFFIXES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from models import provenance
 from models.atomic import atomic_directory
+from models.config import ModelConfig
 from models.dual_encoder import DualEncoder
 from models.errors import ModelLoadError
-from models.model_dir import CONFIG, WEIGHTS, fingerprint, resolve
+from models.model_dir import CONFIG, WEIGHTS, ModelSource, fingerprint, resolve
 from models.onnx_audio import attach_audio_onnx
 
 log = logging.getLogger(__name__)
@@ -21,11 +24,15 @@ __all__ = ["fingerprint", "load_model", "save_model"]
 
 
 def save_model(model: DualEncoder, directory: str | Path) -> Path:
-    """Write atomically: a crash mid-save leaves any earlier checkpoint at `directory` intact."""
+    """Write atomically: a crash mid-save leaves any earlier checkpoint at `directory` intact. Beside the
+    weights: where each part's weights came from (models.provenance) and a tokenizer the model carries."""
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         (tmp / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2))
         save_file(_trained_state(model), str(tmp / WEIGHTS))
+        provenance.write(tmp, model.provenance)
+        if model.bundled_tokenizer:
+            model.text_tower.tokenizer.save_pretrained(str(tmp / model.bundled_tokenizer))
     return directory
 
 
@@ -49,14 +56,41 @@ def load_model(
     source = resolve(name_or_path)
     source.config.audio.options.update(audio_options or {})
     source.config.text.options.update(text_options or {})
-    model = DualEncoder(source.config)
+    model = DualEncoder(_build_config(source))
+    model.config = source.config  # as stored: paths relative to the directory, the towers' own sources
     if source.directory is not None:
         _load_weights(model, source.directory)
+        model.bundled_tokenizer = _bundled_tokenizer(source)
     model.fingerprint = source.fingerprint
+    model.provenance = provenance.of_source(source)
     model = model.to(torch.device(device)).eval()
     if model.device.type == "cpu":  # onnxruntime's CPU graph; on a GPU torch is the fast path
         attach_audio_onnx(model)  # an `export-onnx --audio` directory named by $AUDIOSEARCH_ONNX_DIR, if any
     return model
+
+
+def _build_config(source: ModelSource) -> ModelConfig:
+    """The config the towers are built from. In a directory, a tower whose weights are stored skips its own
+    weight source (a PaSST checkpoint, hear21passt's AudioSet download): the stored weights replace them."""
+    config = copy.deepcopy(source.config)
+    if source.directory is None:
+        return config
+    bundled = _bundled_tokenizer(source)
+    if bundled:
+        config.text.options["tokenizer"] = str(source.directory / bundled)
+    for side in ("audio", "text"):
+        options = getattr(config, side).options
+        if side not in config.frozen_towers:
+            options.update({k: v for k, v in (("checkpoint", None), ("pretrained", False)) if k in options})
+    return config
+
+
+def _bundled_tokenizer(source: ModelSource) -> str | None:
+    """A text tokenizer stored in the model directory (a relative `tokenizer` option naming a folder in it)."""
+    name = source.config.text.options.get("tokenizer")
+    if source.directory is None or not isinstance(name, str) or Path(name).is_absolute():
+        return None
+    return name if (source.directory / name).is_dir() else None
 
 
 def _load_weights(model: DualEncoder, directory: Path) -> None:

@@ -7,6 +7,9 @@ from typing import Any
 
 from models.errors import ModelLoadError
 
+AGGREGATES = ("none", "mean")
+LATER_FIELDS: dict[str, Any] = {"aggregate": "none", "aggregate_seconds": 30.0}
+
 
 @dataclass
 class TowerConfig:
@@ -32,9 +35,21 @@ class ModelConfig:
     # lite before vectors had a dimension per profile): their indexes still answer this model's queries,
     # padded, and their cached vectors convert without embedding anything again.
     supersedes: list[dict[str, Any]] = field(default_factory=list)
+    # How a file is embedded as a whole (models.aggregate). "none": one vector per window, the best window
+    # answers for its file. "mean": a file up to `aggregate_seconds` long is one vector, the normalised mean of
+    # its windows' projected vectors with every started window counted (the reference's clip embedding: first
+    # segment up to 10 s, mean of two up to 20 s, of three up to 30 s); longer files keep one per window.
+    aggregate: str = "none"
+    aggregate_seconds: float = 30.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # Fields added after models shipped are left out at their defaults: the fingerprint hashes this dict,
+        # and an unchanged model must keep its fingerprint (and its indexes).
+        for name, default in LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -60,6 +75,10 @@ class ModelConfig:
                 raise ModelLoadError(f"supersedes entries need a fingerprint and a dim, got {old!r}")
             if old["dim"] < self.embed_dim:
                 raise ModelLoadError(f"a superseded model must have at least embed_dim dimensions, got {old!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ModelLoadError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if self.aggregate_seconds <= 0:
+            raise ModelLoadError("aggregate_seconds must be positive")
         unknown = set(self.frozen_towers) - {"audio", "text"}
         if unknown:
             raise ModelLoadError(f"frozen_towers may name 'audio' and 'text' only, got {sorted(unknown)}")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import provenance
 from models.batching import Waveforms, chunks, model_batches
 from models.config import ModelConfig
 from models.encoders.base import AudioTower, TextTower, build_audio_tower, build_text_tower
@@ -70,6 +71,7 @@ class DualEncoder(nn.Module):
     audio_runtime: AudioRuntime | None = None
     text_runtime: TextRuntime | None = None
     fingerprint: str = ""
+    bundled_tokenizer: str | None = None  # a tokenizer folder of its model directory (models.checkpoint)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -91,6 +93,8 @@ class DualEncoder(nn.Module):
         self.log_temperature = nn.Parameter(log_t, requires_grad=config.learn_temperature)
         for side in config.frozen_towers:
             getattr(self, f"{side}_tower").requires_grad_(False)
+        # where each part's weights come from (models.provenance); load_model and training update it
+        self.provenance = provenance.derived(config, None)
         self.eval()
 
     def train(self, mode: bool = True) -> DualEncoder:
@@ -113,7 +117,12 @@ class DualEncoder(nn.Module):
     # -- training-time forward (with gradients) -------------------------------------------------
     def embed_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) at self.sample_rate -> (B, embed_dim), unit norm."""
-        return F.normalize(self.audio_proj(self.audio_tower(waveforms, lengths)), dim=-1)
+        return F.normalize(self.project_audio(waveforms, lengths), dim=-1)
+
+    def project_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) -> (B, embed_dim) before normalisation: what a clip's windows are averaged over
+        (models.aggregate), the reference's mean of features then projection (the projection is affine)."""
+        return self.audio_proj(self.audio_tower(waveforms, lengths))
 
     def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_proj(self.text_tower(input_ids, attention_mask)), dim=-1)
@@ -128,17 +137,20 @@ class DualEncoder(nn.Module):
         sample_rate: int,
         lengths: Sequence[int] | np.ndarray | None = None,
         batch_size: int = 32,
+        normalize: bool = True,
     ) -> np.ndarray:
-        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors."""
+        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors
+        (`normalize=False`: the projected vectors before normalisation, for models.aggregate)."""
         crop = self.audio_tower.crops_padding
         out = []
+        forward = self.embed_audio if normalize else self.project_audio
         with self._inference():
             for waves, lens in model_batches(waveforms, sample_rate, lengths, self.sample_rate, batch_size, crop):
-                if self._runtime_takes(waves.shape[1]):
+                if normalize and self._runtime_takes(waves.shape[1]):  # an export gives unit vectors only
                     out.append(self.audio_runtime.embed(waves, lens))  # type: ignore[union-attr]
                     continue
                 x, n = torch.from_numpy(waves).to(self.device), torch.from_numpy(lens).to(self.device)
-                out.append(self.embed_audio(x, n).float().cpu().numpy())
+                out.append(forward(x, n).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

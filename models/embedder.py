@@ -12,6 +12,7 @@ no vectors; the other items of its batches are unaffected.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from models.aggregate import aggregate, min_tail_seconds, normalizes_windows
 from models.audio import Windows
 from models.errors import AudioSearchError
 
@@ -52,9 +54,16 @@ class _Open:
     error: str | None = None
 
 
+# an item's vectors, starts, ends -> the ones it keeps (models.aggregate: a clip as a whole)
+FinishFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 class Embedder:
-    def __init__(self, encode: EncodeFn, batch_size: int = 32, overlap: bool = True) -> None:
+    def __init__(
+        self, encode: EncodeFn, batch_size: int = 32, overlap: bool = True, finish: FinishFn | None = None
+    ) -> None:
         self.encode, self.batch_size, self.overlap = encode, max(1, batch_size), overlap
+        self.finish = finish
         self.batches = 0
         self.seconds = 0.0  # in encode calls
 
@@ -111,7 +120,7 @@ class _Run:
 
     def ready(self) -> Iterator[Embedded]:
         while self.items and self.items[0].complete and self.items[0].owed == 0:
-            yield _result(self.items.popleft())
+            yield _result(self.items.popleft(), self.e.finish)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -162,22 +171,36 @@ def _slice(w: Windows, a: int, b: int) -> Windows:
     return Windows(w.waves[a:b], w.starts[a:b], w.ends[a:b], w.lengths[a:b])
 
 
-def _result(item: _Open) -> Embedded:
+def _result(item: _Open, finish: FinishFn | None) -> Embedded:
     if item.error is not None:
         return Embedded(item.key, error=item.error)
     if not item.parts:
         return Embedded(item.key)
     starts, ends, vecs = zip(*item.parts, strict=True)
-    return Embedded(item.key, np.concatenate(vecs), np.concatenate(starts), np.concatenate(ends))
+    out = np.concatenate(vecs), np.concatenate(starts), np.concatenate(ends)
+    if finish is not None:
+        out = finish(*out)
+    return Embedded(item.key, *out)
 
 
-def encode_fn(encoder: Any, batch_size: int | None = None) -> EncodeFn:
+def encode_fn(encoder: Any, batch_size: int | None = None, normalize: bool = True) -> EncodeFn:
     """An encoder's encode_audio for windows already at its rate (the embedder's batch is one forward)."""
 
     def encode(waves: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return encoder.encode_audio(waves, encoder.sample_rate, lengths, batch_size or len(waves))
+        if normalize:
+            return encoder.encode_audio(waves, encoder.sample_rate, lengths, batch_size or len(waves))
+        return encoder.encode_audio(waves, encoder.sample_rate, lengths, batch_size or len(waves), normalize=False)
 
     return encode
+
+
+def for_encoder(encoder: Any, batch_size: int = 32, overlap: bool = True) -> Embedder:
+    """The embedder of files as the encoder's config says: window vectors, or files as a whole (models.aggregate)."""
+    cfg = encoder.config
+    if normalizes_windows(cfg):
+        return Embedder(encode_fn(encoder, batch_size), batch_size, overlap)
+    finish = functools.partial(aggregate, cfg)
+    return Embedder(encode_fn(encoder, batch_size, normalize=False), batch_size, overlap, finish)
 
 
 def embed_files(
@@ -187,17 +210,18 @@ def embed_files(
     overlap: bool = True,
     check: Callable[[], None] | None = None,
 ) -> Iterator[Embedded]:
-    """Each file's window vectors (in order), windowed as the encoder's config says; long files stream.
-    `check` is called before each file and each batch, and raises to stop the work (a client went away)."""
+    """Each file's window vectors (in order; a file's one vector for aggregating models), windowed as the
+    encoder's config says; long files stream. `check` is called before each file and each batch, and raises to
+    stop the work (a client went away)."""
     from models.audio_stream import file_windows
 
-    cfg = encoder.config
-    items = ((p, file_windows(p, encoder.sample_rate, cfg.window_seconds, cfg.hop_seconds)) for p in paths)
-    encode = encode_fn(encoder)
+    cfg, tail = encoder.config, min_tail_seconds(encoder.config)
+    items = ((p, file_windows(p, encoder.sample_rate, cfg.window_seconds, cfg.hop_seconds, tail)) for p in paths)
+    embedder = for_encoder(encoder, batch_size, overlap)
     if check is not None:
         items = _checked(items, check)
-        encode = checked_encode(encode, check)
-    return Embedder(encode, batch_size, overlap).embed(items)
+        embedder.encode = checked_encode(embedder.encode, check)
+    return embedder.embed(items)
 
 
 def checked_encode(encode: EncodeFn, check: Callable[[], None]) -> EncodeFn:

@@ -26,6 +26,7 @@ BACKENDS = ("auto", "runtime", "torch")
 class Encoder(Protocol):
     config: ModelConfig
     fingerprint: str
+    provenance: dict[str, dict[str, str]]  # where each part's weights came from (models.provenance)
 
     @property
     def sample_rate(self) -> int: ...
@@ -39,6 +40,7 @@ class Encoder(Protocol):
         sample_rate: int,
         lengths: Sequence[int] | np.ndarray | None = None,
         batch_size: int = 32,
+        normalize: bool = True,
     ) -> np.ndarray: ...
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...

@@ -68,6 +68,13 @@ class PasstMel(nn.Module):
         return kaldi_mel_banks(self.n_mels, self.n_fft, self.sample_rate, fmin, fmax)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # fp32 whatever the caller's autocast: in fp16 the power spectrum and the mel sums of loud input pass
+        # 65504 (a full-scale 8 kHz sine reaches 84,000) and become inf, and quiet bins fall below the 1e-5 log
+        # offset's precision. The reference keeps its mel matmul out of autocast for the same reason.
+        with torch.autocast(waveforms.device.type, enabled=False):
+            return self._log_mel(waveforms.float())
+
+    def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
         x = nn.functional.conv1d(waveforms.unsqueeze(1), self.preemphasis).squeeze(1)  # (B, T-1)
         spec = torch.stft(
             x,
@@ -81,7 +88,7 @@ class PasstMel(nn.Module):
         )
         power = spec.real**2 + spec.imag**2  # (B, n_fft/2+1, frames)
         banks = self._training_banks(power.device) if self.training else self.mel_eval
-        mel = torch.matmul(banks, power.float())  # (B, n_mels, frames)
+        mel = torch.matmul(banks, power)  # (B, n_mels, frames)
         return (torch.log(mel + 1e-5) + 4.5) / 5.0
 
     def _training_banks(self, device: torch.device) -> torch.Tensor:

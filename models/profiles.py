@@ -11,11 +11,16 @@ from models.config import ModelConfig, TowerConfig
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
 PROFILES: dict[str, ModelConfig] = {
-    # The paper's system: PaSST-S + RoBERTa-large, single linear projections to 1024-d.
+    # The paper's system: PaSST-S + RoBERTa-large, single linear projections to 1024-d. Bare, it starts from
+    # PaSST's AudioSet weights (hear21passt) and the hub's roberta-large with random projections: a start for
+    # training, refused by index/serve/search. Trained weights: `audiosearch import-checkpoint` (models.reference).
+    # Captions and clips are embedded as the reference code does: lower case, ASCII punctuation deleted, at most
+    # 32 tokens; a clip up to 30 s is the mean of its 10 s windows (models.aggregate).
     "paper": ModelConfig(
         name="paper",
-        audio=TowerConfig("passt", {"arch": "passt_s_p16_s16_128_ap468", "checkpoint": None}),
-        text=TowerConfig("roberta", {"source": "roberta-large"}),
+        audio=TowerConfig("passt", {"arch": "passt_s_p16_s16_128_ap468", "checkpoint": None, "pretrained": True}),
+        text=TowerConfig("roberta", {"source": "roberta-large", "normalize_text": "delete", "max_tokens": 32}),
+        aggregate="mean",
     ),
     # Pretrained towers that install from the package index, projections trained on shippable data
     # (models/checkpoints/aisfx). Good in its training domain, weak outside it (see the README's model card).

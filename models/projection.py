@@ -22,12 +22,12 @@ class Projection:
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray | None]]) -> None:
         self.layers = layers
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, normalize: bool = True) -> np.ndarray:
         for i, (w, b) in enumerate(self.layers):
             x = x @ w.T + (b if b is not None else 0.0)
             if i < len(self.layers) - 1:
                 x = np.maximum(x, 0.0)
-        return unit_rows(x)
+        return unit_rows(x) if normalize else np.asarray(x, dtype=np.float32)
 
 
 def projection_from(config: ModelConfig, side: str, weights: Mapping[str, np.ndarray], dim_in: int) -> Projection:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import provenance
 from models.batching import Waveforms, chunks, model_batches
 from models.config import ModelConfig
 from models.errors import ModelLoadError
@@ -47,6 +48,7 @@ class RuntimeEncoder:
         self, name_or_path: str | Path, source: ModelSource, onnx_dir: Path | None = None, threads: int = 0
     ) -> None:
         self.config, self.fingerprint = source.config, source.fingerprint
+        self.provenance = provenance.of_source(source)
         audio, text = core_builder("audio", self.config.audio.kind), core_builder("text", self.config.text.kind)
         if audio is None or text is None:
             raise ModelLoadError(f"model {self.config.name}: a tower has no runtime core (use the torch model)")
@@ -70,11 +72,13 @@ class RuntimeEncoder:
         sample_rate: int,
         lengths: Sequence[int] | np.ndarray | None = None,
         batch_size: int = 32,
+        normalize: bool = True,
     ) -> np.ndarray:
-        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors."""
+        """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors
+        (`normalize=False`: before normalisation, for models.aggregate)."""
         crop = self.audio_core.crops_padding
         batches = model_batches(waveforms, sample_rate, lengths, self.sample_rate, batch_size, crop)
-        return np.concatenate([self.audio_proj(self.audio_core(waves, lens)) for waves, lens in batches])
+        return np.concatenate([self.audio_proj(self.audio_core(waves, lens), normalize) for waves, lens in batches])
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Captions or queries -> (B, embed_dim) float32 unit vectors."""

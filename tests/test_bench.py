@@ -74,3 +74,13 @@ def test_hybrid_bench_tiny(tmp_path) -> None:
     out = run_bench("bench.hybrid", "--sizes", "400", "--queries", "20", tmp_path=tmp_path)
     assert "hybrid pages equal to the naive ranking: 20/20" in out and "hybrid vs naive" in out
     assert (tmp_path / "hybrid_query.csv").read_text().count("\n") == 5  # header + 4 rows
+
+
+def test_gpu_paper_bench_smoke(tmp_path, shared_data) -> None:
+    """The prepared device check for the imported paper model, at tiny sizes on the CPU."""
+    from models.encoders.hf_text import minilm_path
+
+    out = run_bench("bench.gpu_paper", "--tokenizer", minilm_path(), "--clips", "4", "--workers", "1", "--queries",
+                    "4", "--smoke", tmp_path=tmp_path)
+    assert "import   imported d25-synthetic.ckpt (dcase2025)" in out and "fp16     cpu vs CPU fp32" in out
+    assert "index_cps" in (tmp_path / "gpu.csv").read_text()

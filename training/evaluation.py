@@ -1,7 +1,9 @@
 """DCASE-style retrieval evaluation of a whole model on a caption file (what `audiosearch eval` runs).
 
-Each distinct caption is a query ranked against the unique clips; a clip's score is its best window's,
-as in the search service. Metrics: mAP@10, R@1, R@5, R@10 (training.metrics).
+Each distinct caption is a query ranked against the unique clips; a clip's score is its best vector's, as in
+the search service: one per window, or one per clip for a model that embeds clips whole (models.aggregate:
+the `paper` model, which then scores exactly as the reference code does).
+Metrics: mAP@10, R@1, R@5, R@10 (training.metrics).
 """
 
 from __future__ import annotations

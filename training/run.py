@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models import provenance
 from models.atomic import atomic_write_json
 from models.checkpoint import load_model, save_model
 from models.device import resolve_device
@@ -125,6 +126,8 @@ def run_training(cfg: RunConfig, progress: Progress | None = None, read_root: Pa
 
         ckpt = _step_checkpoint(cfg, stage, cfg.seed + index)
         history = _run_stage(model, stage, cfg.seed + index, str(cache), on_event, read_root, ckpt)
+        detail = f"audiosearch train {cfg.output}, stage {stage.name}"
+        model.provenance = provenance.record_training(model.provenance, model, detail)  # saved beside the weights
         save_model(model, cfg.output / stage.name)
         state["stages"][stage.name] = {"history": history, "checkpoint": str(cfg.output / stage.name)}
         done.append(stage.name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import urllib.error
 from pathlib import Path
 
 import torch
@@ -31,6 +33,7 @@ class PasstTower(AudioTower):
         self,
         arch: str = "passt_s_p16_s16_128_ap468",
         checkpoint: str | None = None,
+        pretrained: bool = False,
         input_tdim: int = 1000,
         s_patchout_t: int = 15,  # reference recipe (Primus et al. 2023): 15 time columns, 2 frequency rows
         s_patchout_f: int = 2,
@@ -46,6 +49,8 @@ class PasstTower(AudioTower):
         self.dim = embed_dim
         if checkpoint:
             _load_checkpoint(self.net, Path(checkpoint))
+        elif pretrained:
+            _load_audioset(self.net, arch)
 
     @property
     def patchout(self) -> tuple[int, int]:
@@ -77,9 +82,10 @@ def _build_net(
     from hear21passt.models import passt as passt_module
 
     stride = ARCH_STRIDES[arch]
-    # hear21passt prints shapes on construction and first forward; keep that off users' consoles.
+    # hear21passt prints shapes on construction and first forward; keep that off users' consoles. It also
+    # reads values (.item()) while building, which a meta default device (shape-only models) cannot give.
     passt_module.first_RUN = False
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), torch.device("cpu"):
         net = passt_module.PaSST(
             img_size=(128, input_tdim),
             stride=(stride, stride),
@@ -106,6 +112,40 @@ def _load_checkpoint(net: torch.nn.Module, path: Path) -> None:
         raise ModelLoadError(f"{path}: checkpoint lacks {len(missing)} PaSST weights, e.g. {missing[:3]}")
     if unexpected:
         log.warning("%s: ignored %d unexpected keys", path, len(unexpected))
+
+
+def audioset_weights(arch: str) -> tuple[str, Path]:
+    """hear21passt's download URL for `arch`'s AudioSet weights and where its loader caches them."""
+    from hear21passt.models.passt import default_cfgs
+    from timm.models._hub import get_cache_dir
+
+    url = default_cfgs[arch]["url"]
+    return url, Path(get_cache_dir()) / url.rsplit("/", 1)[-1]
+
+
+def _load_audioset(net: torch.nn.Module, arch: str) -> None:
+    """hear21passt's own pretrained loading: the cached file, else its download (when online)."""
+    from hear21passt.models.helpers.vit_helpers import load_pretrained
+    from hear21passt.models.passt import checkpoint_filter_fn, default_cfgs
+
+    url, cached = audioset_weights(arch)
+    fetch = f"fetch {url} to {cached} (hear21passt's cache) or give the audio tower that file as its checkpoint"
+    if not cached.is_file() and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        raise ModelLoadError(f"PaSST AudioSet weights {cached.name} are not cached and the hub is offline: {fetch}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            load_pretrained(
+                net,
+                default_cfg=default_cfgs[arch],
+                num_classes=527,
+                in_chans=1,
+                filter_fn=checkpoint_filter_fn,
+                strict=True,
+            )
+    except (OSError, urllib.error.URLError) as err:  # no network (URLError is an OSError), a partial file
+        raise ModelLoadError(f"cannot get PaSST AudioSet weights {cached.name} ({err}): {fetch}") from None
+    except RuntimeError as err:  # a tower of another size than the weights
+        raise ModelLoadError(f"{cached.name} does not fit this PaSST tower: {str(err).splitlines()[0]}") from None
 
 
 @audio_module("passt")

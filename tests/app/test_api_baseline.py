@@ -51,7 +51,9 @@ def test_ready_with_the_index_it_was_given(client, library, baseline_model) -> N
     info = client.get("/index").json()
     assert (info["files"], info["windows"]) == (len(paths), 8 + 4)
     model = info["manifest"]["model"]
+    provenance = model.pop("provenance")  # where each part's weights came from (a tower that learns nothing)
     assert model == {"name": "baseline", "fingerprint": baseline_model.fingerprint, "dim": 128, "sample_rate": SR}
+    assert provenance["audio_tower"]["from"] == "package"
     assert info["manifest"]["window_seconds"] == 2.0
 
 

@@ -114,8 +114,11 @@ def test_save_load_round_trip_gives_identical_outputs(tiny: DualEncoder, ten_sec
     with torch.no_grad():
         tiny.log_temperature.fill_(math.log(0.07))
     save_model(tiny, tmp_path / "m")
-    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors"}
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "provenance.json"}
     back = load_model(tmp_path / "m")
+    # never trained: the sidecar says so, and the reloaded model knows it
+    assert back.provenance["projections"]["from"] == "random"
+    assert back.provenance["text_tower"]["from"] == "random"  # built from a transformers config
     np.testing.assert_array_equal(back.encode_audio(ten_seconds, 32000), tiny.encode_audio(ten_seconds, 32000))
     np.testing.assert_array_equal(back.encode_text(["a dog"]), tiny.encode_text(["a dog"]))
     assert back.log_temperature.item() == pytest.approx(math.log(0.07))

@@ -73,3 +73,18 @@ def test_training_mode_jitters_band_edges_but_eval_is_deterministic(clip: torch.
     assert torch.equal(a, b)
     trained = [mel.train()(clip) for _ in range(3)]
     assert any(not torch.allclose(t, a) for t in trained)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_autocast_does_not_reach_the_mel_front_end(dtype: torch.dtype) -> None:
+    """Under fp16 autocast (the GPU's inference path) a loud tone's power and mel sums pass fp16's 65504 and
+    become inf; the front end stays fp32, so its output is what it is without autocast. CPU autocast stands
+    in for CUDA's here (same dispatch: conv1d and matmul are autocast to the low precision on both)."""
+    t = np.arange(320000) / 32000
+    loud = torch.from_numpy(np.sin(2 * np.pi * 8000 * t).astype(np.float32))[None]
+    mel = PasstMel().eval()
+    want = mel(loud)
+    with torch.autocast("cpu", dtype=dtype):
+        got = mel(loud)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

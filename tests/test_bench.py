@@ -47,3 +47,12 @@ def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
                     tmp_path=tmp_path)
     assert "aisfx (aisfx) batch 16: torch" in out and "ratio x" in out and "min cosine" in out
     assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16
+
+
+def test_footprint_bench_tiny(tmp_path, lite_model) -> None:
+    # lite_model made the session's ONNX text export, so the demo index builds without an export step
+    out = run_bench("bench.footprint", "--runs", "1", tmp_path=tmp_path)
+    assert "slim: ready in" in out and "torch loaded: ready in" in out, out
+    slim, naive = (line for line in out.splitlines() if line.startswith(("slim:", "torch loaded:")))
+    assert slim.endswith("torch mapped: False") and naive.endswith("torch mapped: True")
+    assert (tmp_path / "footprint.csv").read_text().count("\n") == 3  # header + slim and baseline

@@ -96,3 +96,28 @@ def test_lite_serve_loads_no_torch(small_index: Path, lite_model, tmp_path: Path
     assert any("onnxruntime" in p for p in mapped)
     loaded = sorted(m for m in modules if m.split(".")[0] in FORBIDDEN)
     assert not loaded, f"the lite serve path imported {loaded[:10]}"
+
+
+# The slim install as the default Docker image has it: torch cannot be imported (None in sys.modules).
+WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from app.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("search", "dog", "--model", "aisfx"), "model aisfx on cpu needs torch, which this install lacks"),
+        (("export-onnx", "--model", "lite", "--out", "{tmp}/x"), "export-onnx needs torch, which this install lacks"),
+    ],
+)
+def test_torch_work_without_torch_says_what_to_install(small_index: Path, tmp_path: Path, args, message) -> None:
+    args = [a.format(tmp=tmp_path) for a in args]
+    if args[0] == "search":
+        args += ["--index", str(small_index)]
+    r = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("audiosearch: error: ") and message in last and "audiosearch[full]" in last, last
+    assert not (tmp_path / "x").exists()

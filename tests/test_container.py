@@ -176,3 +176,14 @@ def test_image_size(image: str) -> None:
     size = int(_podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
     print(f"image size {size / 1e6:.0f} MB")  # noqa: T201 - shown with -s
     assert size < MAX_IMAGE_BYTES, f"{size / 1e6:.0f} MB"
+
+
+def test_torch_work_in_the_default_image_says_what_to_install(image: str) -> None:
+    for cmd in (
+        ["export-onnx", "--model", "lite", "--out", "/tmp/x"],
+        ["search", "dog", "--index", "demo-index", "--model", "aisfx"],
+    ):
+        proc = _podman("run", "--rm", "--network", "none", "--no-healthcheck", image, "audiosearch", *cmd, check=False)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert last.startswith("audiosearch: error: ") and "needs torch" in last and "[full]" in last, last

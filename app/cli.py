@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in FULL_EXTRA:
             # train, export-onnx and the torch models in the slim install: a missing extra, not a bug
-            print(f"audiosearch: error: {args.command} needs {err.name}, which this install lacks: pip install "  # noqa: T201
-                  "'audiosearch[full]', or the Docker image's `full` target", file=sys.stderr)
+            print(  # noqa: T201 - the CLI's one-line reason
+                f"audiosearch: error: {args.command} needs {err.name}, which this install lacks: pip install "
+                "'audiosearch[full]', or the Docker image's `full` target",
+                file=sys.stderr,
+            )
             return 1
         reason = f"{type(err).__name__}: {err} (AUDIOSEARCH_DEBUG=1 shows where)"
         print(f"audiosearch: internal error: {reason}", file=sys.stderr)  # noqa: T201

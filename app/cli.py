@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # the CLI imports indexer (torch, FAISS) and Ray only in the 
     from indexer import IndexOptions, IndexReport
 
 log = logging.getLogger("audiosearch")
+# The `full` extra's packages (pyproject.toml): without them the slim install runs lite only.
+FULL_EXTRA = frozenset({"torch", "torchaudio", "torchvision", "transformers", "hear21passt", "librosa", "onnxscript"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if os.environ.get("AUDIOSEARCH_DEBUG"):
             raise
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in FULL_EXTRA:
+            # train, export-onnx and the torch models in the slim install: a missing extra, not a bug
+            print(  # noqa: T201 - the CLI's one-line reason
+                f"audiosearch: error: {args.command} needs {err.name}, which this install lacks: pip install "
+                "'audiosearch[full]', or the Docker image's `full` target",
+                file=sys.stderr,
+            )
+            return 1
         reason = f"{type(err).__name__}: {err} (AUDIOSEARCH_DEBUG=1 shows where)"
         print(f"audiosearch: internal error: {reason}", file=sys.stderr)  # noqa: T201
         return 1

@@ -7,6 +7,7 @@ then runs on an ONNX export when one is given. Both return numpy at this boundar
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +68,11 @@ def load_encoder(
         return runtime.RuntimeEncoder(name_or_path, source, _text_export(onnx), threads)
     if backend == "runtime":
         raise ModelLoadError(f"model {source.config.name} cannot run without torch (or on {device})")
+    if importlib.util.find_spec("torch") is None:  # the slim install: say what to install, not a traceback
+        raise ModelLoadError(
+            f"model {source.config.name} on {device} needs torch, which this install lacks (the slim runtime runs "
+            "only the YAMNet models, on the CPU): pip install 'audiosearch[full]', or the Docker image's `full` target"
+        )
     from models.checkpoint import load_model
 
     model = load_model(name_or_path, device=device)

@@ -84,3 +84,12 @@ def test_gpu_paper_bench_smoke(tmp_path, shared_data) -> None:
                     "4", "--smoke", tmp_path=tmp_path)
     assert "import   imported d25-synthetic.ckpt (dcase2025)" in out and "fp16     cpu vs CPU fp32" in out
     assert "index_cps" in (tmp_path / "gpu.csv").read_text()
+
+
+def test_footprint_bench_tiny(tmp_path, lite_model) -> None:
+    # lite_model made the session's ONNX text export, so the demo index builds without an export step
+    out = run_bench("bench.footprint", "--runs", "1", tmp_path=tmp_path)
+    assert "slim: ready in" in out and "torch loaded: ready in" in out, out
+    slim, naive = (line for line in out.splitlines() if line.startswith(("slim:", "torch loaded:")))
+    assert slim.endswith("torch mapped: False") and naive.endswith("torch mapped: True")
+    assert (tmp_path / "footprint.csv").read_text().count("\n") == 3  # header + slim and baseline

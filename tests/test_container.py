@@ -1,9 +1,12 @@
-"""The Docker image for real, with podman: build, run the demo, health and readiness, a search, a clip,
-the image's HEALTHCHECK, the non-root user, and an offline run (weights baked in).
+"""The Docker image for real, with podman: build the default (slim) image, run the demo, health and readiness,
+a search, a clip, the image's HEALTHCHECK, the non-root user, an offline run (weights baked in), and the slim
+runtime's promises: no torch or transformers in the image, the service runs lite on onnxruntime with no torch
+library mapped, and the image is under 1.5 GB.
 
 Opt-in: `pytest -m container tests/test_container.py` (or `make container-test`). Skips when podman or the
 base image is unavailable (on this project's machines: `bash ../shared/tools/container-env` sets both up).
-The first build downloads the dependencies (several GB, about 10-15 minutes); later builds reuse the layers.
+The first build downloads the dependencies (the export stage's torch: several GB, 10-30 minutes); later builds
+reuse the layers.
 Only loopback addresses are used.
 """
 
@@ -29,6 +32,8 @@ IMAGE = os.environ.get("AUDIOSEARCH_TEST_IMAGE", "localhost/audiosearch:test")
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 BUILD_TIMEOUT_S = 3600
 START_TIMEOUT_S = 240
+MAX_IMAGE_BYTES = 1.5e9  # the slim runtime's target (README, Docker)
+TORCH_SIDE = ("torch", "transformers", "torchaudio", "torchvision", "hear21passt", "librosa", "onnxscript")
 
 
 def _podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -140,3 +145,45 @@ def test_runs_offline(image: str) -> None:
     proc = _podman("run", "--rm", "--network", "none", "--no-healthcheck", image, *cmd, timeout=300)
     out = json.loads(proc.stdout)
     assert len(out["results"]) == 3
+
+
+def test_default_image_has_no_torch(image: str) -> None:
+    """The full extra's packages stay in the export stage and the `full` target."""
+    probe = f"import importlib.util as u; print([m for m in {TORCH_SIDE!r} if u.find_spec(m)])"
+    proc = _podman("run", "--rm", "--network", "none", "--no-healthcheck", image, "python", "-c", probe)
+    assert proc.stdout.strip() == "[]"
+    proc = _podman(
+        "run", "--rm", "--network", "none", "--no-healthcheck", image, "python", "-c", "import torch", check=False
+    )
+    assert proc.returncode == 1 and "No module named 'torch'" in proc.stderr
+
+
+def test_serves_lite_on_onnxruntime(service) -> None:
+    """The demo's index is lite's (384-d, built by the slim runtime) and the serving process (PID 1) has
+    onnxruntime mapped and no torch library."""
+    name, base = service
+    status, body, _ = _get(f"{base}/index")
+    assert status == 200, body
+    manifest = json.loads(body)["manifest"]
+    assert manifest["model"]["dim"] == 384 and manifest["backend"] == "RuntimeEncoder", manifest
+    maps = _podman("exec", name, "cat", "/proc/1/maps").stdout
+    assert "audiosearch demo" in _podman("exec", name, "cat", "/proc/1/cmdline").stdout.replace("\0", " ")
+    assert "onnxruntime" in maps
+    assert "libtorch" not in maps
+
+
+def test_image_size(image: str) -> None:
+    size = int(_podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+    print(f"image size {size / 1e6:.0f} MB")  # noqa: T201 - shown with -s
+    assert size < MAX_IMAGE_BYTES, f"{size / 1e6:.0f} MB"
+
+
+def test_torch_work_in_the_default_image_says_what_to_install(image: str) -> None:
+    for cmd in (
+        ["export-onnx", "--model", "lite", "--out", "/tmp/x"],
+        ["search", "dog", "--index", "demo-index", "--model", "aisfx"],
+    ):
+        proc = _podman("run", "--rm", "--network", "none", "--no-healthcheck", image, "audiosearch", *cmd, check=False)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert last.startswith("audiosearch: error: ") and "needs torch" in last and "[full]" in last, last

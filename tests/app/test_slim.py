@@ -85,7 +85,7 @@ def test_lite_serve_loads_no_torch(small_index: Path, lite_model, tmp_path: Path
         proc.terminate()
         proc.wait(timeout=30)
     # The service answered as the in-process runtime does: same files, same scores, same order.
-    page = Searcher(small_index).search(lite_model.encode_text([QUERY]), k=5)[0]
+    page = Searcher(small_index).search(lite_model.encode_text([QUERY]), k=5, texts=[QUERY])[0]  # hybrid, as served
     assert served == [(h.path, round(h.score, 4)) for h in page.hits]
     assert served[0][0].startswith(("dog_bark/", "animals/dog")), served
     mapped = {line.split()[-1] for line in maps.splitlines() if ".so" in line}

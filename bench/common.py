@@ -62,7 +62,8 @@ def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, factory: str = "Flat") -> Path:
     """An index directory in the real format whose windows are random vectors (one window per file)."""
-    from indexer.store import SnapshotWriter, train_if_needed
+    from indexer.faiss_index import train_if_needed
+    from indexer.store import SnapshotWriter
 
     writer = SnapshotWriter(index_dir, vectors.shape[1], factory)
     train_if_needed(writer.index, vectors[:200_000], factory)

@@ -4,7 +4,7 @@ Usage: .venv/bin/python -m bench.faiss [--n 1000000] [--queries 200] [--data clu
 Vectors shaped like lite's (`--data lite`: 384-d score-weighted means of YAMNet class-prompt embeddings, what
 users index), random unit vectors (the worst case for approximate indexes: no cluster structure) and vectors
 with synthetic cluster structure. Search settings are the service's
-(indexer.store.tune_for_search: HNSW efSearch 128, IVF nprobe nlist/16) unless --nprobe is given.
+(indexer.faiss_index.tune_for_search: HNSW efSearch 128, IVF nprobe nlist/16) unless --nprobe is given.
 Only one data set and one index are held at a time (1M x 1024 float32 is 4 GB per copy); the exact answer
 comes from a blocked brute-force scan of the base array, not from a second copy in a Flat index.
 Appends to bench/results/faiss.csv.
@@ -71,7 +71,7 @@ def measure(
 ) -> list[dict]:
     """One row at the service's search settings, then one per --ef value for HNSW (searching is cheap, building
     is not, so the same index answers every setting)."""
-    from indexer.store import new_index, tune_for_search
+    from indexer.faiss_index import new_index, tune_for_search
 
     index = new_index(base.shape[1], factory)  # the indexer's own settings
     t = time.perf_counter()

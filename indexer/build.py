@@ -25,17 +25,11 @@ from indexer.decode import decode_job, init_pool_worker, init_worker
 from indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from indexer.embed import embed_decoded
 from indexer.errors import IndexBuildError
+from indexer.faiss_index import train_if_needed
 from indexer.handoff import handoff_folder, receive
 from indexer.index_words import WordSource, library_words, open_word_cache
 from indexer.scan import FileEntry, scan_library
-from indexer.store import (
-    SnapshotWriter,
-    make_manifest,
-    previous_files,
-    prune_snapshots,
-    train_if_needed,
-    unchanged_snapshot,
-)
+from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
 from models.aggregate import min_tail_seconds
 from models.audio import STREAM_OVER_SECONDS
 from models.encoder import Encoder

@@ -22,15 +22,23 @@ MAX_CANDIDATES per list, which bounds a request's work).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from indexer.results import Evidence, Hit
 from indexer.words import text_words
 
 if TYPE_CHECKING:
-    from indexer.search import Hit, Searcher
-    from indexer.store import Filters
+    from indexer.store import Filters, SnapshotReader
+
+
+class AudioCandidates(Protocol):
+    """What the ranker needs of a searcher: the snapshot's reader and the best files by audio."""
+
+    reader: SnapshotReader
+
+    def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]: ...
 
 MODES = ("hybrid", "audio", "text")
 NEEDS = {"audio": ("audio",), "text": ("text", "lexical"), "hybrid": ("audio", "text", "lexical")}
@@ -62,16 +70,6 @@ class FusionParams:
 FUSION = FusionParams()
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """What matched: the three signals of one file, and its words that the query's words matched."""
-
-    audio: float
-    text: float
-    lexical: float
-    words: tuple[str, ...] = ()
-
-
 def query_terms(query: str) -> list[str]:
     """The words of a query, by the same rules as a file's (so 'the sound of a dog' looks for 'dog')."""
     return list(text_words([query]))
@@ -98,7 +96,7 @@ class _Signals:
 class HybridRanker:
     """Ranks one snapshot's files by mode; used by indexer.search.Searcher for queries that come with text."""
 
-    def __init__(self, searcher: Searcher, params: FusionParams = FUSION, use_words: bool = True) -> None:
+    def __init__(self, searcher: AudioCandidates, params: FusionParams = FUSION, use_words: bool = True) -> None:
         """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
         self.searcher, self.reader, self.params = searcher, searcher.reader, params
         self.words = self.reader.words if use_words else None
@@ -196,8 +194,6 @@ class HybridRanker:
 
     @staticmethod
     def _hit(fid: int, score: float, sig: _Signals, evidence: bool) -> Hit:
-        from indexer.search import Hit
-
         audio, start, end = sig.audio[fid]
         path, duration = sig.rows[fid]
         lex, matched = sig.lexical.get(fid, (0.0, ()))

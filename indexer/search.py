@@ -13,22 +13,12 @@ import numpy as np
 
 from indexer.backends import search_backend
 from indexer.errors import IndexMismatchError
-from indexer.hybrid import FUSION, MODES, Evidence, HybridRanker
+from indexer.hybrid import FUSION, MODES, HybridRanker
+from indexer.results import Evidence, Hit
 from indexer.store import Clip, Filters, SnapshotReader
 from models.errors import AudioSearchError, InvalidInputError
 
 __all__ = ["Clip", "Evidence", "Filters", "Hit", "Page", "QuerySpec", "Searcher"]
-
-
-@dataclass(frozen=True)
-class Hit:
-    file_id: int
-    path: str
-    score: float
-    start: float
-    end: float
-    duration: float
-    evidence: Evidence | None = None  # what matched (queries with text)
 
 
 @dataclass(frozen=True)

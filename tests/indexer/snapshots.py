@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.store import SnapshotWriter, train_if_needed
+from indexer.faiss_index import train_if_needed
+from indexer.store import SnapshotWriter
 
 WINDOW_S = 2.0
 

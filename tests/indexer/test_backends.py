@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from indexer.backends import TorchExactIndex, exact_vectors, search_backend
-from indexer.store import new_index
+from indexer.faiss_index import new_index
 
 
 def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:

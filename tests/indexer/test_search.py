@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexMismatchError
+from indexer.faiss_index import train_if_needed
 from indexer.search import Filters, QuerySpec, Searcher
-from indexer.store import SnapshotWriter, train_if_needed
+from indexer.store import SnapshotWriter
 from tests.indexer.snapshots import WINDOW_S, File, manifest, unit, write_snapshot
 
 DIM = 16

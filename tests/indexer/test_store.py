@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from indexer.faiss_index import train_if_needed
 from indexer.store import (
     Clip,
     Filters,
@@ -22,7 +23,6 @@ from indexer.store import (
     WindowRow,
     previous_files,
     prune_snapshots,
-    train_if_needed,
 )
 from tests.conftest import REPO
 from tests.indexer.snapshots import File, unit, write_snapshot

@@ -1,0 +1,27 @@
+"""What a search returns per file: the hit and the evidence of what matched (shared by indexer.search and
+indexer.hybrid)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What matched: the three signals of one file, and its words that the query's words matched."""
+
+    audio: float
+    text: float
+    lexical: float
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    file_id: int
+    path: str
+    score: float
+    start: float
+    end: float
+    duration: float
+    evidence: Evidence | None = None  # what matched (queries with text)

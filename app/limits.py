@@ -74,15 +74,17 @@ class JsonTooLarge:
             await self.app(scope, receive, send)
             return
         limit = self.upload_limit if scope["path"] == self.upload_path else self.limit
-        body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
         rewriting = False
 
+        body = b""
+
         async def send_json(message: Message) -> None:
-            nonlocal rewriting
+            nonlocal rewriting, body
             if message["type"] == "http.response.start" and message["status"] == 413:
                 headers = Headers(raw=message["headers"])
                 rewriting = headers.get("content-type", "").startswith("text/plain")
                 if rewriting:
+                    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
                     message = {
                         **message,
                         "headers": [

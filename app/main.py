@@ -94,7 +94,9 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     try:
         if model is None and not settings.allow_untrained:
             require_trained(settings.model)  # random projections would answer every query with noise
-        model = model or load_encoder(settings.model, resolve_device(settings.device), settings.onnx_dir)
+        model = model or load_encoder(
+            settings.model, resolve_device(settings.device), settings.onnx_dir, threads=settings.threads
+        )
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
         device = resolve_device(settings.device)
         service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap, device)

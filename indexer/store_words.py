@@ -76,6 +76,11 @@ class WordsReader:
         self._query = query
         self.index = read_index(snapshot / WORD_VECTORS)
         self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64) if self.index.ntotal else np.zeros(0)
+        # File id -> row of the stored vectors, by binary search over the sorted ids (no per-file dict or
+        # per-file reconstruct call on the query path); the matrix is a view of FAISS's own storage, not a copy.
+        self._order = np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids[self._order]
+        self._matrix = _flat_storage(self.index)
         self.n_docs = self._query("SELECT COUNT(*) FROM words_fts", [])[0][0]
         if self.n_docs != self.index.ntotal:
             raise IndexCorruptError(f"{snapshot}: {self.n_docs} files with words but {self.index.ntotal} vectors")
@@ -145,13 +150,22 @@ class WordsReader:
 
     def vectors(self, file_ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Text vectors of those of these files that have words."""
-        out = {}
-        for fid in file_ids:
-            try:
-                out[fid] = self.index.reconstruct(int(fid))
-            except RuntimeError:  # no words: not in the index
-                continue
-        return out
+        ids = np.fromiter(file_ids, dtype=np.int64)
+        if not len(ids) or not len(self._sorted):
+            return {}
+        at = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
+        found = self._sorted[at] == ids  # files without words are not in the index
+        rows = self._order[at[found]]
+        vecs = self._matrix[rows] if self._matrix is not None else [self.index.reconstruct(int(i)) for i in ids[found]]
+        return dict(zip(ids[found].tolist(), vecs, strict=True))
+
+
+def _flat_storage(index: faiss.Index) -> np.ndarray | None:
+    """(ntotal, d) view of an IDMap's flat storage, or None for another layout (then vectors are reconstructed)."""
+    inner = faiss.downcast_index(getattr(index, "index", index))
+    if not isinstance(inner, faiss.IndexFlat) or inner.ntotal == 0:
+        return None
+    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
 
 
 def _quoted(term: str) -> str:

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
+from pydantic import BaseModel
 
 from app.api.deps import BatcherDep, ServiceDep, SettingsDep
 from app.api.routes.clips import audio_path
@@ -69,7 +70,7 @@ async def search_get(
     max_duration: Annotated[float | None, Query(ge=0)] = None,
     mode: Annotated[SearchMode, Query(description=MODE_HELP)] = "hybrid",
     min_score: Annotated[float | None, Query(ge=-10, le=10, description=MIN_SCORE_HELP)] = None,
-) -> SearchResponse:
+) -> Response:
     try:
         query = clean_query(q)
     except ValueError as err:
@@ -81,11 +82,17 @@ async def search_get(
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search by text (JSON body, with filters)")
-async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep) -> SearchResponse:
+async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep) -> Response:
     t0 = time.perf_counter()
     query = QuerySpec(body.k, body.offset, _filters(body.filters), body.query, body.mode, body.min_score)
     (page,) = await batcher.submit([body.query], [query])  # shares a forward and a search with other requests
-    return _response(request, body.query, page, t0)
+    return _json(_response(request, body.query, page, t0))
+
+
+def _json(model: BaseModel) -> Response:
+    """The response, serialised once: returned as a model, FastAPI would validate it again against the
+    response_model (which still documents it) before serialising (a tenth of the text search's CPU)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 @router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch",

@@ -13,12 +13,9 @@ def configure_threads(threads: int | None = None) -> int:
     if "torch" in sys.modules:  # the slim runtime never imports torch; a torch model has by now
         sys.modules["torch"].set_num_threads(n)
     one_search_thread()
-    try:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1, user_api="blas")
-    except ImportError:  # threadpoolctl comes with librosa/scikit-learn; without it BLAS keeps its default
-        pass
+    threadpool_limits(1, user_api="blas")
     return n
 
 

@@ -91,7 +91,9 @@ class JobManager:
         # queued is written before start(): the child's "running" must never be overwritten by it
         atomic_write_json(job_dir / STATUS, {"id": job_id, "state": "queued", "created": time.time()})
         proc = multiprocessing.get_context("spawn").Process(
-            target=run_job, args=(str(job_dir), str(self.data_root), self.threads), name=f"train-{job_id}",
+            target=run_job,
+            args=(str(job_dir), str(self.data_root), self.threads),
+            name=f"train-{job_id}",
             daemon=True,  # a stopping server takes its jobs down; they come back as "interrupted"
         )
         proc.start()
@@ -105,8 +107,9 @@ class JobManager:
         if status["state"] in ACTIVE and proc is not None and not proc.is_alive():
             status = self._read(job_id)  # the child may have written its last state just before exiting
             if status["state"] in ACTIVE:
-                status = self._update(job_id, state="failed",
-                                      error=f"the training process exited with code {proc.exitcode}")
+                status = self._update(
+                    job_id, state="failed", error=f"the training process exited with code {proc.exitcode}"
+                )
         return status
 
     def list(self) -> list[dict[str, Any]]:
@@ -138,8 +141,12 @@ class JobManager:
                 continue
             status = self._read(d.name)
             if status["state"] in ACTIVE and not _alive(status.get("pid")):
-                self._update(d.name, state="interrupted", ended=time.time(),
-                             error="the server stopped while the job ran; finished stages' checkpoints remain")
+                self._update(
+                    d.name,
+                    state="interrupted",
+                    ended=time.time(),
+                    error="the server stopped while the job ran; finished stages' checkpoints remain",
+                )
 
     def evaluate(self, model: str, data: list[Any], check: Callable[[], None] | None = None) -> dict[str, Any]:
         """Retrieval metrics of a model on confined caption files (runs in the caller's thread). Sets larger
@@ -152,13 +159,16 @@ class JobManager:
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
         for spec in specs:
             if spec.csv.stat().st_size > MAX_EVAL_FILE_BYTES:
-                raise InvalidInputError(f"{spec.csv.name}: larger than {MAX_EVAL_FILE_BYTES >> 20} MB; "
-                                   "evaluate it with `audiosearch eval`")
+                raise InvalidInputError(
+                    f"{spec.csv.name}: larger than {MAX_EVAL_FILE_BYTES >> 20} MB; evaluate it with `audiosearch eval`"
+                )
         rows = [stage_rows([spec], self.data_root) for spec in specs]
         clips = sum(len({row.clip_id for row in spec_rows}) for spec_rows in rows)
         if clips > self.max_eval_clips:
-            raise InvalidInputError(f"{clips} clips to evaluate; the service evaluates at most {self.max_eval_clips} "
-                               "(AUDIOSEARCH_MAX_EVAL_CLIPS): use `audiosearch eval` for larger sets")
+            raise InvalidInputError(
+                f"{clips} clips to evaluate; the service evaluates at most {self.max_eval_clips} "
+                "(AUDIOSEARCH_MAX_EVAL_CLIPS): use `audiosearch eval` for larger sets"
+            )
         loaded = load_encoder(name)
         results = {}
         for spec, spec_rows in zip(specs, rows, strict=True):
@@ -217,6 +227,9 @@ def run_job(job_dir: str, data_root: str, threads: int) -> None:
         status.update(state="finished", model=str(result.model_dir), ended=time.time())
     except Exception as err:  # the job's failure is data for the status, not a crash of anything else
         logging.getLogger(__name__).exception("training job failed")
-        status.update(state="failed", ended=time.time(),
-                      error=str(err) if isinstance(err, AudioSearchError) else f"{type(err).__name__}: {err}")
+        status.update(
+            state="failed",
+            ended=time.time(),
+            error=str(err) if isinstance(err, AudioSearchError) else f"{type(err).__name__}: {err}",
+        )
     atomic_write_json(job / STATUS, status)

@@ -55,9 +55,13 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
             await app.state.batcher.close()
 
     # One file per upload: many tiny files in one form would each be spooled and parsed for nothing.
-    app = FastAPI(title="audiosearch", version="0.1.0", lifespan=lifespan,
-                  description="Text-to-audio retrieval: search an indexed audio library with natural language.",
-                  form_limits={"max_files": 1, "max_fields": 4})
+    app = FastAPI(
+        title="audiosearch",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Text-to-audio retrieval: search an indexed audio library with natural language.",
+        form_limits={"max_files": 1, "max_fields": 4},
+    )
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
     app.state.batcher = None
     app.state.metrics = Metrics()
@@ -68,14 +72,20 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
         app.include_router(router, max_body_size=settings.max_body_bytes)
     upload_cap = settings.max_upload_bytes + UPLOAD_OVERHEAD
     app.include_router(search.upload_router, max_body_size=upload_cap)
-    app.add_middleware(JsonTooLarge, upload_path="/search/by-audio", upload_limit=upload_cap,
-                       limit=settings.max_body_bytes)
+    app.add_middleware(
+        JsonTooLarge, upload_path="/search/by-audio", upload_limit=upload_cap, limit=settings.max_body_bytes
+    )
     _static_routes(app)
     _error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
     return app
 
 

@@ -12,23 +12,38 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("audiosearch_requests_total", "HTTP requests", ["route", "method", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("audiosearch_request_seconds", "HTTP request latency", ["route"],
-                                 buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-                                 registry=self.registry)
+        self.requests = Counter(
+            "audiosearch_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "audiosearch_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=self.registry,
+        )
         self.files = Gauge("audiosearch_index_files", "files in the live index", registry=self.registry)
         self.windows = Gauge("audiosearch_index_windows", "windows (vectors) in the live index", registry=self.registry)
         self.cache_hits = Gauge("audiosearch_query_cache_hits", "query-vector cache hits", registry=self.registry)
-        self.in_flight = Gauge("audiosearch_work_in_flight", "heavy requests whose work runs in a worker thread",
-                               ["route"], registry=self.registry)
-        self.cache_misses = Gauge("audiosearch_query_cache_misses", "query-vector cache misses",
-                                  registry=self.registry)
-        self.batch_size = Histogram("audiosearch_query_batch_size", "text queries per batched forward + search",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
-        self.queue_wait = Histogram("audiosearch_query_queue_seconds", "time a text query waited for its batch",
-                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
-                                    registry=self.registry)
+        self.in_flight = Gauge(
+            "audiosearch_work_in_flight",
+            "heavy requests whose work runs in a worker thread",
+            ["route"],
+            registry=self.registry,
+        )
+        self.cache_misses = Gauge("audiosearch_query_cache_misses", "query-vector cache misses", registry=self.registry)
+        self.batch_size = Histogram(
+            "audiosearch_query_batch_size",
+            "text queries per batched forward + search",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "audiosearch_query_queue_seconds",
+            "time a text query waited for its batch",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
 
     def observe_batch(self, size: int, waits: list[float]) -> None:
         self.batch_size.observe(size)

@@ -71,10 +71,16 @@ def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, fact
     row = (1, 0, "0" * 40, 10.0, 32000, 1)  # size, mtime_ns, sha1, duration, sample_rate, channels
     writer.add_files([(i + 1, (f"synthetic/{i:08d}.wav", *row), *one) for i in range(len(vectors))])
     writer.add_vectors(vectors)
-    writer.commit({"library": str(index_dir / "none"), "created": "synthetic",
-                   "model": {"name": "lite", "fingerprint": fingerprint, "dim": vectors.shape[1], "sample_rate": 0},
-                   "window_seconds": 10.0, "hop_seconds": 10.0,
-                   "counts": {"files": len(vectors), "windows": len(vectors), "skipped": 0}})
+    writer.commit(
+        {
+            "library": str(index_dir / "none"),
+            "created": "synthetic",
+            "model": {"name": "lite", "fingerprint": fingerprint, "dim": vectors.shape[1], "sample_rate": 0},
+            "window_seconds": 10.0,
+            "hop_seconds": 10.0,
+            "counts": {"files": len(vectors), "windows": len(vectors), "skipped": 0},
+        }
+    )
     return index_dir
 
 

@@ -36,11 +36,23 @@ from bench.common import append_csv, machine, paper_random_config
 from bench.index import library, naive_loop, peak_rss_of_index_run
 
 REPO = Path(__file__).resolve().parents[1]
-ROBERTA_LARGE_SHAPE = {"model_type": "roberta", "vocab_size": 30522, "hidden_size": 1024,
-                       "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
-                       "max_position_embeddings": 514, "pad_token_id": 0}
-TINY_SHAPE = {**ROBERTA_LARGE_SHAPE, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "intermediate_size": 64}
+ROBERTA_LARGE_SHAPE = {
+    "model_type": "roberta",
+    "vocab_size": 30522,
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "max_position_embeddings": 514,
+    "pad_token_id": 0,
+}
+TINY_SHAPE = {
+    **ROBERTA_LARGE_SHAPE,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 
 
 def bench_config(tokenizer: str, text_shape: dict[str, Any], smoke: bool):
@@ -93,34 +105,57 @@ def indexing(spec: str, model, files: list[Path], tmp: Path, args: argparse.Name
         lib = library(n, tmp / f"lib-{fmt}-{n}", 10, model.sample_rate if fmt == "wav" else 0)
         decode = decode_only(lib, args.workers, model)
         cps, rss = peak_rss_of_index_run(lib, args.workers, spec, args.device, args.batch)
-        rows.append({"section": "index", "format": fmt, "batch": args.batch, "clips": n, "workers": args.workers,
-                     "clips_per_s": round(cps, 1), "ceiling_cps": round(ceiling, 1), "naive_cps": round(naive, 1),
-                     "decode_cps": round(decode, 1), "of_ceiling": round(cps / ceiling, 2),
-                     "x_naive": round(cps / naive, 2), "rss_mb": round(rss)})
-        print(f"indexer  {n} {fmt} clips, {args.workers} workers, batch {args.batch}: {cps:.1f} clips/s = "
-              f"{cps / ceiling:.2f} of the forward ({ceiling:.1f}), {cps / naive:.2f}x naive ({naive:.1f}), "
-              f"{cps / decode:.2f} of decoding alone ({decode:.1f}); peak RSS {rss:.0f} MB", flush=True)
+        rows.append(
+            {
+                "section": "index",
+                "format": fmt,
+                "batch": args.batch,
+                "clips": n,
+                "workers": args.workers,
+                "clips_per_s": round(cps, 1),
+                "ceiling_cps": round(ceiling, 1),
+                "naive_cps": round(naive, 1),
+                "decode_cps": round(decode, 1),
+                "of_ceiling": round(cps / ceiling, 2),
+                "x_naive": round(cps / naive, 2),
+                "rss_mb": round(rss),
+            }
+        )
+        print(
+            f"indexer  {n} {fmt} clips, {args.workers} workers, batch {args.batch}: {cps:.1f} clips/s = "
+            f"{cps / ceiling:.2f} of the forward ({ceiling:.1f}), {cps / naive:.2f}x naive ({naive:.1f}), "
+            f"{cps / decode:.2f} of decoding alone ({decode:.1f}); peak RSS {rss:.0f} MB",
+            flush=True,
+        )
     return rows
 
 
 def decode_only(lib: Path, workers: int, model) -> float:
     """The indexer's own decode pool and hand-off with no model behind it: the rate decoding alone allows.
     In a child started with -c, like the index runs: spawned workers then do not re-import this module."""
-    code = "\n".join([
-        "import sys, time",
-        "from pathlib import Path",
-        "from indexer.build import _decoded",
-        "from indexer.decode import DecodeJob, DecodeSettings",
-        "lib, workers, sr, win, hop = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *map(float, sys.argv[4:])",
-        "files = sorted(p for p in lib.rglob('*') if p.is_file())",
-        "jobs = [DecodeJob(str(f), str(f), f.stat().st_size, 0, None) for f in files]",
-        "s, t = DecodeSettings(sr, win, hop, 3600.0), time.perf_counter()",
-        "h = lib.parent / (lib.name + '-handoff')",
-        "n = sum(1 for d in _decoded(jobs, frozenset(), s, workers, h) if not d.error)",
-        "print(n / (time.perf_counter() - t))",
-    ])
-    argv = [str(lib), str(workers), str(model.sample_rate), str(model.config.window_seconds),
-            str(model.config.hop_seconds)]
+    code = "\n".join(
+        [
+            "import sys, time",
+            "from pathlib import Path",
+            "from indexer.build import _decoded",
+            "from indexer.decode import DecodeJob, DecodeSettings",
+            "lib, workers, sr = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])",
+            "win, hop = map(float, sys.argv[4:])",
+            "files = sorted(p for p in lib.rglob('*') if p.is_file())",
+            "jobs = [DecodeJob(str(f), str(f), f.stat().st_size, 0, None) for f in files]",
+            "s, t = DecodeSettings(sr, win, hop, 3600.0), time.perf_counter()",
+            "h = lib.parent / (lib.name + '-handoff')",
+            "n = sum(1 for d in _decoded(jobs, frozenset(), s, workers, h) if not d.error)",
+            "print(n / (time.perf_counter() - t))",
+        ]
+    )
+    argv = [
+        str(lib),
+        str(workers),
+        str(model.sample_rate),
+        str(model.config.window_seconds),
+        str(model.config.hop_seconds),
+    ]
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         sys.exit(f"decode run failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -158,10 +193,22 @@ def search(n: int, dim: int, queries: int) -> list[dict]:
                     times.append(sync_time(lambda f=one, x=q[at : at + batch]: f(x)))
             times = times[2:] or times  # first calls pay kernel and page set-up
             p50 = float(np.median(times)) * 1000
-            rows.append({"section": "search", "engine": name, "vectors": n, "batch": batch,
-                         "p50_ms": round(p50, 3), "qps": round(batch * 1000 / p50, 1), "recall_vs_faiss": agree})
-            print(f"search   {name:15s} {n} x {dim}, batch {batch:3d}: p50 {p50:8.3f} ms, "
-                  f"{batch * 1000 / p50:9.1f} queries/s", flush=True)
+            rows.append(
+                {
+                    "section": "search",
+                    "engine": name,
+                    "vectors": n,
+                    "batch": batch,
+                    "p50_ms": round(p50, 3),
+                    "qps": round(batch * 1000 / p50, 1),
+                    "recall_vs_faiss": agree,
+                }
+            )
+            print(
+                f"search   {name:15s} {n} x {dim}, batch {batch:3d}: p50 {p50:8.3f} ms, "
+                f"{batch * 1000 / p50:9.1f} queries/s",
+                flush=True,
+            )
     print(f"search   faiss GPUs visible: {faiss.get_num_gpus()}; GPU top-10 agrees with faiss on {agree:.3f}")
     return rows
 
@@ -193,13 +240,25 @@ def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
     save = sync_time(lambda: train_towers(model, rows, config=dataclasses.replace(cfg, epochs=1), checkpoint=ckpt))
     state = torch.load(ckpt.path, map_location="cpu", weights_only=False) if ckpt.path.exists() else {}
     scale = state.get("scaler", {}).get("scale")  # None: no scaler state (fp32, or a CPU run)
-    print(f"training PaSST-S + RoBERTa-large shapes, batch {args.train_batch}, fp16 + loss scaling: "
-          f"{sps:.2f} steps/s ({sps * args.train_batch:.1f} clips/s), peak GPU memory {peak_gb():.1f} GB, "
-          f"losses {[round(x, 3) for x in losses]}; an epoch with a step checkpoint "
-          f"({ckpt.path.stat().st_size / 2**30:.1f} GB) took {save:.1f} s, loss scale in it {scale}", flush=True)
-    return [{"section": "train", "batch": args.train_batch, "steps_per_s": round(sps, 3),
-             "clips_per_s": round(sps * args.train_batch, 1), "gpu_gb": round(peak_gb(), 2),
-             "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4), "loss_scale": scale}]
+    print(
+        f"training PaSST-S + RoBERTa-large shapes, batch {args.train_batch}, fp16 + loss scaling: "
+        f"{sps:.2f} steps/s ({sps * args.train_batch:.1f} clips/s), peak GPU memory {peak_gb():.1f} GB, "
+        f"losses {[round(x, 3) for x in losses]}; an epoch with a step checkpoint "
+        f"({ckpt.path.stat().st_size / 2**30:.1f} GB) took {save:.1f} s, loss scale in it {scale}",
+        flush=True,
+    )
+    return [
+        {
+            "section": "train",
+            "batch": args.train_batch,
+            "steps_per_s": round(sps, 3),
+            "clips_per_s": round(sps * args.train_batch, 1),
+            "gpu_gb": round(peak_gb(), 2),
+            "loss_first": round(losses[0], 4),
+            "loss_last": round(losses[-1], 4),
+            "loss_scale": scale,
+        }
+    ]
 
 
 def main() -> None:

@@ -35,8 +35,9 @@ def library(n: int, dest: Path, clip_seconds: int = 5, wav_rate: int = 0) -> Pat
         sys.exit("no ESC-10 clips found: set AUDIOSEARCH_DATA or provide ../shared/data")
     unique = min(n, len(clips))
     rewrite = clip_seconds == 10 or wav_rate
-    sources = [_rewritten(clips, i, dest / "src", clip_seconds, wav_rate) if rewrite else clips[i]
-               for i in range(unique)]
+    sources = [
+        _rewritten(clips, i, dest / "src", clip_seconds, wav_rate) if rewrite else clips[i] for i in range(unique)
+    ]
     for i in range(n):  # beyond the unique clips, copies under new names (each still decoded and embedded)
         src = sources[i % unique]
         out = dest / f"{i // unique}" / src.parent.name / src.name
@@ -97,8 +98,9 @@ def peak_rss_of_index_run(
         "print(json.dumps({'cps': r.clips_per_second, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
         " 'kids': kids}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     if out.returncode:
         sys.exit(f"index run failed: {out.stderr.strip().splitlines()[-1:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,6 +112,7 @@ def paper_random(dest: Path) -> str:
     from models import DualEncoder, save_model
 
     return str(save_model(DualEncoder(paper_random_config()), dest))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -145,15 +148,31 @@ def main() -> None:
     print(f"model {name}, {args.clip_seconds} s {'WAV' if args.wav else 'Ogg'} clips, {len(waves)} windows")
     print(f"bare forward {ceiling:.1f} clips/s | naive loop {naive:.1f} clips/s | indexer {ours:.1f} clips/s")
     print(f"indexer / ceiling = {ours / ceiling:.2f}, indexer / naive = {ours / naive:.2f}")
-    print(f"peak RSS: {args.clips} clips {rss_small:.0f} MB, {args.clips * 3} clips {rss_large:.0f} MB "
-          f"({ours_large:.1f} clips/s); load average after: {os.getloadavg()[0]:.2f}")
-    append_csv("index", [{"model": name, "clip_seconds": args.clip_seconds,
-                          "format": "wav" if args.wav else "ogg", "clips": args.clips,
-                          "workers": args.workers, "device": args.device,
-                          "batch_size": args.batch_size, "ceiling_cps": round(ceiling, 2), "naive_cps": round(naive, 2),
-                          "indexer_cps": round(ours, 2), "indexer_large_cps": round(ours_large, 2),
-                          "rss_mb_small": round(rss_small), "rss_mb_large": round(rss_large),
-                          "load_avg": round(os.getloadavg()[0], 2)}])
+    print(
+        f"peak RSS: {args.clips} clips {rss_small:.0f} MB, {args.clips * 3} clips {rss_large:.0f} MB "
+        f"({ours_large:.1f} clips/s); load average after: {os.getloadavg()[0]:.2f}"
+    )
+    append_csv(
+        "index",
+        [
+            {
+                "model": name,
+                "clip_seconds": args.clip_seconds,
+                "format": "wav" if args.wav else "ogg",
+                "clips": args.clips,
+                "workers": args.workers,
+                "device": args.device,
+                "batch_size": args.batch_size,
+                "ceiling_cps": round(ceiling, 2),
+                "naive_cps": round(naive, 2),
+                "indexer_cps": round(ours, 2),
+                "indexer_large_cps": round(ours_large, 2),
+                "rss_mb_small": round(rss_small),
+                "rss_mb_large": round(rss_large),
+                "load_avg": round(os.getloadavg()[0], 2),
+            }
+        ],
+    )
 
 
 if __name__ == "__main__":

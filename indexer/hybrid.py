@@ -40,6 +40,7 @@ class AudioCandidates(Protocol):
 
     def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]: ...
 
+
 MODES = ("hybrid", "audio", "text")
 NEEDS = {"audio": ("audio",), "text": ("text", "lexical"), "hybrid": ("audio", "text", "lexical")}
 MIN_CANDIDATES = 32

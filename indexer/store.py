@@ -214,8 +214,6 @@ def _committed_at(snapshot: Path) -> tuple[int, str]:
         return 0, snapshot.name
 
 
-
-
 # -- writing ----------------------------------------------------------------------------------------------
 
 

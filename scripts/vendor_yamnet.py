@@ -164,8 +164,10 @@ def _check_against_original(original: onnx.ModelProto, rewritten: onnx.ModelProt
         assert np.allclose(emb[i], pooled.reshape(-1), atol=1e-5), "embedding differs from the original graph"
         # Float classifier vs fake-quantised classifier + uint8 output: within one step plus weight rounding.
         assert np.abs(logits[i] - ref_logits).max() < 1.5 * out_scale, "logits differ from the original graph"
-    print(f"checked: embedding identical, logits within {np.abs(logits[-1] - ref_logits).max():.3f} "
-          f"of the quantised output (step {out_scale:.3f})")
+    print(
+        f"checked: embedding identical, logits within {np.abs(logits[-1] - ref_logits).max():.3f} "
+        f"of the quantised output (step {out_scale:.3f})"
+    )
 
 
 def write_prompt_embeddings() -> None:

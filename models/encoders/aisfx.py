@@ -102,9 +102,7 @@ def _mel_filters() -> torch.Tensor:
     return torch.from_numpy(fb).float()
 
 
-def _blocks(
-    spec: torch.Tensor, lengths: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _blocks(spec: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cut (B, frames, 96) into 100-frame blocks, keeping those that lie wholly in real audio.
 
     That is aisfx's own rule (drop_partial_block), except that a clip shorter than one block keeps

@@ -166,8 +166,15 @@ def test_unknown_clip_is_404(client, path: str) -> None:
     assert r.status_code == 404 and "999999" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("path", ["/clips/..%2F..%2Fetc%2Fpasswd/audio", "/clips/%2Fetc%2Fpasswd/audio",
-                                  "/clips/../../etc/passwd", "/clips/1/../../../etc/passwd"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/clips/..%2F..%2Fetc%2Fpasswd/audio",
+        "/clips/%2Fetc%2Fpasswd/audio",
+        "/clips/../../etc/passwd",
+        "/clips/1/../../../etc/passwd",
+    ],
+)
 def test_paths_cannot_leave_the_library(client, path: str) -> None:
     r = client.get(path)
     assert r.status_code in (404, 422)
@@ -207,14 +214,31 @@ def test_health_ready_metrics_index(client) -> None:
 
 def test_openapi_documents_every_route(client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for p in ["/search", "/search/batch", "/search/by-audio", "/clips/{clip_id}", "/clips/{clip_id}/audio",
-              "/healthz", "/readyz", "/metrics", "/index", "/admin/reload"]:
+    for p in [
+        "/search",
+        "/search/batch",
+        "/search/by-audio",
+        "/clips/{clip_id}",
+        "/clips/{clip_id}/audio",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/index",
+        "/admin/reload",
+    ]:
         assert p in paths
     assert client.get("/docs").status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-000000000"},
-                                     {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-000000000"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ],
+)
 def test_admin_needs_the_token(client, headers) -> None:
     r = client.post("/admin/reload", headers=headers)
     assert r.status_code == 401 and r.json()["detail"] == "missing or wrong bearer token"

@@ -26,21 +26,35 @@ from tests.conftest import REPO, copy_clips
 
 
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("AUDIOSEARCH_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("AUDIOSEARCH_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
 
 
 CHROMIUM = _chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (apt-get install chromium, "
-                                "or set AUDIOSEARCH_CHROMIUM)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)",
-                               exc_type=ImportError)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium binary (apt-get install chromium, or set AUDIOSEARCH_CHROMIUM)"
+)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)", exc_type=ImportError
+)
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "artifacts"
 CLOCK = r"\d+:\d\d(\.\d)?"
 WHEN = re.compile(rf"^{CLOCK}–{CLOCK} of {CLOCK}$")
@@ -154,8 +168,9 @@ def test_search_page_ranks_results_and_plays_the_matched_window(servers, page) -
     assert got == sorted(got, reverse=True)
     assert "q=a+dog+barking" in page.url  # the search is in the address, so it can be shared
     paths = rows.locator(".name").evaluate_all("els => els.map(e => e.title)")
-    assert len(set(paths)) == n and all(re.fullmatch(r"(dog_bark|rooster|rain|helicopter|long)/[\w.-]+", p)
-                                        for p in paths), paths
+    assert len(set(paths)) == n and all(
+        re.fullmatch(r"(dog_bark|rooster|rain|helicopter|long)/[\w.-]+", p) for p in paths
+    ), paths
     for text in rows.locator(".when").all_inner_texts():
         assert WHEN.match(text), text
     audio = rows.first.locator("audio")
@@ -172,8 +187,10 @@ def test_search_page_ranks_results_and_plays_the_matched_window(servers, page) -
     row = rows.nth(target)
     assert row.evaluate("el => el === document.activeElement")
     page.keyboard.press("Space")
-    page.wait_for_function("([a, start]) => !a.paused && a.currentTime >= start - 0.01",
-                           arg=[row.locator("audio").element_handle(), starts[target]])
+    page.wait_for_function(
+        "([a, start]) => !a.paused && a.currentTime >= start - 0.01",
+        arg=[row.locator("audio").element_handle(), starts[target]],
+    )
     assert "playing" in row.get_attribute("class")
     page.screenshot(path=ARTIFACTS / "search-page.png", full_page=True)
     page.keyboard.press("Enter")  # toggles: pause
@@ -316,8 +333,10 @@ def test_widget_no_close_match_and_mode(servers, page) -> None:
     assert widget.locator("ol").is_hidden()
     widget.locator("button.nearest").click()
     sync_api.expect(widget.locator("li").first).to_be_visible()
-    page.evaluate("([api]) => AudioSearchWidget.mount('#second', {server: api, k: 3, mode: 'text', query: 'rain'})",
-                  [servers["api"]])
+    page.evaluate(
+        "([api]) => AudioSearchWidget.mount('#second', {server: api, k: 3, mode: 'text', query: 'rain'})",
+        [servers["api"]],
+    )
     second = page.locator("#second li")
     sync_api.expect(second).to_have_count(3)
     assert [li.locator(".why mark").all_inner_texts() for li in second.all()[:2]] == [["rain"], ["rain"]]

@@ -30,8 +30,9 @@ def library(shared_data, tmp_path) -> Path:
 def window_rows(index_dir: Path) -> list[tuple]:
     snap = index_dir / "snapshots" / (index_dir / "CURRENT").read_text().strip()
     with sqlite3.connect(snap / "meta.sqlite") as db:
-        return db.execute('SELECT w.id, f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id '
-                          "ORDER BY w.id").fetchall()
+        return db.execute(
+            'SELECT w.id, f.path, w.start, w."end" FROM windows w JOIN files f ON f.id = w.file_id ORDER BY w.id'
+        ).fetchall()
 
 
 def assert_consistent(index_dir: Path) -> Searcher:
@@ -158,8 +159,9 @@ def test_bad_faiss_factory_and_too_few_vectors(library, tmp_path, lite_model) ->
     with pytest.raises(IndexBuildError, match="invalid FAISS factory"):
         build_index(library, tmp_path / "a", lite_model, IndexOptions(workers=0, progress=False, faiss_factory="Nope"))
     with pytest.raises(IndexBuildError, match="at least 64"):
-        build_index(library, tmp_path / "b", lite_model,
-                    IndexOptions(workers=0, progress=False, faiss_factory="IVF64,Flat"))
+        build_index(
+            library, tmp_path / "b", lite_model, IndexOptions(workers=0, progress=False, faiss_factory="IVF64,Flat")
+        )
 
 
 def test_killed_run_resumes_without_duplicates(shared_data, tmp_path) -> None:

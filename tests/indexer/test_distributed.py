@@ -105,8 +105,9 @@ def test_crashed_task_is_retried_and_rerun_skips_finished_shards(
     # A worker process killed from outside while it runs a shard (as the OOM killer would); Ray runs that
     # shard again on a new worker.
     result: list = []
-    run = threading.Thread(target=lambda: result.append(embed_shards(library, idx, lite_model, FAST,
-                                                                     RayOptions(shard_files=4))))
+    run = threading.Thread(
+        target=lambda: result.append(embed_shards(library, idx, lite_model, FAST, RayOptions(shard_files=4)))
+    )
     run.start()
     killed = _kill_a_shard_worker(deadline=time.time() + 120)
     run.join(timeout=300)

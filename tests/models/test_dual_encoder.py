@@ -166,8 +166,10 @@ def test_bad_audio_raises_clear_value_error(tiny: DualEncoder, waves, sr, messag
         tiny.encode_audio(waves, sr)
 
 
-@pytest.mark.parametrize(("texts", "message"), [([], "non-empty"), (["  "], "empty"), ([3], "not a string"),
-                                                 ("a dog", "non-empty list"), (["x" * 5000], "limit")])
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [([], "non-empty"), (["  "], "empty"), ([3], "not a string"), ("a dog", "non-empty list"), (["x" * 5000], "limit")],
+)
 def test_bad_text_raises_clear_value_error(tiny: DualEncoder, texts, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         tiny.encode_text(texts)

@@ -60,8 +60,19 @@ def test_matches_independent_numpy_computation(clip: torch.Tensor) -> None:
 def test_matches_hear21passt_in_eval_mode(clip: torch.Tensor) -> None:
     from hear21passt.models.preprocess import AugmentMelSTFT
 
-    ref = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=192,
-                         fmin=0.0, fmax=None, fmin_aug_range=10, fmax_aug_range=2000).eval()
+    ref = AugmentMelSTFT(
+        n_mels=128,
+        sr=32000,
+        win_length=800,
+        hopsize=320,
+        n_fft=1024,
+        freqm=48,
+        timem=192,
+        fmin=0.0,
+        fmax=None,
+        fmin_aug_range=10,
+        fmax_aug_range=2000,
+    ).eval()
     with torch.no_grad():
         np.testing.assert_allclose(PasstMel().eval()(clip).numpy(), ref(clip).numpy(), atol=1e-5)
 

@@ -16,8 +16,16 @@ from models.onnx_export import export_text_onnx
 from models.onnx_text import OnnxTextSide, cache_root
 from tests.conftest import REPO
 
-QUERIES = ["a dog barking", "Glass shattering on a hard floor, people screaming!", "x", "雨の音",
-           "footsteps on gravel " * 60, "🐓 rooster at dawn", "the hum of a refrigerator at night", "ÉCOLE d'été"]
+QUERIES = [
+    "a dog barking",
+    "Glass shattering on a hard floor, people screaming!",
+    "x",
+    "雨の音",
+    "footsteps on gravel " * 60,
+    "🐓 rooster at dawn",
+    "the hum of a refrigerator at night",
+    "ÉCOLE d'été",
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +84,14 @@ print(type(m).__name__, v.shape, t.shape, "torch" in sys.modules, "transformers"
 
 
 def test_lite_encodes_without_importing_torch(lite_model) -> None:
-    done = subprocess.run([sys.executable, "-c", LITE_WITHOUT_TORCH], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env=os.environ.copy())
+    done = subprocess.run(
+        [sys.executable, "-c", LITE_WITHOUT_TORCH],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     name, *_, torch_loaded, transformers_loaded = done.stdout.split()
     assert name == "RuntimeEncoder" and (torch_loaded, transformers_loaded) == ("False", "False")

@@ -216,7 +216,8 @@ print(tuple(a.shape), tuple(t.shape))
 def test_model_files_load_without_network() -> None:
     assert MODEL.is_file() and PROMPTS.is_file()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    done = subprocess.run([sys.executable, "-c", NO_NETWORK], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("(1, 384) (1, 384)")

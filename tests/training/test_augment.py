@@ -45,8 +45,10 @@ def test_extra_captions_become_rows_of_their_clip(tmp_path: Path) -> None:
     f = tmp_path / "llm.csv"
     f.write_text("path,caption\ndog/a.ogg,a hound yapping nearby\nrain/b.ogg,drops on a window\n")
     extra = load_extra_captions(f, rows)
-    assert [(r.clip_id, r.caption) for r in extra] == [("src/dog/a.ogg", "a hound yapping nearby"),
-                                                        ("src/rain/b.ogg", "drops on a window")]
+    assert [(r.clip_id, r.caption) for r in extra] == [
+        ("src/dog/a.ogg", "a hound yapping nearby"),
+        ("src/rain/b.ogg", "drops on a window"),
+    ]
     assert extra[0].path == rows[0].path and extra[0].meta["augmented"] == "extra"
 
 

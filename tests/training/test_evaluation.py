@@ -30,8 +30,13 @@ def subset_csv(shared_data: Path, dest: Path, per_class: int = 3) -> Path:
 
 
 def run_eval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", "eval", "--quiet", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "eval", "--quiet", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_eval_prints_metrics_well_above_chance(shared_data, tmp_path) -> None:
@@ -44,8 +49,10 @@ def test_eval_prints_metrics_well_above_chance(shared_data, tmp_path) -> None:
     assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 1
 
 
-@pytest.mark.parametrize(("content", "message"), [("path,label\nx.ogg,dog\n", "missing column(s) caption"),
-                                                  ("path,caption\nmissing.ogg,dog\n", "missing.ogg")])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("path,label\nx.ogg,dog\n", "missing column(s) caption"), ("path,caption\nmissing.ogg,dog\n", "missing.ogg")],
+)
 def test_eval_bad_data_is_one_line(tmp_path, content: str, message: str) -> None:
     (tmp_path / "bad.csv").write_text(content)
     r = run_eval("--data", str(tmp_path / "bad.csv"))

@@ -8,13 +8,22 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import AdminDep, ServiceDep
 from app.schemas import ErrorResponse, IndexInfo, ReloadRequest
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep],
-                   responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+)
 
 
 @router.post("/reload", response_model=IndexInfo, summary="Load the index's newest snapshot (or another index)")
 async def reload(service: ServiceDep, body: ReloadRequest | None = None) -> IndexInfo:
     target = body.index_dir if body and body.index_dir else None
     s = await run_in_threadpool(service.reload, target)
-    return IndexInfo(index_dir=str(service.index_dir), snapshot=s.snapshot.name, files=s.n_files,
-                     windows=int(s.index.ntotal), manifest=s.manifest)
+    return IndexInfo(
+        index_dir=str(service.index_dir),
+        snapshot=s.snapshot.name,
+        files=s.n_files,
+        windows=int(s.index.ntotal),
+        manifest=s.manifest,
+    )

@@ -12,14 +12,23 @@ from fastapi.responses import FileResponse
 from app.api.deps import ServiceDep
 from app.schemas import ClipInfo, ClipWords, ErrorResponse
 
-router = APIRouter(prefix="/clips", tags=["clips"],
-                   responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+router = APIRouter(
+    prefix="/clips", tags=["clips"], responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+)
 # File ids are SQLite row ids: positive 64-bit integers. Larger ones are a 422, never an overflow inside SQLite.
 ClipId = Annotated[int, Path(ge=1, le=2**63 - 1, description="clip (file) id from a search result")]
 
-CONTENT_TYPES = {".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac",
-                 ".wav": "audio/wav", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aif": "audio/aiff",
-                 ".aiff": "audio/aiff"}
+CONTENT_TYPES = {
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".flac": "audio/flac",
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+}
 
 
 def audio_path(clip_id: int) -> str:
@@ -32,12 +41,17 @@ def clip_info(request: Request, clip_id: ClipId, service: ServiceDep) -> ClipInf
     c = service.clip(clip_id)
     w = service.clip_words(clip_id)
     words = ClipWords(path=list(w.path), tags=list(w.tags), fields=w.fields) if w is not None else None
-    return ClipInfo(**dataclasses.asdict(c), audio_url=str(request.url_for("clip_audio", clip_id=c.id).path),
-                    words=words)
+    return ClipInfo(
+        **dataclasses.asdict(c), audio_url=str(request.url_for("clip_audio", clip_id=c.id).path), words=words
+    )
 
 
-@router.get("/{clip_id}/audio", name="clip_audio", summary="The audio file itself (supports Range requests)",
-            response_class=FileResponse)
+@router.get(
+    "/{clip_id}/audio",
+    name="clip_audio",
+    summary="The audio file itself (supports Range requests)",
+    response_class=FileResponse,
+)
 def clip_audio(clip_id: ClipId, service: ServiceDep) -> FileResponse:
     path = service.clip_file(clip_id)
     media = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"

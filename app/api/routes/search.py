@@ -47,15 +47,32 @@ def _filters(f: SearchFilters | None) -> Filters:
 def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
     root = request.scope.get("root_path", "")  # a path prefix set by a reverse proxy, as url_for would add
     hits = [
-        SearchHit(id=h.file_id, path=h.path, score=round(h.score, 6), start=h.start, end=h.end, duration=h.duration,
-                  audio_url=root + audio_path(h.file_id),  # not url_for: it tries every route, per hit
-                  evidence=Evidence(audio=h.evidence.audio, text=h.evidence.text, lexical=h.evidence.lexical,
-                                    words=list(h.evidence.words)) if h.evidence else None)
+        SearchHit(
+            id=h.file_id,
+            path=h.path,
+            score=round(h.score, 6),
+            start=h.start,
+            end=h.end,
+            duration=h.duration,
+            audio_url=root + audio_path(h.file_id),  # not url_for: it tries every route, per hit
+            evidence=Evidence(
+                audio=h.evidence.audio, text=h.evidence.text, lexical=h.evidence.lexical, words=list(h.evidence.words)
+            )
+            if h.evidence
+            else None,
+        )
         for h in page.hits
     ]
     took = round((time.perf_counter() - t0) * 1e3, 3)
-    return SearchResponse(query=query, results=hits, total=page.total, took_ms=took, mode=page.mode,
-                          min_score=page.min_score, no_close_match=not page.close_match)
+    return SearchResponse(
+        query=query,
+        results=hits,
+        total=page.total,
+        took_ms=took,
+        mode=page.mode,
+        min_score=page.min_score,
+        no_close_match=not page.close_match,
+    )
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search by text")
@@ -75,9 +92,14 @@ async def search_get(
         query = clean_query(q)
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
-    body = SearchRequest(query=query, k=k, offset=offset, mode=mode, min_score=min_score,
-                         filters=SearchFilters(path_prefix=path_prefix, min_duration=min_duration,
-                                               max_duration=max_duration))
+    body = SearchRequest(
+        query=query,
+        k=k,
+        offset=offset,
+        mode=mode,
+        min_score=min_score,
+        filters=SearchFilters(path_prefix=path_prefix, min_duration=min_duration, max_duration=max_duration),
+    )
     return await search_post(request, body, batcher)
 
 
@@ -95,8 +117,13 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-@router.post("/search/batch", response_model=BatchSearchResponse, summary="Many text queries, encoded as one batch",
-             responses={429: {"model": ErrorResponse}}, dependencies=[limited("batch")])
+@router.post(
+    "/search/batch",
+    response_model=BatchSearchResponse,
+    summary="Many text queries, encoded as one batch",
+    responses={429: {"model": ErrorResponse}},
+    dependencies=[limited("batch")],
+)
 async def search_batch(request: Request, body: BatchSearchRequest, batcher: BatcherDep) -> BatchSearchResponse:
     t0 = time.perf_counter()
     filters = _filters(body.filters)
@@ -113,7 +140,9 @@ upload_router = APIRouter(tags=["search"], responses={422: {"model": ErrorRespon
 
 
 @upload_router.post(
-    "/search/by-audio", response_model=AudioSearchResponse, summary="Query by example: clips similar to an upload",
+    "/search/by-audio",
+    response_model=AudioSearchResponse,
+    summary="Query by example: clips similar to an upload",
     description="Uses the first AUDIOSEARCH_MAX_QUERY_SECONDS (default 30) of the upload; the response says how much.",
     responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
     dependencies=[limited("by_audio")],

@@ -20,9 +20,16 @@ from app.limits import limited
 from app.schemas import ErrorResponse
 from app.settings import Settings
 
-router = APIRouter(tags=["training"], dependencies=[AdminDep],
-                   responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
-                              422: {"model": ErrorResponse}, 429: {"model": ErrorResponse}})
+router = APIRouter(
+    tags=["training"],
+    dependencies=[AdminDep],
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        429: {"model": ErrorResponse},
+    },
+)
 TRAIN_RETRY_AFTER_S = 60
 _create_lock = threading.Lock()
 
@@ -47,8 +54,9 @@ def get_jobs(request: Request, settings: SettingsDep) -> JobManager:
 
 
 def job_manager(settings: Settings, data_root: Path) -> JobManager:
-    return JobManager(settings.jobs_dir, data_root, max_jobs=settings.max_training_jobs,
-                      max_eval_clips=settings.max_eval_clips)
+    return JobManager(
+        settings.jobs_dir, data_root, max_jobs=settings.max_training_jobs, max_eval_clips=settings.max_eval_clips
+    )
 
 
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
@@ -88,7 +96,8 @@ def cancel(job_id: JobDep, jobs: JobsDep) -> dict[str, Any]:
     return jobs.cancel(job_id)
 
 
-@router.post("/eval", summary="Retrieval metrics (mAP@10, R@k) of a model on caption files",
-             dependencies=[limited("eval")])
+@router.post(
+    "/eval", summary="Retrieval metrics (mAP@10, R@k) of a model on caption files", dependencies=[limited("eval")]
+)
 async def evaluate(request: Request, body: EvalRequest, jobs: JobsDep) -> dict[str, Any]:
     return await run_cancellable(request, jobs.evaluate, body.model, body.data)

@@ -44,6 +44,7 @@ class QueryCache:
     def put(self, text: str, vec: np.ndarray) -> None:
         if self.size <= 0:
             return
+        vec = vec.copy()  # a row of a batch would keep the whole batch alive for as long as it is cached
         with self._lock:
             self._data[text] = vec
             self._data.move_to_end(text)

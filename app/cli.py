@@ -8,9 +8,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.cli_args import build_parser
 from models.device import resolve_device
 from models.errors import AudioSearchError
 
@@ -23,10 +23,24 @@ FULL_EXTRA = frozenset({"torch", "torchaudio", "torchvision", "transformers", "h
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser(
+        {
+            "index": _cmd_index,
+            "search": _cmd_search,
+            "serve": _cmd_serve,
+            "demo": _cmd_demo,
+            "export-onnx": _cmd_export,
+            "eval": _cmd_eval,
+            "train": _cmd_train,
+            "import-checkpoint": _cmd_import,
+        }
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -51,147 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         reason = f"{type(err).__name__}: {err} (AUDIOSEARCH_DEBUG=1 shows where)"
         print(f"audiosearch: internal error: {reason}", file=sys.stderr)  # noqa: T201
         return 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="audiosearch", description="Text-to-audio retrieval: index, search, serve.")
-    sub = p.add_subparsers(dest="command", required=True)
-    _index_parser(sub.add_parser("index", help="embed an audio library into an index directory"))
-    _search_parser(sub.add_parser("search", help="query an index from the command line (JSON out)"))
-    _serve_parser(sub.add_parser("serve", help="run the HTTP search service"))
-    _demo_parser(sub.add_parser("demo", help="index the bundled sample library and serve it"))
-    _export_parser(sub.add_parser("export-onnx", help="export the text encoder to ONNX for faster queries"))
-    _eval_parser(sub.add_parser("eval", help="retrieval metrics (mAP@10, R@k) of a model on a caption file"))
-    _train_parser(sub.add_parser("train", help="train a model from a run config (YAML/JSON)"))
-    _import_parser(sub.add_parser("import-checkpoint", help="convert a published paper-model checkpoint"))
-    return p
-
-
-def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", default="lite", help="a profile (lite, fusion, bridge, aisfx, paper) or a model directory"
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
-
-
-def _untrained_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--allow-untrained",
-        action="store_true",
-        help="use a model with random (never trained or loaded) parts, e.g. the bare paper profile (benchmarks)",
-    )
-
-
-def _index_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("audio_dir", type=Path, help="library root; searched recursively for audio files")
-    p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
-    _model_arg(p)
-    _untrained_arg(p)
-    p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="decoding processes (default: one per core; 0: decode in-process)",
-    )
-    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: model's, 10)")
-    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
-    p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")
-    p.add_argument("--strict", action="store_true", help="fail (exit 1) if any file cannot be indexed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or info logs")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="decode and embed on Ray: a cluster's HOST:PORT or ray://HOST:PORT, or none for $RAY_ADDRESS, "
-        "a running local cluster or a new local one (needs audiosearch[ray]; put it after AUDIO_DIR)",
-    )
-    p.set_defaults(handler=_cmd_index)
-
-
-def _search_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("query", help="text query, e.g. 'a dog barking'")
-    p.add_argument("--index", type=Path, required=True, help="index directory")
-    p.add_argument("-k", type=int, default=10, help="number of files to return")
-    p.add_argument("--mode", default="hybrid", choices=["hybrid", "audio", "text"],
-                   help="hybrid: the audio and the library's words (file names, folders, tags); audio or text alone")
-    p.add_argument("--min-score", type=float, default=None,
-                   help="flag no_close_match below this best score (default: the mode's calibrated threshold)")
-    _model_arg(p)
-    _untrained_arg(p)
-    p.add_argument("--quiet", action="store_true", help="no info logs")
-    p.set_defaults(handler=_cmd_search)
-
-
-def _address_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000, help="1-65535 (default 8000); 0 picks a free port and prints it")
-
-
-def _serve_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", type=Path, required=True, help="index directory (built by `audiosearch index`)")
-    _address_args(p)
-    p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
-    _model_arg(p)
-    _untrained_arg(p)
-    p.set_defaults(handler=_cmd_serve)
-
-
-def _eval_parser(p: argparse.ArgumentParser) -> None:
-    _model_arg(p)
-    p.add_argument("--data", required=True, action="append",
-                   help="caption CSV with a path column, optionally ':column' for the caption column "
-                        "(e.g. booth/labels.csv:label); repeat for several sets")
-    p.add_argument("--audio-root", type=Path, default=None,
-                   help="audio paths are relative to this (default: the CSV's folder)")
-    p.add_argument("--query-prefix", default="", help="prepended to every caption, e.g. 'the sound of '")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=_cmd_eval)
-
-
-def _train_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, help="run config; paths in it are relative to the file (README: Training)")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch progress logs")
-    p.set_defaults(handler=_cmd_train)
-
-
-def _export_parser(p: argparse.ArgumentParser) -> None:
-    _model_arg(p)
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", type=Path, help="directory for text.onnx, tokenizer.json and export.json")
-    where.add_argument(
-        "--cache",
-        action="store_true",
-        help="into the export cache ($AUDIOSEARCH_ONNX_CACHE, default ~/.cache/audiosearch/onnx), where the "
-        "slim runtime looks (a Docker build stage does this)",
-    )
-    p.add_argument(
-        "--audio",
-        action="store_true",
-        help="also export the audio tower (aisfx: ~3x faster indexing on CPU); `index` and `serve` use it "
-        "when AUDIOSEARCH_ONNX_DIR names the directory",
-    )
-    p.set_defaults(handler=_cmd_export)
-
-
-def _import_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="the published .ckpt file (README: Using the paper model)")
-    p.add_argument("--format", required=True, choices=["dcase2025", "salsa"],
-                   help="dcase2025: CPJKU/dcase2025_task6_baseline; salsa: OptimusPrimus/salsa passt_roberta")
-    p.add_argument("--out", type=Path, required=True, help="model directory to write (use it as --model DIR)")
-    p.add_argument("--tokenizer", default="roberta-large",
-                   help="roberta-large's tokenizer: hub name or a local folder (copied into the model directory)")
-    p.set_defaults(handler=_cmd_import)
-
-
-def _demo_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", type=Path, default=Path("demo-index"), help="where to build the demo index")
-    _address_args(p)
-    p.add_argument("--no-serve", action="store_true", help="build the index and exit")
-    p.set_defaults(handler=_cmd_demo, model="lite", device="auto", quiet=False)
 
 
 def _refuse_untrained(args: argparse.Namespace) -> None:
@@ -266,12 +139,26 @@ def _cmd_search(args: argparse.Namespace) -> int:
     searcher = Searcher(args.index)
     model = _load(args)
     searcher.check_model(model.fingerprint, model.config.supersedes)
-    page = searcher.search(model.encode_text([args.query]), k=args.k, texts=[args.query], mode=args.mode,
-                           min_score=args.min_score)[0]
-    hits = [{"path": h.path, "score": round(h.score, 4), "start": h.start, "end": h.end,
-             **({"evidence": _evidence(h.evidence)} if h.evidence else {})} for h in page.hits]
-    out = {"query": args.query, "mode": page.mode, "no_close_match": not page.close_match,
-           "min_score": page.min_score, "results": hits}
+    page = searcher.search(
+        model.encode_text([args.query]), k=args.k, texts=[args.query], mode=args.mode, min_score=args.min_score
+    )[0]
+    hits = [
+        {
+            "path": h.path,
+            "score": round(h.score, 4),
+            "start": h.start,
+            "end": h.end,
+            **({"evidence": _evidence(h.evidence)} if h.evidence else {}),
+        }
+        for h in page.hits
+    ]
+    out = {
+        "query": args.query,
+        "mode": page.mode,
+        "no_close_match": not page.close_match,
+        "min_score": page.min_score,
+        "results": hits,
+    }
     print(json.dumps(out, indent=2))  # noqa: T201
     return 0
 
@@ -282,10 +169,14 @@ def _evidence(e) -> dict:  # noqa: ANN001 - indexer.hybrid.Evidence, imported la
 
 
 def _serving_threads() -> None:
-    """Before the service imports FAISS: OpenMP threads default to one per thread and sleep when idle instead of
-    spinning between searches, which doubled the service's CPU per query (app.runtime.one_search_thread)."""
+    """Before the service imports FAISS or starts threads: OpenMP threads default to one per thread and sleep
+    when idle instead of spinning between searches, which doubled the service's CPU per query
+    (app.runtime.one_search_thread); glibc keeps two heaps instead of one per thread (app.runtime)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from app.runtime import cap_malloc_arenas
+
+    cap_malloc_arenas()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -1,0 +1,174 @@
+"""The `audiosearch` command line's arguments: one function per command, kept apart from what the commands do."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+
+def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
+    """The `audiosearch` parser; each command's handler comes from `handlers` (app.cli owns the commands)."""
+    p = argparse.ArgumentParser(prog="audiosearch", description="Text-to-audio retrieval: index, search, serve.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (add_args, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text)
+        add_args(cmd)
+        cmd.set_defaults(handler=handlers[name])
+    return p
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default="lite", help="a profile (lite, fusion, bridge, aisfx, paper) or a model directory"
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+
+
+def _untrained_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="use a model with random (never trained or loaded) parts, e.g. the bare paper profile (benchmarks)",
+    )
+
+
+def _index_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio_dir", type=Path, help="library root; searched recursively for audio files")
+    p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
+    _model_arg(p)
+    _untrained_arg(p)
+    p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="decoding processes (default: one per core; 0: decode in-process)",
+    )
+    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: model's, 10)")
+    p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
+    p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")
+    p.add_argument("--strict", action="store_true", help="fail (exit 1) if any file cannot be indexed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or info logs")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="decode and embed on Ray: a cluster's HOST:PORT or ray://HOST:PORT, or none for $RAY_ADDRESS, "
+        "a running local cluster or a new local one (needs audiosearch[ray]; put it after AUDIO_DIR)",
+    )
+
+
+def _search_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", help="text query, e.g. 'a dog barking'")
+    p.add_argument("--index", type=Path, required=True, help="index directory")
+    p.add_argument("-k", type=int, default=10, help="number of files to return")
+    p.add_argument(
+        "--mode",
+        default="hybrid",
+        choices=["hybrid", "audio", "text"],
+        help="hybrid: the audio and the library's words (file names, folders, tags); audio or text alone",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="flag no_close_match below this best score (default: the mode's calibrated threshold)",
+    )
+    _model_arg(p)
+    _untrained_arg(p)
+    p.add_argument("--quiet", action="store_true", help="no info logs")
+
+
+def _address_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="1-65535 (default 8000); 0 picks a free port and prints it")
+
+
+def _serve_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, required=True, help="index directory (built by `audiosearch index`)")
+    _address_args(p)
+    p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
+    _model_arg(p)
+    _untrained_arg(p)
+
+
+def _eval_parser(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="caption CSV with a path column, optionally ':column' for the caption column "
+        "(e.g. booth/labels.csv:label); repeat for several sets",
+    )
+    p.add_argument(
+        "--audio-root", type=Path, default=None, help="audio paths are relative to this (default: the CSV's folder)"
+    )
+    p.add_argument("--query-prefix", default="", help="prepended to every caption, e.g. 'the sound of '")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _train_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="run config; paths in it are relative to the file (README: Training)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress logs")
+
+
+def _export_parser(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="directory for text.onnx, tokenizer.json and export.json")
+    where.add_argument(
+        "--cache",
+        action="store_true",
+        help="into the export cache ($AUDIOSEARCH_ONNX_CACHE, default ~/.cache/audiosearch/onnx), where the "
+        "slim runtime looks (a Docker build stage does this)",
+    )
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="also export the audio tower (aisfx: ~3x faster indexing on CPU); `index` and `serve` use it "
+        "when AUDIOSEARCH_ONNX_DIR names the directory",
+    )
+
+
+def _import_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="the published .ckpt file (README: Using the paper model)")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["dcase2025", "salsa"],
+        help="dcase2025: CPJKU/dcase2025_task6_baseline; salsa: OptimusPrimus/salsa passt_roberta",
+    )
+    p.add_argument("--out", type=Path, required=True, help="model directory to write (use it as --model DIR)")
+    p.add_argument(
+        "--tokenizer",
+        default="roberta-large",
+        help="roberta-large's tokenizer: hub name or a local folder (copied into the model directory)",
+    )
+
+
+def _demo_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, default=Path("demo-index"), help="where to build the demo index")
+    _address_args(p)
+    p.add_argument("--no-serve", action="store_true", help="build the index and exit")
+    p.set_defaults(model="lite", device="auto", quiet=False)
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
+    "index": (_index_parser, "embed an audio library into an index directory"),
+    "search": (_search_parser, "query an index from the command line (JSON out)"),
+    "serve": (_serve_parser, "run the HTTP search service"),
+    "demo": (_demo_parser, "index the bundled sample library and serve it"),
+    "export-onnx": (_export_parser, "export the text encoder to ONNX for faster queries"),
+    "eval": (_eval_parser, "retrieval metrics (mAP@10, R@k) of a model on a caption file"),
+    "train": (_train_parser, "train a model from a run config (YAML/JSON)"),
+    "import-checkpoint": (_import_parser, "convert a published paper-model checkpoint"),
+}

@@ -3,9 +3,12 @@
 Usage: .venv/bin/python -m bench.query [--sizes 1000 100000] [--requests 400] [--concurrency 1 8 32]
 
 The service runs as its own process (the CLI, as users start it: lite on the slim runtime, micro-batched
-queries); this process drives it over loopback with an asyncio HTTP client at each concurrency, every query a
-distinct string (no cache hits). The baseline is what a user would write first, run in this same process: one
-transformers MiniLM forward per query, mean pooling, then a numpy dot product and argsort over the same vectors.
+queries); it is driven over loopback at each concurrency, every query a distinct string (no cache hits), by wrk
+(a C load generator, `apt install wrk`; bench/wrk/queries.lua) where it is installed, else by an asyncio HTTP
+client in this process. On 2 cores the client shares the cores with the service: the Python client costs about
+1.3 ms of CPU per request, a third of what the service spends, and at concurrency 32 it becomes the bottleneck.
+The baseline is what a user would write first, run in this same process: one transformers MiniLM forward per
+query, mean pooling, then a numpy dot product and argsort over the same vectors.
 A small index makes the run encoding-bound; 100k vectors of lite's 384 dimensions show the Flat scan.
 Prints QPS, p50/p99 and the ratio to the baseline; appends to bench/results/query.csv.
 """
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +67,20 @@ async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float],
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return lat, time.perf_counter() - t0
+
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "queries.lua"
+
+
+def drive_wrk(url: str, concurrency: int, seconds: float) -> dict:
+    """wrk at `concurrency` connections for `seconds`: its RESULT line as numbers."""
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(WRK_SCRIPT), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    got = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    if got["errors"] or got["non2xx"]:
+        raise RuntimeError(f"wrk saw failed requests: {line}")
+    return got
 
 
 def naive_loop(vectors: np.ndarray, qs: list[str]) -> tuple[list[float], float]:
@@ -121,7 +139,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto", help="auto: wrk if installed")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency, with wrk")
     args = ap.parse_args()
+    client = ("wrk" if shutil.which("wrk") else "python") if args.client == "auto" else args.client
 
     from models import load_encoder
 
@@ -140,9 +161,15 @@ def main() -> None:
                 asyncio.run(drive(url, queries(16, seed=7), 4))  # warm up
                 for i, conc in enumerate(args.concurrency):
                     before = batches(url)
-                    lat, seconds = asyncio.run(drive(url, queries(args.requests, seed=100 + i), conc))
+                    if client == "wrk":
+                        got = drive_wrk(url, conc, args.seconds)
+                        timing = {"p50_ms": round(got["p50_ms"], 2), "p99_ms": round(got["p99_ms"], 2),
+                                  "qps": round(got["requests"] / got["seconds"], 1)}  # fmt: skip
+                        timing["load_avg"] = "/".join(f"{x:.1f}" for x in os.getloadavg())
+                    else:
+                        timing = stats(*asyncio.run(drive(url, queries(args.requests, seed=100 + i), conc)))
                     after = batches(url)
-                    row = {"system": "audiosearch serve", "vectors": n, "concurrency": conc, **stats(lat, seconds)}
+                    row = {"system": "audiosearch serve", "client": client, "vectors": n, "concurrency": conc, **timing}
                     row["x_naive_qps"] = round(row["qps"] / naive["qps"], 2)
                     row["mean_batch"] = round((after[1] - before[1]) / max(1.0, after[0] - before[0]), 1)
                     rows.append(row)

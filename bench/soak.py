@@ -169,6 +169,14 @@ def index(lib: Path, idx: Path) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def minutely(rss: list[tuple[float, float]]) -> list[float]:
+    """The first RSS sample of each minute: shows a leak (steady climb) apart from a warm-up or a reload step."""
+    seen: dict[int, float] = {}
+    for t, m in rss:
+        seen.setdefault(int(t // 60), m)
+    return [seen[k] for k in sorted(seen)]
+
+
 def percentiles(seconds: list[float]) -> tuple[float, float]:
     s = sorted(seconds)
     return round(statistics.median(s) * 1e3, 1), round(s[int(0.99 * (len(s) - 1))] * 1e3, 1)
@@ -264,6 +272,7 @@ def soak(
         "rss_end_mb": round(end_rss),
         "rss_max_mb": round(max(m for _, m in rss)),
         "rss_change_pct": round(100 * change, 1),
+        "rss_by_minute": "/".join(str(round(m)) for m in minutely(rss)),
         "reload": f"{reload.get('status')} files {reload.get('files')}",
         "load_avg_start": load_start,
         "load_avg_end": load_avg(),

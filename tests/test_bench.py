@@ -19,15 +19,29 @@ def free_port() -> int:
 
 def run_bench(module: str, *args: str, tmp_path) -> str:
     env = {**os.environ, "AUDIOSEARCH_BENCH_RESULTS": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
 
 def test_query_bench_tiny(tmp_path, free_port) -> None:
-    out = run_bench("bench.query", "--sizes", "300", "--requests", "16", "--concurrency", "1", "8",
-                    "--port", str(free_port), tmp_path=tmp_path)
+    out = run_bench(
+        "bench.query",
+        "--sizes",
+        "300",
+        "--requests",
+        "16",
+        "--concurrency",
+        "1",
+        "8",
+        "--port",
+        str(free_port),
+        "--client",
+        "python",
+        tmp_path=tmp_path,
+    )
     assert "300 vectors, concurrency  8:" in out and "mean batch" in out and "| x" in out
     assert (tmp_path / "query.csv").read_text().count("\n") == 4  # header + naive loop + 2 concurrencies
 
@@ -51,8 +65,18 @@ def test_load_bench_tiny_swaps_without_failures(tmp_path, shared_data) -> None:
 
 
 def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
-    out = run_bench("bench.onnx_audio", "--models", "aisfx", "--clips", "2", "--batch1-clips", "1", "--rounds", "1",
-                    tmp_path=tmp_path)
+    out = run_bench(
+        "bench.onnx_audio",
+        "--models",
+        "aisfx",
+        "--clips",
+        "2",
+        "--batch1-clips",
+        "1",
+        "--rounds",
+        "1",
+        tmp_path=tmp_path,
+    )
     assert "aisfx (aisfx) batch 16: torch" in out and "ratio x" in out and "min cosine" in out
     assert (tmp_path / "onnx_audio.csv").read_text().count("\n") == 3  # header + batch 1 and 16
 
@@ -64,8 +88,7 @@ def test_soak_bench_tiny(tmp_path) -> None:
 
 
 def test_text_encoder_bench_tiny(tmp_path) -> None:
-    out = run_bench("bench.text_encoder", "--rounds", "1", "--queries", "16", "--batches", "1", "8",
-                    tmp_path=tmp_path)
+    out = run_bench("bench.text_encoder", "--rounds", "1", "--queries", "16", "--batches", "1", "8", tmp_path=tmp_path)
     assert "batch  8: onnxruntime" in out and "max |onnx - torch|" in out
     assert (tmp_path / "text_encoder.csv").read_text().count("\n") == 3
 
@@ -80,8 +103,19 @@ def test_gpu_paper_bench_smoke(tmp_path, shared_data) -> None:
     """The prepared device check for the imported paper model, at tiny sizes on the CPU."""
     from models.encoders.hf_text import minilm_path
 
-    out = run_bench("bench.gpu_paper", "--tokenizer", minilm_path(), "--clips", "4", "--workers", "1", "--queries",
-                    "4", "--smoke", tmp_path=tmp_path)
+    out = run_bench(
+        "bench.gpu_paper",
+        "--tokenizer",
+        minilm_path(),
+        "--clips",
+        "4",
+        "--workers",
+        "1",
+        "--queries",
+        "4",
+        "--smoke",
+        tmp_path=tmp_path,
+    )
     assert "import   imported d25-synthetic.ckpt (dcase2025)" in out and "fp16     cpu vs CPU fp32" in out
     assert "index_cps" in (tmp_path / "gpu.csv").read_text()
 

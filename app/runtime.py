@@ -26,8 +26,8 @@ def configure_threads(threads: int | None = None) -> int:
 def one_search_thread() -> None:
     """FAISS searches single-threaded in the calling thread: OpenMP's thread count is a per-thread setting, so
     each thread that searches sets it (the query batcher's does at start). Two OpenMP threads on a small index
-    doubled the service's CPU per query: the extra thread spins between searches. A flat scan of 1e5 vectors is
-    faster single-threaded too, when requests run side by side."""
+    doubled the service's CPU per query: the extra thread spins between searches. Large Flat indexes are split
+    over threads by indexer.backends.BlockedFlatScan instead, in threads that wait without spinning."""
     import faiss
 
     faiss.omp_set_num_threads(1)

@@ -3,12 +3,17 @@
 Chosen once per loaded snapshot from the search device. On a GPU: faiss-gpu when it is importable and the
 index type runs there (Flat, IVF); otherwise, for indexes that hold their vectors exactly (Flat, IVF-Flat,
 HNSW-Flat), one matrix product and a top-k in fp16 with torch (exact search, so never worse than the index it
-replaces; an H200 does 1M x 1024 in 0.6 ms); PQ/SQ codes stay on FAISS-CPU. CPU-only hosts are unchanged.
+replaces; an H200 does 1M x 1024 in 0.6 ms); PQ/SQ codes stay on FAISS-CPU. On the CPU a large Flat index is
+scanned block by block over its own storage, in parallel parts (BlockedFlatScan); every other index is searched
+by FAISS itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any, Protocol
 
 import faiss
@@ -65,10 +70,68 @@ class TorchExactIndex:
         return scores, ids
 
 
-def search_backend(index: faiss.Index, device: str = "cpu") -> Any:
-    """The index itself on the CPU; on 'cuda' the fastest backend that gives the same results (see above)."""
-    if device != "cuda":
+class BlockedFlatScan:
+    """Exact top-k over a Flat index's own float32 storage (no copy; memory-mapped indexes too), read in blocks
+    that stay in cache for every query of a batch, the parts of the matrix scanned side by side.
+
+    Why not index.search: below 20 queries FAISS reads the whole matrix once per query (a batch of 8 costs 8
+    scans; its BLAS path, forced, was slower still), in one thread. Measured on 2 cores, 100k x 384, k 50:
+    1 query 10.6 -> 5.8 ms, 8 queries 87 -> 19 ms. Hand-written because FAISS has no blocked multi-query scan
+    below its BLAS threshold; the merging is FAISS's own ResultHeap, and faiss.knn releases the GIL."""
+
+    BLOCK_ROWS = 2048  # 3 MB of 384-d vectors: stays in L2/L3 while every query of the batch reads it
+    MIN_ROWS = 16_384  # below this a scan costs under 2 ms and FAISS's own search is as fast
+
+    def __init__(self, index: faiss.Index, parts: int = 2) -> None:
+        self.index, self.ntotal, self.d = index, index.ntotal, index.d
+        self.matrix = faiss.rev_swig_ptr(faiss.downcast_index(index).get_xb(), self.ntotal * self.d)
+        self.matrix = self.matrix.reshape(self.ntotal, self.d)
+        bounds = np.linspace(0, self.ntotal, max(1, parts) + 1).astype(int)
+        self.parts = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        rest = [_part_pool(len(self.parts) - 1).submit(self._scan, queries, k, *p) for p in self.parts[1:]]
+        parts = [self._scan(queries, k, *self.parts[0])]  # the calling thread scans the first part itself
+        parts += [future.result() for future in rest]
+        heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+        for part in parts:
+            heap.add_result(part.D, part.I)
+        heap.finalize()
+        return heap.D, heap.I
+
+    def _scan(self, queries: np.ndarray, k: int, lo: int, hi: int) -> faiss.ResultHeap:
+        heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+        for start in range(lo, hi, self.BLOCK_ROWS):
+            scores, ids = faiss.knn(
+                queries, self.matrix[start : min(hi, start + self.BLOCK_ROWS)], k, faiss.METRIC_INNER_PRODUCT
+            )
+            heap.add_result(scores, np.where(ids >= 0, ids + start, -1))
+        heap.finalize()  # sorted: no longer a heap, so the caller merges the parts into a fresh one
+        return heap
+
+
+@cache
+def _part_pool(workers: int) -> ThreadPoolExecutor:
+    """Shared by every loaded snapshot (a reload must not leak threads); FAISS single-threaded inside each."""
+    return ThreadPoolExecutor(max(1, workers), "flat-scan", initializer=faiss.omp_set_num_threads, initargs=(1,))
+
+
+def cpu_backend(index: faiss.Index, parts: int | None = None) -> Any:
+    """BlockedFlatScan for an inner-product Flat index of MIN_ROWS or more, else the index itself."""
+    flat = faiss.downcast_index(index)
+    if type(flat) not in (faiss.IndexFlatIP, faiss.IndexFlat) or flat.metric_type != faiss.METRIC_INNER_PRODUCT:
         return index
+    if index.ntotal < BlockedFlatScan.MIN_ROWS:
+        return index
+    return BlockedFlatScan(flat, parts or min(2, os.cpu_count() or 1))
+
+
+def search_backend(index: faiss.Index, device: str = "cpu") -> Any:
+    """On the CPU: a blocked parallel scan for large Flat indexes, else the index itself; on 'cuda' the fastest
+    backend that gives the same results (see above)."""
+    if device != "cuda":
+        return cpu_backend(index)
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 and _gpu_faiss_type(index):
         log.info("search: FAISS on %d GPU(s)", faiss.get_num_gpus())
         return faiss.index_cpu_to_all_gpus(index)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -106,8 +107,10 @@ def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> 
                 results[i] = err
 
         threads = [threading.Thread(target=run, args=(i, 0.05 if i == 2 else 60)) for i in range(6)]
-        for t in threads:
+        for t in threads[:2] + threads[3:]:
             t.start()
+        time.sleep(0.02)  # last, so it joins the others' gathering (an idle service would start it at once)
+        threads[2].start()
         for t in threads:
             t.join()
         after = _hits(httpx.post(f"{url}/search", json=_request(0), timeout=60))
@@ -137,3 +140,30 @@ def test_batcher_gathers_up_to_its_limit_and_skips_cancelled_queries() -> None:
     assert results == [[f"q{i}:{i}"] for i in range(6)] and many == ["a:1", "b:2", "c:3"]
     assert all(len(b) <= 4 for b in seen) and not any("gone" in b for b in seen)
     assert [len(b) for b in seen[:2]] == [4, 2]  # six queries queued together: one full batch, then the rest
+
+
+def test_an_idle_batcher_starts_a_lone_query_at_once_and_a_busy_one_gathers() -> None:
+    release = threading.Event()
+    seen: list[list[str]] = []
+
+    def job(texts: list[str], options: list[int]) -> list[str]:
+        seen.append(list(texts))
+        if texts == ["first"]:
+            release.wait(10)  # busy: the queries that arrive meanwhile wait for company
+        return list(texts)
+
+    async def main() -> list[list[str]]:
+        batcher = QueryBatcher(job, max_batch=8, max_wait_ms=1500, in_flight=1)
+        first = asyncio.create_task(batcher.submit(["first"], [0]))
+        await asyncio.sleep(0.2)
+        assert seen == [["first"]]  # started without waiting the 1.5 s it could have
+        later = [asyncio.create_task(batcher.submit([f"q{i}"], [i])) for i in range(3)]
+        await asyncio.sleep(0.2)
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(first, *later), 30)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert results == [["first"], ["q0"], ["q1"], ["q2"]]
+    assert seen[1:] == [["q0", "q1", "q2"]]  # gathered while the first batch ran

@@ -1,4 +1,5 @@
-"""Search backends: exact top-k in torch (the GPU path, run here on the CPU) against FAISS's exact Flat search."""
+"""Search backends against FAISS's exact Flat search: the blocked parallel CPU scan, and exact top-k in torch (the
+GPU path, run here on the CPU)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.backends import TorchExactIndex, exact_vectors, search_backend
+from indexer.backends import BlockedFlatScan, TorchExactIndex, cpu_backend, exact_vectors, search_backend
 from indexer.faiss_index import new_index
 
 
@@ -71,5 +72,37 @@ def test_exact_vectors_only_where_the_index_keeps_them(data, factory: str, exact
         assert got is None
 
 
-def test_cpu_hosts_keep_the_faiss_index(data) -> None:
-    assert search_backend(data[2], "cpu") is data[2]
+@pytest.mark.parametrize(("nq", "k", "parts"), [(1, 10, 2), (7, 50, 2), (64, 10, 3), (3, 5000, 2)])
+def test_blocked_scan_equals_faiss_flat(data, nq: int, k: int, parts: int) -> None:
+    _, queries, flat = data
+    want_scores, want_ids = flat.search(queries[:nq], k)
+    scores, ids = BlockedFlatScan(flat, parts).search(queries[:nq], k)  # k 5000 spans blocks of 2048 rows
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6)  # summation order differs in the last bit
+
+
+def test_blocked_scan_reads_a_memory_mapped_index_and_pads_like_faiss(data, tmp_path) -> None:
+    base, queries, flat = data
+    faiss.write_index(flat, str(tmp_path / "flat.faiss"))
+    mapped = faiss.read_index(str(tmp_path / "flat.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    np.testing.assert_array_equal(BlockedFlatScan(mapped).search(queries, 10)[1], flat.search(queries, 10)[1])
+    small = faiss.IndexFlatIP(384)
+    small.add(base[:5])
+    want_scores, want_ids = small.search(queries[:2], 8)
+    scores, ids = BlockedFlatScan(small, 2).search(queries[:2], 8)
+    np.testing.assert_array_equal(ids, want_ids)  # five hits, then -1
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+
+
+def test_cpu_backend_scans_large_flat_indexes_and_leaves_the_rest_to_faiss(data) -> None:
+    base, _, flat = data
+    assert isinstance(search_backend(flat, "cpu"), BlockedFlatScan)  # 20,000 vectors
+    small = faiss.IndexFlatIP(384)
+    small.add(base[: BlockedFlatScan.MIN_ROWS - 1])
+    assert cpu_backend(small) is small
+    hnsw = new_index(384, "HNSW16")
+    hnsw.add(base)
+    assert cpu_backend(hnsw) is hnsw
+    l2 = faiss.IndexFlatL2(384)
+    l2.add(base)
+    assert cpu_backend(l2) is l2  # the scan ranks by inner product only

@@ -70,6 +70,15 @@ class TorchExactIndex:
         return scores, ids
 
 
+def flat_storage(index: faiss.Index) -> np.ndarray | None:
+    """(ntotal, d) view of a Flat index's own float32 storage (inside an IDMap too; memory-mapped ones as well),
+    or None for another layout. A view, not a copy: it lives as long as the index."""
+    inner = faiss.downcast_index(getattr(index, "index", index))
+    if not isinstance(inner, faiss.IndexFlat) or inner.ntotal == 0:
+        return None
+    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
+
+
 class BlockedFlatScan:
     """Exact top-k over a Flat index's own float32 storage (no copy; memory-mapped indexes too), read in blocks
     that stay in cache for every query of a batch, the parts of the matrix scanned side by side.
@@ -84,8 +93,7 @@ class BlockedFlatScan:
 
     def __init__(self, index: faiss.Index, parts: int = 2) -> None:
         self.index, self.ntotal, self.d = index, index.ntotal, index.d
-        self.matrix = faiss.rev_swig_ptr(faiss.downcast_index(index).get_xb(), self.ntotal * self.d)
-        self.matrix = self.matrix.reshape(self.ntotal, self.d)
+        self.matrix = flat_storage(index)
         bounds = np.linspace(0, self.ntotal, max(1, parts) + 1).astype(int)
         self.parts = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
@@ -118,7 +126,8 @@ def _part_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def cpu_backend(index: faiss.Index, parts: int | None = None) -> Any:
-    """BlockedFlatScan for an inner-product Flat index of MIN_ROWS or more, else the index itself."""
+    """BlockedFlatScan for an inner-product Flat index of MIN_ROWS or more (ids are its rows), else the index
+    itself."""
     flat = faiss.downcast_index(index)
     if type(flat) not in (faiss.IndexFlatIP, faiss.IndexFlat) or flat.metric_type != faiss.METRIC_INNER_PRODUCT:
         return index

@@ -23,6 +23,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from indexer.backends import BlockedFlatScan, cpu_backend, flat_storage
 from indexer.errors import IndexBuildError, IndexCorruptError
 from indexer.words import FileWords
 
@@ -80,7 +81,8 @@ class WordsReader:
         # per-file reconstruct call on the query path); the matrix is a view of FAISS's own storage, not a copy.
         self._order = np.argsort(self.ids, kind="stable")
         self._sorted = self.ids[self._order]
-        self._matrix = _flat_storage(self.index)
+        self._matrix = flat_storage(self.index)
+        self._scan = cpu_backend(faiss.downcast_index(self.index.index))  # rows, mapped to file ids by self.ids
         self.n_docs = self._query("SELECT COUNT(*) FROM words_fts", [])[0][0]
         if self.n_docs != self.index.ntotal:
             raise IndexCorruptError(f"{snapshot}: {self.n_docs} files with words but {self.index.ntotal} vectors")
@@ -146,7 +148,11 @@ class WordsReader:
         n = min(n, int(self.index.ntotal))
         if n == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), n)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if not isinstance(self._scan, BlockedFlatScan):
+            return self.index.search(queries, n)
+        scores, rows = self._scan.search(queries, n)
+        return scores, np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)
 
     def vectors(self, file_ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Text vectors of those of these files that have words."""
@@ -158,14 +164,6 @@ class WordsReader:
         rows = self._order[at[found]]
         vecs = self._matrix[rows] if self._matrix is not None else [self.index.reconstruct(int(i)) for i in ids[found]]
         return dict(zip(ids[found].tolist(), vecs, strict=True))
-
-
-def _flat_storage(index: faiss.Index) -> np.ndarray | None:
-    """(ntotal, d) view of an IDMap's flat storage, or None for another layout (then vectors are reconstructed)."""
-    inner = faiss.downcast_index(getattr(index, "index", index))
-    if not isinstance(inner, faiss.IndexFlat) or inner.ntotal == 0:
-        return None
-    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
 
 
 def _quoted(term: str) -> str:

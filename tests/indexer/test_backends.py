@@ -3,12 +3,16 @@ GPU path, run here on the CPU)."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import faiss
 import numpy as np
 import pytest
 
 from indexer.backends import BlockedFlatScan, TorchExactIndex, cpu_backend, exact_vectors, search_backend
 from indexer.faiss_index import new_index
+from indexer.store_words import WORD_VECTORS, WordsReader, WordsWriter
+from indexer.words import FileWords
 
 
 def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -106,3 +110,19 @@ def test_cpu_backend_scans_large_flat_indexes_and_leaves_the_rest_to_faiss(data)
     l2 = faiss.IndexFlatL2(384)
     l2.add(base)
     assert cpu_backend(l2) is l2  # the scan ranks by inner product only
+
+
+def test_word_vectors_of_a_large_library_are_scanned_and_named_by_file_id(data, tmp_path) -> None:
+    base, queries, _ = data
+    db = sqlite3.connect(":memory:")
+    writer = WordsWriter(db, tmp_path, 384)
+    file_ids = [3 * i + 7 for i in range(len(base))]  # not row numbers: the reader must map them back
+    writer.add([(fid, FileWords(("dog", "bark", str(fid)), ())) for fid in file_ids], base)
+    writer.finish()
+    query = lambda sql, args: db.execute(sql, args).fetchall()  # noqa: E731
+    reader = WordsReader(tmp_path, query, lambda path: faiss.read_index(str(path)))
+    assert isinstance(reader._scan, BlockedFlatScan)  # 20,000 files with words
+    want_scores, want_ids = faiss.read_index(str(tmp_path / WORD_VECTORS)).search(queries, 10)
+    scores, ids = reader.vector_search(queries, 10)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6)

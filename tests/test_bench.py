@@ -59,11 +59,6 @@ def test_faiss_bench_tiny(tmp_path, module: str) -> None:
     assert out.count("lite ") >= 4 and out.count("random ") >= 4  # lite-like vectors first, then the others
 
 
-def test_load_bench_tiny_swaps_without_failures(tmp_path, shared_data) -> None:
-    out = run_bench("bench.load", "--seconds", "8", "--concurrency", "4", tmp_path=tmp_path)
-    assert "failed 0," in out and "swapped True" in out, out
-
-
 def test_onnx_audio_bench_tiny(tmp_path, shared_data) -> None:
     out = run_bench(
         "bench.onnx_audio",

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     query_cache_size: int = 4096
     batch_max_size: int = Field(32, ge=1, le=1024, description="text queries gathered into one forward + search")
     batch_max_wait_ms: float = Field(
-        2.0, ge=0, le=1000, description="how long a lone query waits for others to share its batch"
+        2.0, ge=0, le=1000, description="while a batch runs, how long the next one waits for more queries (idle: none)"
     )
     threads: int = 0  # 0: one per core
     mmap: bool = Field(

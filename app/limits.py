@@ -49,6 +49,8 @@ def make_limits(s: Settings) -> dict[str, Limit]:
         "by_audio": Limit("query-by-example", s.concurrent_by_audio, s.concurrent_by_audio, 2),
         "batch": Limit("batch search", s.concurrent_batch, 2 * s.concurrent_batch, 1),
         "eval": Limit("evaluation", s.concurrent_eval, 0, 30),  # no queue: one evaluation may take minutes
+        # Text searches are light, but each waits in the batcher's queue: bounded here, not by the client count.
+        "search": Limit("text search", s.concurrent_search, 0, 1),
     }
 
 

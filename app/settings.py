@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     concurrent_by_audio: int = Field(2, ge=1, description="POST /search/by-audio requests at work at once")
     concurrent_batch: int = Field(4, ge=1, description="POST /search/batch requests at work at once")
     concurrent_eval: int = Field(1, ge=1, description="POST /eval runs at once (no queue: each may take minutes)")
+    concurrent_search: int = Field(
+        256, ge=1, description="GET/POST /search requests admitted at once, waiting for their batch included"
+    )
     max_training_jobs: int = Field(1, ge=1, description="training jobs running at once (POST /train beyond: 429)")
     max_eval_clips: int = Field(5000, ge=1, description="POST /eval refuses larger sets (use `audiosearch eval`)")
     watch_index_s: float = Field(

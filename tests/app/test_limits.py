@@ -206,6 +206,31 @@ def test_past_the_limit_by_audio_answers_429_and_nothing_is_left_running(built, 
         assert cpu_seconds_over(1.0) < 0.5
 
 
+def test_text_searches_past_their_limit_answer_429_and_free_their_slots(built, lite_model) -> None:
+    settings = Settings(index_dir=built, concurrent_search=1, query_cache_size=0)  # no queue for text search
+    with live_server(create_app(settings, model=lite_model)) as url:
+        start = threading.Barrier(24)
+        answers: list[httpx.Response] = []
+
+        def one(i: int) -> None:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                client.get("/healthz")  # connected before the burst, so the requests arrive together
+                start.wait()
+                answers.append(client.get("/search", params={"q": f"dog barking {i}", "k": 3}))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = httpx.post(f"{url}/search", json={"query": "rain", "k": 3}, timeout=60)
+    statuses = sorted(r.status_code for r in answers)
+    assert set(statuses) == {200, 429}, statuses
+    shed = [r for r in answers if r.status_code == 429]
+    assert all(r.headers["Retry-After"] == "1" and "text search" in r.json()["detail"] for r in shed)
+    assert after.status_code == 200 and after.json()["results"]  # every slot was given back
+
+
 def test_evaluation_is_limited_and_stops_when_its_client_leaves(tmp_path, built, bombs, lite_model) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -75,7 +75,13 @@ def _response(request: Request, query: str, page: Page, t0: float) -> SearchResp
     )
 
 
-@router.get("/search", response_model=SearchResponse, summary="Search by text")
+@router.get(
+    "/search",
+    response_model=SearchResponse,
+    summary="Search by text",
+    responses={429: {"model": ErrorResponse}},
+    dependencies=[limited("search")],
+)
 async def search_get(
     request: Request,
     batcher: BatcherDep,
@@ -103,7 +109,13 @@ async def search_get(
     return await search_post(request, body, batcher)
 
 
-@router.post("/search", response_model=SearchResponse, summary="Search by text (JSON body, with filters)")
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Search by text (JSON body, with filters)",
+    responses={429: {"model": ErrorResponse}},
+    dependencies=[limited("search")],
+)
 async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep) -> Response:
     t0 = time.perf_counter()
     query = QuerySpec(body.k, body.offset, _filters(body.filters), body.query, body.mode, body.min_score)

@@ -70,13 +70,23 @@ class TorchExactIndex:
         return scores, ids
 
 
+def inner_flat(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The Flat index that holds the vectors: the index itself or the one inside an IDMap; None otherwise."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIDMap | faiss.IndexIDMap2):
+        inner = faiss.downcast_index(inner.index)
+    return inner if isinstance(inner, faiss.IndexFlat) else None
+
+
 def flat_storage(index: faiss.Index) -> np.ndarray | None:
-    """(ntotal, d) view of a Flat index's own float32 storage (inside an IDMap too; memory-mapped ones as well),
-    or None for another layout. A view, not a copy: it lives as long as the index."""
-    inner = faiss.downcast_index(getattr(index, "index", index))
-    if not isinstance(inner, faiss.IndexFlat) or inner.ntotal == 0:
+    """(ntotal, d) read-only view of a Flat index's own float32 storage (inside an IDMap too; memory-mapped ones
+    as well), or None for another layout. A view, not a copy: valid only while `index` is alive."""
+    inner = inner_flat(index)
+    if inner is None or inner.ntotal == 0:
         return None
-    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
+    view = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
+    view.flags.writeable = False  # memory-mapped storage is read-only: a write would kill the process
+    return view
 
 
 class BlockedFlatScan:
@@ -90,15 +100,33 @@ class BlockedFlatScan:
 
     BLOCK_ROWS = 2048  # 3 MB of 384-d vectors: stays in L2/L3 while every query of the batch reads it
     MIN_ROWS = 16_384  # below this a scan costs under 2 ms and FAISS's own search is as fast
+    MAX_K = 256  # deeper: every block would fill a heap of k mostly empty slots; FAISS's own scan is faster
+
+    @staticmethod
+    def fits(index: faiss.Index) -> bool:
+        flat = inner_flat(index)
+        return (
+            flat is not None
+            and type(flat) in (faiss.IndexFlatIP, faiss.IndexFlat)
+            and flat.metric_type == faiss.METRIC_INNER_PRODUCT
+            and flat.ntotal >= BlockedFlatScan.MIN_ROWS
+        )
 
     def __init__(self, index: faiss.Index, parts: int = 2) -> None:
-        self.index, self.ntotal, self.d = index, index.ntotal, index.d
+        """`index`: a Flat index or an IDMap over one (ids are then rows: the caller maps them). It is kept here:
+        the scan reads its memory."""
+        self.owner, self.flat = index, inner_flat(index)
+        if self.flat is None or self.flat.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError("BlockedFlatScan needs an inner-product Flat index")
+        self.ntotal, self.d = self.flat.ntotal, self.flat.d
         self.matrix = flat_storage(index)
         bounds = np.linspace(0, self.ntotal, max(1, parts) + 1).astype(int)
         self.parts = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if k > self.MAX_K or self.matrix is None:
+            return self.flat.search(queries, k)
         rest = [_part_pool(len(self.parts) - 1).submit(self._scan, queries, k, *p) for p in self.parts[1:]]
         parts = [self._scan(queries, k, *self.parts[0])]  # the calling thread scans the first part itself
         parts += [future.result() for future in rest]
@@ -126,14 +154,10 @@ def _part_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def cpu_backend(index: faiss.Index, parts: int | None = None) -> Any:
-    """BlockedFlatScan for an inner-product Flat index of MIN_ROWS or more (ids are its rows), else the index
-    itself."""
-    flat = faiss.downcast_index(index)
-    if type(flat) not in (faiss.IndexFlatIP, faiss.IndexFlat) or flat.metric_type != faiss.METRIC_INNER_PRODUCT:
-        return index
-    if index.ntotal < BlockedFlatScan.MIN_ROWS:
-        return index
-    return BlockedFlatScan(flat, parts or min(2, os.cpu_count() or 1))
+    """BlockedFlatScan for a plain inner-product Flat index of MIN_ROWS or more, else the index itself."""
+    if isinstance(faiss.downcast_index(index), faiss.IndexFlat) and BlockedFlatScan.fits(index):
+        return BlockedFlatScan(index, parts or min(2, os.cpu_count() or 1))
+    return index
 
 
 def search_backend(index: faiss.Index, device: str = "cpu") -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.backends import BlockedFlatScan, cpu_backend, flat_storage
+from indexer.backends import BlockedFlatScan, flat_storage
 from indexer.errors import IndexBuildError, IndexCorruptError
 from indexer.words import FileWords
 
@@ -82,7 +83,10 @@ class WordsReader:
         self._order = np.argsort(self.ids, kind="stable")
         self._sorted = self.ids[self._order]
         self._matrix = flat_storage(self.index)
-        self._scan = cpu_backend(faiss.downcast_index(self.index.index))  # rows, mapped to file ids by self.ids
+        # Large libraries: the blocked scan over the IDMap's storage (its ids are rows, mapped by self.ids).
+        self._scan = (
+            BlockedFlatScan(self.index, min(2, os.cpu_count() or 1)) if BlockedFlatScan.fits(self.index) else None
+        )
         self.n_docs = self._query("SELECT COUNT(*) FROM words_fts", [])[0][0]
         if self.n_docs != self.index.ntotal:
             raise IndexCorruptError(f"{snapshot}: {self.n_docs} files with words but {self.index.ntotal} vectors")
@@ -149,7 +153,7 @@ class WordsReader:
         if n == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if not isinstance(self._scan, BlockedFlatScan):
+        if self._scan is None:
             return self.index.search(queries, n)
         scores, rows = self._scan.search(queries, n)
         return scores, np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)

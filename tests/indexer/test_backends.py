@@ -3,13 +3,21 @@ GPU path, run here on the CPU)."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 
 import faiss
 import numpy as np
 import pytest
 
-from indexer.backends import BlockedFlatScan, TorchExactIndex, cpu_backend, exact_vectors, search_backend
+from indexer.backends import (
+    BlockedFlatScan,
+    TorchExactIndex,
+    cpu_backend,
+    exact_vectors,
+    flat_storage,
+    search_backend,
+)
 from indexer.faiss_index import new_index
 from indexer.store_words import WORD_VECTORS, WordsReader, WordsWriter
 from indexer.words import FileWords
@@ -76,11 +84,11 @@ def test_exact_vectors_only_where_the_index_keeps_them(data, factory: str, exact
         assert got is None
 
 
-@pytest.mark.parametrize(("nq", "k", "parts"), [(1, 10, 2), (7, 50, 2), (64, 10, 3), (3, 5000, 2)])
+@pytest.mark.parametrize(("nq", "k", "parts"), [(1, 10, 2), (7, 256, 2), (64, 10, 3), (3, 5000, 2)])
 def test_blocked_scan_equals_faiss_flat(data, nq: int, k: int, parts: int) -> None:
     _, queries, flat = data
     want_scores, want_ids = flat.search(queries[:nq], k)
-    scores, ids = BlockedFlatScan(flat, parts).search(queries[:nq], k)  # k 5000 spans blocks of 2048 rows
+    scores, ids = BlockedFlatScan(flat, parts).search(queries[:nq], k)  # k 5000: FAISS's own scan
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(scores, want_scores, atol=1e-6)  # summation order differs in the last bit
 
@@ -96,6 +104,23 @@ def test_blocked_scan_reads_a_memory_mapped_index_and_pads_like_faiss(data, tmp_
     scores, ids = BlockedFlatScan(small, 2).search(queries[:2], 8)
     np.testing.assert_array_equal(ids, want_ids)  # five hits, then -1
     np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+
+
+def test_the_scan_keeps_its_index_alive_and_never_writes_to_it(data) -> None:
+    base, queries, flat = data
+    want = flat.search(queries, 10)[1]
+
+    def scan_only() -> BlockedFlatScan:
+        own = faiss.IndexFlatIP(384)
+        own.add(base)
+        scan = cpu_backend(own)  # the only reference to `own` left is the scan's
+        assert isinstance(scan, BlockedFlatScan)
+        return scan
+
+    scan = scan_only()
+    gc.collect()
+    np.testing.assert_array_equal(scan.search(queries, 10)[1], want)
+    assert not flat_storage(flat).flags.writeable
 
 
 def test_cpu_backend_scans_large_flat_indexes_and_leaves_the_rest_to_faiss(data) -> None:

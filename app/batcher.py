@@ -86,7 +86,7 @@ class QueryBatcher:
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
-            self._queue = asyncio.Queue()
+            self._queue, self._active = asyncio.Queue(), 0  # jobs of an earlier loop are gone with it
             self._worker = loop.create_task(self._run(), name="query-batcher")
 
     async def _run(self) -> None:
@@ -102,23 +102,26 @@ class QueryBatcher:
             for part in _split(live, self.in_flight):
                 await slots.acquire()
                 self._active += 1  # counted from here: the next gather already sees a busy service
-                task = asyncio.get_running_loop().create_task(self._job(part, slots))
+                task = asyncio.get_running_loop().create_task(self._job(part))
                 running.add(task)  # a reference until it is done (the loop keeps only weak ones)
-                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda t: self._finished(t, running, slots))
 
-    async def _job(self, live: list[_Pending], slots: asyncio.Semaphore) -> None:
-        now = time.perf_counter()
-        self.batches, self.queries = self.batches + 1, self.queries + len(live)
-        if self.observe is not None:
-            self.observe(len(live), [now - p.queued for p in live])
-        texts, options = [p.text for p in live], [p.options for p in live]
+    def _finished(self, task: asyncio.Task[None], running: set[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
+        """Whatever ended the job (done, failed, cancelled before it ran): its slot and count are given back."""
+        running.discard(task)
+        self._active = max(0, self._active - 1)  # never below 0, should a worker restart have reset it
+        slots.release()
+
+    async def _job(self, live: list[_Pending]) -> None:
         try:
+            now = time.perf_counter()
+            self.batches, self.queries = self.batches + 1, self.queries + len(live)
+            if self.observe is not None:
+                self.observe(len(live), [now - p.queued for p in live])
+            texts, options = [p.text for p in live], [p.options for p in live]
             results = await asyncio.get_running_loop().run_in_executor(self._thread, self.job, texts, options)
         except Exception as err:  # each request sees the error (mapped to HTTP there), the batcher lives on
             results = [err] * len(live)
-        finally:
-            self._active -= 1
-            slots.release()
         for p, r in zip(live, results, strict=True):  # a result may be that query's own error
             if not p.future.done():
                 p.future.set_exception(r) if isinstance(r, BaseException) else p.future.set_result(r)

@@ -106,17 +106,32 @@ def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> 
             except httpx.TimeoutException as err:
                 results[i] = err
 
+        # Keep both job slots busy with a long batch first, so the six gather together (an idle service would
+        # start a lone query at once) and the impatient one gives up while they wait.
+        started = _batches(url)
+        long = [f"{i} " + "a dog barking in the rain near a busy road " * 20 for i in range(64)]
+        busy = threading.Thread(target=lambda: httpx.post(f"{url}/search/batch", json={"queries": long}, timeout=120))
+        busy.start()
+        deadline = time.monotonic() + 30
+        while _batches(url) == started and time.monotonic() < deadline:
+            time.sleep(0.005)
         threads = [threading.Thread(target=run, args=(i, 0.05 if i == 2 else 60)) for i in range(6)]
         for t in threads[:2] + threads[3:]:
             t.start()
-        time.sleep(0.02)  # last, so it joins the others' gathering (an idle service would start it at once)
+        time.sleep(0.02)
         threads[2].start()
         for t in threads:
             t.join()
+        busy.join()
         after = _hits(httpx.post(f"{url}/search", json=_request(0), timeout=60))
     assert isinstance(results[2], httpx.TimeoutException)  # it gave up while its batch was gathering
     assert _same([results[i] for i in (0, 1, 3, 4, 5)], [expected[i] for i in (0, 1, 3, 4, 5)])  # type: ignore[misc]
     assert _same([after], [expected[0]])
+
+
+def _batches(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return float(re.search(r"audiosearch_query_batch_size_count (\S+)", text).group(1))
 
 
 def test_batcher_gathers_up_to_its_limit_and_skips_cancelled_queries() -> None:
@@ -167,3 +182,26 @@ def test_an_idle_batcher_starts_a_lone_query_at_once_and_a_busy_one_gathers() ->
     results = asyncio.run(main())
     assert results == [["first"], ["q0"], ["q1"], ["q2"]]
     assert seen[1:] == [["q0", "q1", "q2"]]  # gathered while the first batch ran
+
+
+def test_a_failing_observer_fails_its_batch_only_and_the_batcher_goes_on() -> None:
+    calls: list[int] = []
+
+    def observe(size: int, waits: list[float]) -> None:
+        calls.append(size)
+        if len(calls) == 1:
+            raise RuntimeError("metrics backend down")
+
+    async def main() -> tuple[object, list[str]]:
+        batcher = QueryBatcher(lambda texts, options: list(texts), max_wait_ms=0, observe=observe, in_flight=1)
+        try:
+            await batcher.submit(["a"], [0])
+            first: object = None
+        except RuntimeError as err:
+            first = err
+        second = await asyncio.wait_for(batcher.submit(["b"], [0]), 10)  # its slot was given back
+        await batcher.close()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, RuntimeError) and second == ["b"] and calls == [1, 1]

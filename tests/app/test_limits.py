@@ -209,7 +209,7 @@ def test_past_the_limit_by_audio_answers_429_and_nothing_is_left_running(built, 
 def test_text_searches_past_their_limit_answer_429_and_free_their_slots(built, lite_model) -> None:
     settings = Settings(index_dir=built, concurrent_search=1, query_cache_size=0)  # no queue for text search
     with live_server(create_app(settings, model=lite_model)) as url:
-        start = threading.Barrier(24)
+        start = threading.Barrier(24, timeout=60)
         answers: list[httpx.Response] = []
 
         def one(i: int) -> None:

@@ -133,6 +133,18 @@ class IndexInfo(BaseModel):
     windows: int
     manifest: dict[str, Any]
 
+    @classmethod
+    def of(cls, index_dir: object, searcher: Any) -> IndexInfo:
+        """What GET /index and POST /admin/reload report about a loaded snapshot (indexer.search.Searcher)."""
+        s = searcher
+        return cls(
+            index_dir=str(index_dir),
+            snapshot=s.snapshot.name,
+            files=s.n_files,
+            windows=int(s.index.ntotal),
+            manifest=s.manifest,
+        )
+
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -19,11 +19,4 @@ router = APIRouter(
 @router.post("/reload", response_model=IndexInfo, summary="Load the index's newest snapshot (or another index)")
 async def reload(service: ServiceDep, body: ReloadRequest | None = None) -> IndexInfo:
     target = body.index_dir if body and body.index_dir else None
-    s = await run_in_threadpool(service.reload, target)
-    return IndexInfo(
-        index_dir=str(service.index_dir),
-        snapshot=s.snapshot.name,
-        files=s.n_files,
-        windows=int(s.index.ntotal),
-        manifest=s.manifest,
-    )
+    return IndexInfo.of(service.index_dir, await run_in_threadpool(service.reload, target))

@@ -32,11 +32,4 @@ def metrics(request: Request) -> Response:
 
 @router.get("/index", response_model=IndexInfo, summary="The live index: manifest and counts")
 def index_info(service: ServiceDep) -> IndexInfo:
-    s = service.searcher
-    return IndexInfo(
-        index_dir=str(service.index_dir),
-        snapshot=s.snapshot.name,
-        files=s.n_files,
-        windows=int(s.index.ntotal),
-        manifest=s.manifest,
-    )
+    return IndexInfo.of(service.index_dir, service.searcher)

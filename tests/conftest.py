@@ -59,6 +59,18 @@ def copy_clips(shared: Path, dest: Path, per_class: dict[str, int]) -> list[Path
     return out
 
 
+@pytest.fixture()
+def indexed(shared_data: Path, tmp_path: Path, lite_model) -> tuple[Path, Path]:
+    """A fresh (library, index) of four real clips, two dog barks and two rain, built with `lite`; each test
+    may change or rebuild it."""
+    from indexer import IndexOptions, build_index
+
+    lib, idx = tmp_path / "lib", tmp_path / "idx"
+    copy_clips(shared_data, lib, {"dog_bark": 2, "rain": 2})
+    build_index(lib, idx, lite_model, IndexOptions(workers=0, progress=False))
+    return lib, idx
+
+
 @pytest.fixture(scope="session")
 def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory of the chance-level baseline towers (models/towers/baseline.py), 2 s windows."""

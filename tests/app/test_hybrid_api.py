@@ -4,9 +4,7 @@ whose names are partly descriptive, partly hashes, one of them tagged."""
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -18,6 +16,7 @@ from app.settings import Settings
 from indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.conftest import copy_clips
+from tests.indexer.snapshots import strip_words
 
 MODES_MESSAGE = "'hybrid', 'audio' or 'text'"
 
@@ -113,13 +112,7 @@ def test_clip_shows_its_words(client) -> None:
 def test_an_index_from_before_words(built, tmp_path, lite_model) -> None:
     idx = tmp_path / "idx"
     shutil.copytree(built / "idx", idx)
-    snap = idx / "snapshots" / (idx / "CURRENT").read_text().strip()
-    manifest = json.loads((snap / "manifest.json").read_text())
-    del manifest["words"]
-    (snap / "manifest.json").write_text(json.dumps(manifest))
-    (snap / "words.faiss").unlink()
-    with sqlite3.connect(snap / "meta.sqlite") as db:
-        db.executescript("DROP TABLE words; DROP TABLE words_fts;")
+    strip_words(idx)
     with live_server(create_app(Settings(index_dir=idx), model=lite_model)) as url, httpx.Client(base_url=url) as c:
         r = c.get("/search", params={"q": "a rooster crowing"})
         assert r.status_code == 200 and r.json()["mode"] == "audio"

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 
 from app.main import create_app
 from app.settings import Settings
@@ -17,14 +15,6 @@ from tests.app.live import live_server
 from tests.conftest import copy_clips
 
 FAST = IndexOptions(workers=0, progress=False)
-
-
-@pytest.fixture()
-def indexed(shared_data, tmp_path, lite_model) -> tuple[Path, Path]:
-    lib, idx = tmp_path / "lib", tmp_path / "idx"
-    copy_clips(shared_data, lib, {"dog_bark": 2, "rain": 2})
-    build_index(lib, idx, lite_model, FAST)
-    return lib, idx
 
 
 def snapshot(url: str) -> str:

@@ -1,7 +1,10 @@
-"""Snapshots written through the store's public writer from known vectors (no model, no audio)."""
+"""Snapshots written through the store's public writer from known vectors (no model, no audio), and an index
+turned back into what the indexer wrote before file words existed."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +55,18 @@ def unit(*rows: list[float], dim: int = 8) -> np.ndarray:
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def strip_words(index_dir: Path, cache: bool = False) -> None:
+    """The live snapshot as written before file words were indexed (no words tables, no words.faiss, no manifest
+    entry); with `cache`, the work cache from before them too."""
+    snap = index_dir / "snapshots" / (index_dir / "CURRENT").read_text().strip()
+    manifest = json.loads((snap / "manifest.json").read_text())
+    del manifest["words"]
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+    (snap / "words.faiss").unlink()
+    with sqlite3.connect(snap / "meta.sqlite") as db:
+        db.executescript("DROP TABLE words; DROP TABLE words_fts;")
+    if cache:
+        with sqlite3.connect(index_dir / "work" / "cache.sqlite") as db:
+            db.executescript("DROP TABLE tags; DROP TABLE text_vectors;")

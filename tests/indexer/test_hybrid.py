@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from mutagen.oggvorbis import OggVorbis
 from indexer import Filters, IndexMismatchError, IndexOptions, Searcher, build_index
 from indexer.hybrid import FUSION, HybridRanker
 from tests.conftest import copy_clips
+from tests.indexer.snapshots import strip_words
 
 FAST = IndexOptions(workers=0, progress=False)
 CLASSES = {"dog_bark": 8, "rooster": 8, "rain": 8, "helicopter": 8, "chainsaw": 8, "sea_waves": 8}
@@ -194,7 +193,7 @@ def test_reruns_read_and_encode_nothing_twice(named, lite_model) -> None:
 def test_an_index_from_before_words_answers_by_audio_until_reindexed(named, lite_model) -> None:
     root = variant(named, "old-format", lambda rel, src: rel)
     build_index(root / "lib", root / "idx", lite_model, FAST)
-    _strip_words(root / "idx")  # what an index written before this feature holds
+    strip_words(root / "idx", cache=True)  # what an index written before this feature holds
     s = Searcher(root / "idx")
     assert s.reader.words is None
     audio, hybrid = pages(s, lite_model, "audio"), pages(s, lite_model, "hybrid")
@@ -207,15 +206,3 @@ def test_an_index_from_before_words_answers_by_audio_until_reindexed(named, lite
     s = Searcher(root / "idx")
     assert s.reader.words is not None and s.manifest["words"]["with_words"] == 48
     assert pages(s, lite_model, "text")[0].hits[0].path.startswith("dog_bark/")
-
-
-def _strip_words(index_dir: Path) -> None:
-    snap = index_dir / "snapshots" / (index_dir / "CURRENT").read_text().strip()
-    manifest = json.loads((snap / "manifest.json").read_text())
-    del manifest["words"]
-    (snap / "manifest.json").write_text(json.dumps(manifest))
-    (snap / "words.faiss").unlink()
-    with sqlite3.connect(snap / "meta.sqlite") as db:
-        db.executescript("DROP TABLE words; DROP TABLE words_fts;")
-    with sqlite3.connect(index_dir / "work" / "cache.sqlite") as db:  # a cache from before words, too
-        db.executescript("DROP TABLE tags; DROP TABLE text_vectors;")

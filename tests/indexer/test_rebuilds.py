@@ -22,14 +22,6 @@ def state(index_dir: Path) -> dict[str, int | str]:
     return {"CURRENT": (index_dir / "CURRENT").read_text(), **files}
 
 
-@pytest.fixture()
-def indexed(shared_data, tmp_path, lite_model) -> tuple[Path, Path]:
-    lib, idx = tmp_path / "lib", tmp_path / "idx"
-    copy_clips(shared_data, lib, {"dog_bark": 2, "rain": 2})
-    build_index(lib, idx, lite_model, FAST)
-    return lib, idx
-
-
 def test_a_rebuild_that_changed_nothing_writes_nothing(indexed, lite_model) -> None:
     lib, idx = indexed
     before = state(idx)

@@ -112,9 +112,11 @@ class BlockedFlatScan:
             and flat.ntotal >= BlockedFlatScan.MIN_ROWS
         )
 
-    def __init__(self, index: faiss.Index, parts: int = 2) -> None:
+    def __init__(self, index: faiss.Index, parts: int | None = None) -> None:
         """`index`: a Flat index or an IDMap over one (ids are then rows: the caller maps them). It is kept here:
-        the scan reads its memory."""
+        the scan reads its memory. `parts` scanned side by side: by default one per core, at most two (memory
+        bandwidth, not compute, bounds a scan)."""
+        parts = parts or min(2, os.cpu_count() or 1)
         self.owner, self.flat = index, inner_flat(index)
         if self.flat is None or self.flat.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ValueError("BlockedFlatScan needs an inner-product Flat index")
@@ -156,7 +158,7 @@ def _part_pool(workers: int) -> ThreadPoolExecutor:
 def cpu_backend(index: faiss.Index, parts: int | None = None) -> Any:
     """BlockedFlatScan for a plain inner-product Flat index of MIN_ROWS or more, else the index itself."""
     if isinstance(faiss.downcast_index(index), faiss.IndexFlat) and BlockedFlatScan.fits(index):
-        return BlockedFlatScan(index, parts or min(2, os.cpu_count() or 1))
+        return BlockedFlatScan(index, parts)
     return index
 
 

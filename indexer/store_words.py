@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sqlite3
 import threading
@@ -84,9 +83,7 @@ class WordsReader:
         self._sorted = self.ids[self._order]
         self._matrix = flat_storage(self.index)
         # Large libraries: the blocked scan over the IDMap's storage (its ids are rows, mapped by self.ids).
-        self._scan = (
-            BlockedFlatScan(self.index, min(2, os.cpu_count() or 1)) if BlockedFlatScan.fits(self.index) else None
-        )
+        self._scan = BlockedFlatScan(self.index) if BlockedFlatScan.fits(self.index) else None
         self.n_docs = self._query("SELECT COUNT(*) FROM words_fts", [])[0][0]
         if self.n_docs != self.index.ntotal:
             raise IndexCorruptError(f"{snapshot}: {self.n_docs} files with words but {self.index.ntotal} vectors")

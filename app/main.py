@@ -104,11 +104,9 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     try:
         if model is None and not settings.allow_untrained:
             require_trained(settings.model)  # random projections would answer every query with noise
-        model = model or load_encoder(
-            settings.model, resolve_device(settings.device), settings.onnx_dir, threads=settings.threads
-        )
-        configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
         device = resolve_device(settings.device)
+        model = model or load_encoder(settings.model, device, settings.onnx_dir, threads=settings.threads)
+        configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
         service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap, device)
         app.state.batcher = QueryBatcher(
             service.search_batch, settings.batch_max_size, settings.batch_max_wait_ms, app.state.metrics.observe_batch

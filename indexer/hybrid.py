@@ -100,7 +100,10 @@ class HybridRanker:
     def __init__(self, searcher: AudioCandidates, params: FusionParams = FUSION, use_words: bool = True) -> None:
         """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
         self.searcher, self.reader, self.params = searcher, searcher.reader, params
-        self.words = self.reader.words if use_words else None
+        words = self.reader.words if use_words else None
+        # A library named by ids only has a words store with no file in it: its words can lift nothing, so it is
+        # ranked as audio alone (the same pages, without the candidate lists the words would need).
+        self.words = words if words is not None and words.index.ntotal > 0 else None
         self.use_words = use_words
 
     def rank(
@@ -109,7 +112,9 @@ class HybridRanker:
         """For each query its best score and its files ranked page_from..want (the page), best first."""
         words = self.words
         n_pool = self.reader.n_files if mode != "text" else (int(words.index.ntotal) if words else 0)
-        c = max(want, MIN_CANDIDATES)
+        # Audio alone needs no spare candidates: its best `want` files are the page, exactly.
+        audio_only = mode == "audio" or (mode == "hybrid" and words is None)
+        c = max(want, 1) if audio_only else max(want, MIN_CANDIDATES)
         out: list[Ranking | None] = [None] * len(queries)
         todo = list(range(len(queries)))
         while todo:
@@ -155,7 +160,8 @@ class HybridRanker:
         mode: str,
         page_from: int,
     ) -> tuple[Ranking, bool]:
-        words, terms = self.words, query_terms(text)
+        words = self.words
+        terms = query_terms(text) if words is not None else []
         sig = _Signals()
         for h in audio_hits:
             sig.audio[h.file_id] = (h.score, h.start, h.end)

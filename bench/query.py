@@ -35,9 +35,12 @@ from bench.common import append_csv, machine, random_unit, synthetic_index
 WORDS = "dog bark rain thunder glass engine bird door crowd water wind footsteps bell siren car music".split()  # noqa: SIM905
 
 
-def queries(n: int, seed: int = 1) -> list[str]:
+# Every query, on both sides: 2-5 of WORDS and a distinct six-digit number (no cache hits), the form of
+# bench/wrk/queries.lua, so the service and the naive loop encode token sequences of the same lengths. Each run
+# draws its numbers from its own block of 100,000 (`block`): no query repeats one of an earlier run.
+def queries(n: int, seed: int = 1, block: int = 9) -> list[str]:
     rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, size=rng.integers(2, 6))) + f" {i}" for i in range(n)]
+    return [" ".join(rng.choice(WORDS, size=rng.integers(2, 6))) + f" {100_000 * block + i}" for i in range(n)]
 
 
 def stats(lat: list[float], seconds: float) -> dict:
@@ -72,10 +75,11 @@ async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float],
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "queries.lua"
 
 
-def drive_wrk(url: str, concurrency: int, seconds: float) -> dict:
+def drive_wrk(url: str, concurrency: int, seconds: float, block: int) -> dict:
     """wrk at `concurrency` connections for `seconds`: its RESULT line as numbers."""
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(WRK_SCRIPT), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    env = {**os.environ, "WRK_BLOCK": str(block)}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True, env=env).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     got = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
     if got["errors"] or got["non2xx"]:
@@ -100,10 +104,11 @@ def naive_loop(vectors: np.ndarray, qs: list[str]) -> tuple[list[float], float]:
         v = torch.nn.functional.normalize(v, dim=-1).numpy()[0]
         return np.argsort(-(vectors @ v))[:10]
 
-    search("warm up")
+    for q in qs[:10]:  # warm up
+        search(q)
     lat = []
     t0 = time.perf_counter()
-    for q in qs:
+    for q in qs[10:]:
         t = time.perf_counter()
         search(q)
         lat.append(time.perf_counter() - t)
@@ -153,21 +158,22 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             vectors = random_unit(n, model.dim)
             idx = synthetic_index(Path(tmp) / "idx", vectors, model.fingerprint, "Flat")
-            naive = stats(*naive_loop(vectors, queries(max(50, args.requests // 4), seed=99)))
+            naive = stats(*naive_loop(vectors, queries(10 + args.requests, seed=99, block=1)))
             rows.append({"system": "naive loop", "vectors": n, "concurrency": 1, **naive})
             proc = serve(idx, args.port)
             try:
                 url = f"http://127.0.0.1:{args.port}"
-                asyncio.run(drive(url, queries(16, seed=7), 4))  # warm up
+                asyncio.run(drive(url, queries(16, seed=7, block=2), 4))  # warm up
                 for i, conc in enumerate(args.concurrency):
                     before = batches(url)
                     if client == "wrk":
-                        got = drive_wrk(url, conc, args.seconds)
+                        got = drive_wrk(url, conc, args.seconds, block=3 + i)
                         timing = {"p50_ms": round(got["p50_ms"], 2), "p99_ms": round(got["p99_ms"], 2),
                                   "qps": round(got["requests"] / got["seconds"], 1)}  # fmt: skip
                         timing["load_avg"] = "/".join(f"{x:.1f}" for x in os.getloadavg())
                     else:
-                        timing = stats(*asyncio.run(drive(url, queries(args.requests, seed=100 + i), conc)))
+                        qs = queries(args.requests, seed=100 + i, block=3 + i)
+                        timing = stats(*asyncio.run(drive(url, qs, conc)))
                     after = batches(url)
                     row = {"system": "audiosearch serve", "client": client, "vectors": n, "concurrency": conc, **timing}
                     row["x_naive_qps"] = round(row["qps"] / naive["qps"], 2)

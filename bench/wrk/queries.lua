@@ -1,15 +1,19 @@
--- wrk script for bench/query.py: every request a distinct text query (no cache hits), words drawn at random from
--- the same list as the Python driver plus a running number; prints one machine-readable line at the end.
+-- wrk script for bench/query.py: every request a distinct text query (no cache hits) of the form of the Python
+-- side's queries(): 2-5 words drawn from the same list and a six-digit number from this run's block of 100,000
+-- (WRK_BLOCK), so the service and the naive loop encode token sequences of the same lengths; prints one
+-- machine-readable line at the end.
 local words = {"dog", "bark", "rain", "thunder", "glass", "engine", "bird", "door", "crowd", "water", "wind",
                "footsteps", "bell", "siren", "car", "music"}
 local n = 0
+local base = 100000 * tonumber(os.getenv("WRK_BLOCK") or "3")
 math.randomseed(tonumber(os.getenv("WRK_SEED") or "1") + tonumber(tostring({}):sub(8), 16))
 
 request = function()
-  n = n + 1
   local q = {}
   for _ = 1, math.random(2, 5) do q[#q + 1] = words[math.random(#words)] end
-  return wrk.format("GET", "/search?k=10&q=" .. table.concat(q, "+") .. "+" .. n .. "r" .. math.random(1e6))
+  local path = "/search?k=10&q=" .. table.concat(q, "+") .. "+" .. (base + n)
+  n = n + 1
+  return wrk.format("GET", path)
 end
 
 done = function(summary, latency, requests)

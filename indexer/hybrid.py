@@ -14,9 +14,11 @@ before they add anything, so unrelated names do not lift a file over a better-so
 rises with better text evidence: a file never drops for matching the query's words better.
 
 Candidates: the best C files by audio, by text vector and by BM25; the missing signals of each candidate are
-computed exactly. C grows until the page's last score is at least what any unseen file could reach (the C-th
+computed exactly. C grows until the page's last score is above what any unseen file could reach (the C-th
 audio score plus the largest evidence the C-th text and lexical scores allow), so the page is exact (up to
-MAX_CANDIDATES per list, which bounds a request's work).
+MAX_CANDIDATES per list, which bounds a request's work). Above, not equal: files that tie (copies of one
+sound, files with the same words) are ordered by id, and a tie across the cut could hide a file with a lower
+id, so a page would repeat a file of the next page and skip another.
 """
 
 from __future__ import annotations
@@ -112,9 +114,12 @@ class HybridRanker:
         """For each query its best score and its files ranked page_from..want (the page), best first."""
         words = self.words
         n_pool = self.reader.n_files if mode != "text" else (int(words.index.ntotal) if words else 0)
-        # Audio alone needs no spare candidates: its best `want` files are the page, exactly.
+        if want <= 0:  # the filters leave no file
+            return [Ranking(None, []) for _ in queries]
+        # Audio alone needs one spare candidate only (to see that no tie crosses the page's end); the words' lists
+        # need more: a file they lift may be far down the audio list.
         audio_only = mode == "audio" or (mode == "hybrid" and words is None)
-        c = max(want, 1) if audio_only else max(want, MIN_CANDIDATES)
+        c = want + 1 if audio_only else max(want + 1, MIN_CANDIDATES)
         out: list[Ranking | None] = [None] * len(queries)
         todo = list(range(len(queries)))
         while todo:
@@ -188,7 +193,7 @@ class HybridRanker:
         l_c = min(v[0] for v in lexical.values()) if len(lexical) >= c else 0.0
         ev = float(self.params.evidence(np.float64(t_c), np.float64(l_c)))
         bound = {"audio": a_c, "text": ev, "hybrid": a_c + max(ev, 0.0)}[mode]
-        exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] >= bound)
+        exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] > bound)
         page = [self._hit(fid, score, sig, self.use_words) for fid, score in ranked[page_from:]]
         return Ranking(ranked[0][1] if ranked else None, page), exact
 

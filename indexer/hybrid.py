@@ -50,6 +50,9 @@ MIN_CANDIDATES = 32
 # (only a loose bound, e.g. a word in a large share of the files) is answered from that many candidates, so no
 # request's work grows with the library.
 MAX_CANDIDATES = 8192
+# FAISS's scores and the ones recomputed here from the stored vectors differ in the last bits (3e-8 seen): a page
+# is final only when its last score is clearly above the bound, or a tie could hide behind that difference.
+SCORE_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ class HybridRanker:
                     out[q] = ranked
                 else:
                     still.append(q)
-            todo, c = still, c * 4
+            todo, c = still, min(c * 4, max(MAX_CANDIDATES, want + 1))
         return [r or Ranking(None, []) for r in out]
 
     def signals(self, q: np.ndarray, text: str, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,7 +196,7 @@ class HybridRanker:
         l_c = min(v[0] for v in lexical.values()) if len(lexical) >= c else 0.0
         ev = float(self.params.evidence(np.float64(t_c), np.float64(l_c)))
         bound = {"audio": a_c, "text": ev, "hybrid": a_c + max(ev, 0.0)}[mode]
-        exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] > bound)
+        exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] > bound + SCORE_EPS)
         page = [self._hit(fid, score, sig, self.use_words) for fid, score in ranked[page_from:]]
         return Ranking(ranked[0][1] if ranked else None, page), exact
 

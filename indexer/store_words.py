@@ -121,7 +121,7 @@ class WordsReader:
         if file_ids is not None:
             sql += f" AND rowid IN ({','.join('?' * len(file_ids))})"
             args += list(file_ids)
-        sql += " ORDER BY bm25(words_fts)"
+        sql += " ORDER BY bm25(words_fts), rowid"  # a list cut inside a tie keeps the lowest ids, as pages order ties
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)

@@ -88,26 +88,35 @@ def test_hashed_names_rank_exactly_as_audio(named, lite_model) -> None:
     assert all(p.hits == [] and p.total == 0 for p in pages(s, lite_model, "text"))
 
 
-@pytest.mark.parametrize("mode", ["audio", "hybrid"])
-def test_copies_of_one_sound_tie_and_pages_still_never_overlap(named, lite_model, mode) -> None:
-    """Two copies of every clip, named by ids: each pair scores exactly alike, and pages of 3 cut through the
-    pairs. Ties are ordered by file id, so every file is on exactly one page, in the order of the whole library."""
-    root = named.parent / "copies"
+def copies(named: Path, lite_model, by_folder: bool) -> Path:  # noqa: ANN001
+    """Two copies of every clip: named by ids only, or in their class folder (the copies and the whole class
+    then share their words)."""
+    root = named.parent / ("copies-folders" if by_folder else "copies-ids")
     if not (root / "idx").is_dir():
         for n, src in enumerate(sorted((named / "lib").rglob("*.ogg"))):
             for copy in ("a", "b"):
-                dst = root / "lib" / copy / f"{n:04d}{copy}.ogg"
+                folder = f"{copy}/{src.parent.name}" if by_folder else copy
+                dst = root / "lib" / folder / f"{n:04d}{copy}.ogg"
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src, dst)
         build_index(root / "lib", root / "idx", lite_model, FAST)
-    s = Searcher(root / "idx")
-    assert s.manifest["words"]["with_words"] == 0
+    return root
+
+
+@pytest.mark.parametrize(
+    ("by_folder", "mode"), [(False, "audio"), (False, "hybrid"), (True, "audio"), (True, "hybrid"), (True, "text")]
+)
+def test_files_that_tie_are_paged_in_id_order_and_never_twice(named, lite_model, by_folder, mode) -> None:
+    """Copies of one sound tie in audio, files of one folder tie in text; pages of 3 cut through the ties. Ties
+    are ordered by file id, so every file is on exactly one page, in the order of the whole library."""
+    s = Searcher(copies(named, lite_model, by_folder) / "idx")
+    assert s.manifest["words"]["with_words"] == (96 if by_folder else 0)
     for vec, text in zip(lite_model.encode_text(QUERIES), QUERIES, strict=True):
         hits = [h for p in range(0, 96, 3) for h in s.search(vec[None], 3, p, texts=[text], mode=mode)[0].hits]
         assert sorted(h.file_id for h in hits) == list(range(1, 97))  # every file once across the pages
         got = [(h.score, h.file_id) for h in hits]
         assert got == sorted(got, key=lambda t: (-t[0], t[1]))  # best first, a tie in file-id order
-        assert len({h.score for h in hits}) == 48  # the copies tie exactly
+        assert len({h.score for h in hits}) == (6 if mode == "text" else 48)  # the ties are exact
 
 
 def test_named_files_rise_and_unnamed_keep_their_audio_order(named, lite_model) -> None:

@@ -33,6 +33,11 @@ def _gpu() -> str:
     return f", {torch.cuda.get_device_name(0)}"
 
 
+def load_avg(digits: int = 1) -> str:
+    """The 1/5/15-minute load averages as "1.2/1.4/1.3": the machine is shared, other work shows here."""
+    return "/".join(f"{x:.{digits}f}" for x in os.getloadavg())
+
+
 def append_csv(name: str, rows: list[dict]) -> Path:
     """Append rows; when a benchmark gained columns, the file is rewritten with the union (old rows blank)."""
     RESULTS.mkdir(exist_ok=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.common import append_csv, machine, random_unit
+from bench.common import append_csv, load_avg, machine, random_unit
 
 
 def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 2) -> np.ndarray:
@@ -60,10 +60,6 @@ def lite_like(n: int, seed: int = 5, top_k: int = 20) -> np.ndarray:
 
 def exact_top10(base: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return faiss.knn(queries, base, 10, metric=faiss.METRIC_INNER_PRODUCT)[1]
-
-
-def load_avg() -> str:
-    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def measure(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import append_csv, machine, paper_random_config
+from bench.common import append_csv, load_avg, machine, paper_random_config
 
 PAYS = 1.2  # speed-up from which the export is worth wiring in
 
@@ -105,7 +104,7 @@ def compare(name: str, args: argparse.Namespace) -> list[dict]:
                 "min_cosine": round(cos, 6),
                 "export_s": round(export_s, 1),
                 "threads": torch.get_num_threads(),
-                "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg()),
+                "load_avg": load_avg(),
             }
         )
     return rows

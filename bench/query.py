@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import append_csv, machine, random_unit, synthetic_index
+from bench.common import append_csv, load_avg, machine, random_unit, synthetic_index
 
 WORDS = "dog bark rain thunder glass engine bird door crowd water wind footsteps bell siren car music".split()  # noqa: SIM905
 
@@ -49,7 +49,7 @@ def stats(lat: list[float], seconds: float) -> dict:
         "p50_ms": round(statistics.median(s) * 1e3, 2),
         "p99_ms": round(s[int(0.99 * (len(s) - 1))] * 1e3, 2),
         "qps": round(len(s) / seconds, 1),
-        "load_avg": "/".join(f"{x:.1f}" for x in os.getloadavg()),  # the machine is shared: others show here
+        "load_avg": load_avg(),
     }
 
 
@@ -170,7 +170,7 @@ def main() -> None:
                         got = drive_wrk(url, conc, args.seconds, block=3 + i)
                         timing = {"p50_ms": round(got["p50_ms"], 2), "p99_ms": round(got["p99_ms"], 2),
                                   "qps": round(got["requests"] / got["seconds"], 1)}  # fmt: skip
-                        timing["load_avg"] = "/".join(f"{x:.1f}" for x in os.getloadavg())
+                        timing["load_avg"] = load_avg()
                     else:
                         qs = queries(args.requests, seed=100 + i, block=3 + i)
                         timing = stats(*asyncio.run(drive(url, qs, conc)))

@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from bench.common import append_csv, machine
+from bench.common import append_csv, load_avg, machine
 from bench.query import queries
 
 TOKEN = "soak-test-token-0123456789"
@@ -53,10 +53,6 @@ WEIGHTS = {
 def rss_mb(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
-
-
-def load_avg() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def hostile_uploads(tmp: Path, clip: Path) -> list[list[tuple[str, tuple[str, bytes, str]]]]:
@@ -222,7 +218,7 @@ def soak(
 ) -> dict:
     ids = [h["id"] for h in httpx.get(f"{url}/search", params={"q": "sound", "k": 100}).json()["results"]]
     load = Load(url, clips, ids, hostile, seed=0)
-    t0, load_start = time.time(), load_avg()
+    t0, load_start = time.time(), load_avg(2)
     end = t0 + args.warmup + args.minutes * 60
     rss: list[tuple[float, float]] = []
     reload: dict = {}
@@ -275,7 +271,7 @@ def soak(
         "rss_by_minute": "/".join(str(round(m)) for m in minutely(rss)),
         "reload": f"{reload.get('status')} files {reload.get('files')}",
         "load_avg_start": load_start,
-        "load_avg_end": load_avg(),
+        "load_avg_end": load_avg(2),
         "pass": server_errors == 0 and statuses[-1] == 0 and abs(change) <= 0.10,
     }
 

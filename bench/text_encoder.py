@@ -10,13 +10,12 @@ torch as a user runs it (eager, inference mode). Appends to bench/results/text_e
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
 import numpy as np
 
-from bench.common import append_csv, machine
+from bench.common import append_csv, load_avg, machine
 from bench.query import queries
 
 
@@ -53,7 +52,7 @@ def main() -> None:
             o_ms.append(per_query_ms(onnx.encode_text, chunk, batch))
             t_ms.append(per_query_ms(eager.encode_text, chunk, batch))
         o, t = statistics.median(o_ms), statistics.median(t_ms)
-        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        load = load_avg()
         rows.append(
             {
                 "batch": batch,

@@ -77,8 +77,7 @@ def test_concurrent_requests_get_the_results_of_sequential_ones(index, lite_mode
         assert client.post("/search/batch", json={"queries": QUERIES[:6], "k": 4}).status_code == 200
         metrics = client.get("/metrics").text
     assert _same(concurrent, sequential)
-    count = float(re.search(r"audiosearch_query_batch_size_count (\S+)", metrics).group(1))
-    total = float(re.search(r"audiosearch_query_batch_size_sum (\S+)", metrics).group(1))
+    count, total = _batch_metric(metrics, "count"), _batch_metric(metrics, "sum")
     assert total == 48 * 2 + 6  # every query went through the batcher once
     assert count < total  # and some of them shared a forward with others
     assert "audiosearch_query_queue_seconds_bucket" in metrics
@@ -129,9 +128,13 @@ def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> 
     assert _same([after], [expected[0]])
 
 
+def _batch_metric(metrics: str, part: str) -> float:
+    """audiosearch_query_batch_size's `count` (batches) or `sum` (queries) from a /metrics text."""
+    return float(re.search(rf"audiosearch_query_batch_size_{part} (\S+)", metrics).group(1))
+
+
 def _batches(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    return float(re.search(r"audiosearch_query_batch_size_count (\S+)", text).group(1))
+    return _batch_metric(httpx.get(f"{url}/metrics", timeout=30).text, "count")
 
 
 def test_batcher_gathers_up_to_its_limit_and_skips_cancelled_queries() -> None:

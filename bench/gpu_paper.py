@@ -5,8 +5,10 @@
    written as a Lightning .ckpt and imported with `audiosearch import-checkpoint`'s code: seconds, sizes.
 2. The imported directory loads on the GPU (GPU memory of the weights) and indexes `--clips` 10 s Ogg clips
    with fp16 autocast (clips/s, peak GPU memory).
-3. Queries through the service layer (SearchService: RoBERTa-large forward in fp16 + the FAISS search): p50 and
-   p95 ms at batch 1, distinct queries (the query cache never hits).
+3. Queries through the service layer (SearchService: RoBERTa-large forward in fp16 + the search on the GPU): p50
+   and p95 ms at batch 1, distinct queries (the query cache never hits). Before that, the GPU search's pages
+   against FAISS on the CPU for the same query vectors, in every mode: the library holds each clip ~24 times
+   (near-ties everywhere), the pages of 10 must join into the one page of 60 (no file twice, none skipped).
 4. fp16 on the GPU against fp32 on the CPU for the same clips and captions: the lowest cosine (how far fp16
    inference is from the reference's fp32 numbers).
 
@@ -79,6 +81,37 @@ def synthetic_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path, obj
     return path, cfg
 
 
+def pages_vs_cpu(service, index_dir: Path, model) -> dict:
+    """The service's search (on the GPU) against FAISS on the CPU, same query vectors: how many pages are the
+    same files in the same order, the largest score difference, and whether pages of 10 join into one of 60."""
+    from app.search_service import SearchService
+
+    cpu = SearchService(model, index_dir, cache_size=0, device="cpu")
+    vectors = service.text_vectors(QUERIES)
+    same = total = joined = 0
+    worst = 0.0
+    for mode in ("hybrid", "audio", "text"):
+        whole = service.searcher.search(vectors, 60, 0, None, QUERIES, mode)
+        pages = [service.searcher.search(vectors, 10, at, None, QUERIES, mode) for at in range(0, 60, 10)]
+        ref = [cpu.searcher.search(vectors, 10, at, None, QUERIES, mode) for at in range(0, 60, 10)]
+        for q in range(len(QUERIES)):
+            joined += [h.file_id for p in pages for h in p[q].hits] == [h.file_id for h in whole[q].hits]
+            for mine, theirs in zip(pages, ref, strict=True):
+                total += 1
+                same += [h.file_id for h in mine[q].hits] == [h.file_id for h in theirs[q].hits]
+                diffs = [abs(a.score - b.score) for a, b in zip(mine[q].hits, theirs[q].hits, strict=True)]
+                worst = max([worst, *diffs])
+    cpu.searcher.close()
+    n = 3 * len(QUERIES)
+    print(
+        f"pages    GPU search ({type(service.searcher.backend).__name__}) vs FAISS CPU: {same}/{total} pages of 10 "
+        f"the same files in order, largest score difference {worst:.2e}; pages of 10 = one page of 60 for "
+        f"{joined}/{n} queries (hybrid, audio, text)",
+        flush=True,
+    )
+    return {"pages_same": f"{same}/{total}", "max_score_diff": f"{worst:.2e}", "pages_joined": f"{joined}/{n}"}
+
+
 def gpu_gb() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
 
@@ -131,7 +164,8 @@ def main() -> None:
             flush=True,
         )
 
-        service = SearchService(model, tmp / "idx", cache_size=0)
+        service = SearchService(model, tmp / "idx", cache_size=0, device=device)
+        row.update(pages_vs_cpu(service, tmp / "idx", model))
         queries = [f"{q} number {i}" for i, q in zip(range(args.queries), QUERIES * args.queries, strict=False)]
         service.search_text(queries[:2], k=10)  # warm-up
         times = []

@@ -2,8 +2,10 @@
 
 Chosen once per loaded snapshot from the search device. On a GPU: faiss-gpu when it is importable and the
 index type runs there (Flat, IVF); otherwise, for indexes that hold their vectors exactly (Flat, IVF-Flat,
-HNSW-Flat), one matrix product and a top-k in fp16 with torch (exact search, so never worse than the index it
-replaces; an H200 does 1M x 1024 in 0.6 ms); PQ/SQ codes stay on FAISS-CPU. On the CPU a large Flat index is
+HNSW-Flat), one fp32 matrix product and a top-k with torch (exact search, so never worse than the index it
+replaces); PQ/SQ codes stay on FAISS-CPU, and so does an index whose vectors do not fit in the GPU's free memory.
+fp32, not fp16: the hybrid ranker mixes these scores with ones it recomputes from the stored vectors and pages
+by them, so the two must agree to its SCORE_EPS (fp16 scores differ in the 4th digit). On the CPU a large Flat index is
 scanned block by block over its own storage, in parallel parts (BlockedFlatScan); every other index is searched
 by FAISS itself.
 """
@@ -45,15 +47,14 @@ def exact_vectors(index: faiss.Index) -> np.ndarray | None:
 
 
 class TorchExactIndex:
-    """Exact inner-product top-k over a (N, d) matrix held by torch on `device` (fp16 on a GPU)."""
+    """Exact inner-product top-k over a (N, d) matrix held by torch on `device` (fp32 unless `dtype` says)."""
 
-    def __init__(self, vectors: np.ndarray, device: str = "cuda", dtype: str | None = None) -> None:
+    def __init__(self, vectors: np.ndarray, device: str = "cuda", dtype: str = "float32") -> None:
         import torch
 
-        self.torch, self.device = torch, torch.device(device)
-        self.dtype = (
-            getattr(torch, dtype) if dtype else (torch.float16 if self.device.type == "cuda" else torch.float32)
-        )
+        self.torch, self.device, self.dtype = torch, torch.device(device), getattr(torch, dtype)
+        if self.device.type == "cuda" and torch.get_float32_matmul_precision() != "highest":
+            log.warning("search: torch's fp32 matmul precision is not 'highest' (TF32): GPU scores are approximate")
         self.ntotal, self.d = vectors.shape
         self.matrix = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device, self.dtype)
 
@@ -171,11 +172,23 @@ def search_backend(index: faiss.Index, device: str = "cpu") -> Any:
         log.info("search: FAISS on %d GPU(s)", faiss.get_num_gpus())
         return faiss.index_cpu_to_all_gpus(index)
     vectors = exact_vectors(index)
-    if vectors is not None:
-        log.info("search: exact top-k in torch on the GPU (%d x %d vectors, fp16)", *vectors.shape)
-        return TorchExactIndex(vectors, "cuda")
-    log.warning("search: this FAISS index type has no GPU path here; searching on the CPU")
-    return index
+    if vectors is None:
+        log.warning("search: this FAISS index type has no GPU path here; searching on the CPU")
+        return cpu_backend(index)
+    if not _fits_on_gpu(vectors.nbytes):
+        log.warning("search: %d MB of vectors do not fit in the GPU's free memory; searching on the CPU",
+                    vectors.nbytes >> 20)  # fmt: skip
+        return cpu_backend(index)
+    log.info("search: exact top-k in torch on the GPU (%d x %d vectors, fp32)", *vectors.shape)
+    return TorchExactIndex(vectors, "cuda")
+
+
+def _fits_on_gpu(nbytes: int) -> bool:
+    """Room for the matrix and a batch's scores, leaving a quarter of the free memory to the query model."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    return nbytes <= 0.75 * free
 
 
 def _gpu_faiss_type(index: faiss.Index) -> bool:

@@ -112,6 +112,7 @@ def test_gpu_paper_bench_smoke(tmp_path, shared_data) -> None:
         tmp_path=tmp_path,
     )
     assert "import   imported d25-synthetic.ckpt (dcase2025)" in out and "fp16     cpu vs CPU fp32" in out
+    assert "180/180 pages of 10 the same files in order" in out and "one page of 60 for 30/30 queries" in out
     assert "index_cps" in (tmp_path / "gpu.csv").read_text()
 
 

@@ -172,14 +172,16 @@ class HybridRanker:
         terms = query_terms(text) if words is not None else []
         sig = _Signals()
         for h in audio_hits:
-            sig.audio[h.file_id] = (h.score, h.start, h.end)
             sig.rows[h.file_id] = (h.path, h.duration)
-        # Text cosines are all recomputed from the stored vectors (not taken from the search), so that files
-        # with the same words tie exactly and pages of one ranking never overlap.
+        if words is None or mode == "audio":  # every score from the one search: they compare exactly
+            sig.audio.update((h.file_id, (h.score, h.start, h.end)) for h in audio_hits)
+        # Otherwise files outside the audio list get recomputed scores, so all are recomputed from the stored
+        # vectors (the search's differ in the last bits): copies of one sound tie exactly, a file's score does
+        # not depend on which list found it, and a CPU and a GPU backend rank alike. Text cosines likewise.
         text_ids = tv_ids[tv_ids >= 0].tolist()
         lexical = words.lexical(terms, limit=c) if words is not None and mode != "audio" else {}
         sig.lexical.update(lexical)
-        ids = list(dict.fromkeys([*sig.audio, *text_ids, *sig.lexical]))
+        ids = list(dict.fromkeys([*(h.file_id for h in audio_hits), *text_ids, *sig.lexical]))
         sig.rows.update(self.reader.files([i for i in ids if i not in sig.rows], filters))
         ids = [i for i in ids if i in sig.rows]
         self._fill(q, terms, ids, sig, NEEDS[mode])
@@ -234,11 +236,17 @@ class HybridRanker:
             sig.no_match.update(i for i in todo if i not in found)
 
     def _audio(self, q: np.ndarray, file_ids: list[int]) -> dict[int, tuple[float, float, float]]:
-        """Best-window audio score (and the window) of files outside the audio candidates."""
+        """Best-window audio score (and the window) of each file, from its stored vectors. Row by row (not one
+        matrix-vector product, whose sums may depend on a row's position): equal vectors, equal scores."""
         out = {}
-        index = self.reader.index
-        for fid, wins in self.reader.file_windows(file_ids).items():
-            scores = np.stack([index.reconstruct(w) for w, _, _ in wins]) @ q
-            j = int(np.argmax(scores))
-            out[fid] = (float(scores[j]), wins[j][1], wins[j][2])
+        windows = self.reader.file_windows(file_ids)
+        rows = [w for wins in windows.values() for w, _, _ in wins]
+        if not rows:
+            return out
+        scores = (self.reader.index.reconstruct_batch(np.array(rows, np.int64)) * q).sum(axis=1)
+        at = 0
+        for fid, wins in windows.items():
+            j = int(np.argmax(scores[at : at + len(wins)]))
+            out[fid] = (float(scores[at + j]), wins[j][1], wins[j][2])
+            at += len(wins)
         return out

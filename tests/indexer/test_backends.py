@@ -105,6 +105,8 @@ def test_exact_vectors_only_where_the_index_keeps_them(data, factory: str, exact
         np.testing.assert_array_equal(got, base)
     else:
         assert got is None
+        if not hasattr(faiss, "StandardGpuResources"):  # codes: searched by FAISS-CPU whatever the device
+            assert search_backend(index, "cuda") is index
 
 
 @pytest.mark.parametrize(("nq", "k", "parts"), [(1, 10, 2), (7, 256, 2), (64, 10, 3), (3, 5000, 2)])

@@ -3,11 +3,11 @@
 Chosen once per loaded snapshot from the search device. On a GPU: faiss-gpu when it is importable and the
 index type runs there (Flat, IVF); otherwise, for indexes that hold their vectors exactly (Flat, IVF-Flat,
 HNSW-Flat), one fp32 matrix product and a top-k with torch (exact search, so never worse than the index it
-replaces); PQ/SQ codes stay on FAISS-CPU, and so does an index whose vectors do not fit in the GPU's free memory.
-fp32, not fp16: the hybrid ranker mixes these scores with ones it recomputes from the stored vectors and pages
-by them, so the two must agree to its SCORE_EPS (fp16 scores differ in the 4th digit). On the CPU a large Flat index is
-scanned block by block over its own storage, in parallel parts (BlockedFlatScan); every other index is searched
-by FAISS itself.
+replaces); PQ/SQ codes stay on FAISS-CPU, and so does an index whose vectors do not fit in the GPU's free memory
+or any index while torch runs fp32 matmuls as TF32. fp32, not fp16: the hybrid ranker mixes these scores with
+ones it recomputes from the stored vectors and pages by them, so the two must agree to its SCORE_EPS (fp16
+scores differ in the 4th digit). On the CPU a large Flat index is scanned block by block over its own storage,
+in parallel parts (BlockedFlatScan); every other index is searched by FAISS itself.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def search_backend(index: faiss.Index, device: str = "cpu") -> Any:
         log.warning("search: %s; searching on the CPU", why)
         return cpu_backend(index)
     log.info("search: exact top-k in torch on the GPU (%d x %d vectors, fp32)", index.ntotal, index.d)
-    return TorchExactIndex(exact_vectors(index), "cuda")
+    return TorchExactIndex(index.reconstruct_n(0, index.ntotal), "cuda")  # _no_torch_gpu_path checked it holds them
 
 
 def _no_torch_gpu_path(index: faiss.Index) -> str | None:

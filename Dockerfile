@@ -23,11 +23,11 @@ FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv && /opt/venv/bin/python -m pip install -q --upgrade pip
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml setup.py ./
 # Empty stand-ins for the packages (and the readme) let `pip install .` resolve and install exactly pyproject's
 # dependencies; the stand-in project itself is uninstalled again.
-RUN mkdir -p app models indexer training \
- && touch README.md app/__init__.py models/__init__.py indexer/__init__.py training/__init__.py \
+RUN mkdir -p app core models indexer training \
+ && touch README.md app/__init__.py core/__init__.py models/__init__.py indexer/__init__.py training/__init__.py \
  && /opt/venv/bin/python -m pip install -q . \
  && /opt/venv/bin/python -m pip uninstall -q -y audiosearch \
  && rm -rf /src/*
@@ -36,12 +36,12 @@ RUN mkdir -p app models indexer training \
 FROM deps AS deps-full
 ARG EXTRAS=full
 ARG TORCH_INDEX_URL=""
-COPY pyproject.toml ./
+COPY pyproject.toml setup.py ./
 # With the gpu extra, faiss-cpu/faiss-gpu-cu12 and onnxruntime/onnxruntime-gpu would install the same modules:
 # keep the GPU ones.
 RUN set -e; \
-    mkdir -p app models indexer training; \
-    touch README.md app/__init__.py models/__init__.py indexer/__init__.py training/__init__.py; \
+    mkdir -p app core models indexer training; \
+    touch README.md app/__init__.py core/__init__.py models/__init__.py indexer/__init__.py training/__init__.py; \
     /opt/venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[$EXTRAS]"; \
     /opt/venv/bin/python -m pip uninstall -q -y audiosearch; \
     case "$EXTRAS" in *gpu*) \
@@ -91,8 +91,8 @@ USER audiosearch
 WORKDIR /home/audiosearch
 RUN audiosearch demo --no-serve
 
-# --- runtime (the default image): the slim runtime, no torch ------------------------------------------------------
-FROM app AS runtime
+# --- slim (the default image): the slim runtime, no torch ------------------------------------------------------
+FROM app AS slim
 COPY --from=deps /opt/venv /opt/venv
 RUN install-app
 USER audiosearch

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.runtime import one_search_thread
+from audiosearch.core.threads import one_search_thread
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from models.errors import Cancelled
+from audiosearch.core.errors import Cancelled
 
 T = TypeVar("T")
 POLL_S = 0.2  # how often the connection is looked at while the work runs

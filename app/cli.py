@@ -10,12 +10,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from app.cli_args import build_parser
-from models.device import resolve_device
-from models.errors import AudioSearchError
+from audiosearch.app.cli_args import build_parser
+from audiosearch.core.device import resolve_device
+from audiosearch.core.errors import AudioSearchError
 
 if TYPE_CHECKING:  # the CLI imports indexer (torch, FAISS) and Ray only in the commands that need them
-    from indexer import IndexOptions, IndexReport
+    from audiosearch.indexer import IndexOptions, IndexReport
 
 log = logging.getLogger("audiosearch")
 # The `full` extra's packages (pyproject.toml): without them the slim install runs lite only.
@@ -69,15 +69,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _refuse_untrained(args: argparse.Namespace) -> None:
     """index, search, serve: a model with random parts answers with noise; refuse it before anything loads."""
-    from models.provenance import require_trained
+    from audiosearch.models.provenance import require_trained
 
     if not getattr(args, "allow_untrained", True):
         require_trained(args.model)
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
-    from app.runtime import configure_threads
-    from models import load_encoder
+    from audiosearch.core.threads import configure_threads
+    from audiosearch.models import load_encoder
 
     _refuse_untrained(args)
     model = load_encoder(args.model, device=resolve_device(args.device))
@@ -92,7 +92,7 @@ def _check_positive(**values: float | None) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from indexer import IndexOptions, build_index
+    from audiosearch.indexer import IndexOptions, build_index
 
     _check_positive(batch_size=args.batch_size, window=args.window, hop=args.hop)
     if args.workers < 0:
@@ -120,8 +120,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, IndexReport]:
-    from indexer.distributed import RayOptions, build_index_ray
-    from indexer.ray_connect import check_ray
+    from audiosearch.indexer.distributed import RayOptions, build_index_ray
+    from audiosearch.indexer.ray_connect import check_ray
 
     address = args.ray or None
     check_ray(address)  # before the model loads: a wrong address fails in seconds, in one line
@@ -131,7 +131,7 @@ def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, In
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from indexer import Searcher
+    from audiosearch.indexer import Searcher
 
     if not 1 <= args.k <= 1000:
         raise AudioSearchError("-k must be between 1 and 1000")
@@ -163,7 +163,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evidence(e) -> dict:  # noqa: ANN001 - indexer.hybrid.Evidence, imported lazily
+def _evidence(e) -> dict:  # noqa: ANN001 - audiosearch.indexer.search.fusion.Evidence, imported lazily
     scores = {"audio": round(e.audio, 4), "text": round(e.text, 4), "lexical": round(e.lexical, 4)}
     return {**scores, "words": list(e.words)}
 
@@ -171,19 +171,19 @@ def _evidence(e) -> dict:  # noqa: ANN001 - indexer.hybrid.Evidence, imported la
 def _serving_threads() -> None:
     """Before the service imports FAISS or starts threads: OpenMP threads default to one per thread and sleep
     when idle instead of spinning between searches, which doubled the service's CPU per query
-    (app.runtime.one_search_thread); glibc keeps two heaps instead of one per thread (app.runtime)."""
+    (core.threads.one_search_thread); glibc keeps two heaps instead of one per thread (core.threads)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from app.runtime import cap_malloc_arenas
+    from audiosearch.core.threads import cap_malloc_arenas
 
     cap_malloc_arenas()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     _serving_threads()
-    from app.server import bind, check_port, serve
-    from app.settings import load_settings
-    from indexer.store import require_snapshot
+    from audiosearch.app.server import bind, check_port, serve
+    from audiosearch.app.settings import load_settings
+    from audiosearch.indexer.store import require_snapshot
 
     # Everything is checked before the model loads: settings, the port, the index, the weights, then the socket.
     settings = load_settings(
@@ -197,7 +197,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from training.evaluation import evaluate_rows, parse_data_spec
+    from audiosearch.training.evaluation import evaluate_rows, parse_data_spec
 
     model = _load(args)
     results = {}
@@ -209,7 +209,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from training.run import load_run_config, run_training
+    from audiosearch.training.run import load_run_config, run_training
 
     result = run_training(load_run_config(args.config))  # logs each epoch's loss and validation metrics
     print(f"saved the model to {result.model_dir}")  # noqa: T201 - the CLI's result
@@ -217,9 +217,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from models import load_model
-    from models.onnx_export import check_audio_exportable, export_audio_onnx, export_text_onnx
-    from models.onnx_text import cache_root
+    from audiosearch.models import load_model
+    from audiosearch.models.onnx.export import check_audio_exportable, export_audio_onnx, export_text_onnx
+    from audiosearch.models.onnx.text import cache_root
 
     model = load_model(args.model, device="cpu")  # an export is made from the torch model
     if args.audio:
@@ -233,7 +233,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from models.reference import import_checkpoint
+    from audiosearch.models.reference import import_checkpoint
 
     print(import_checkpoint(args.checkpoint, args.format, args.out, tokenizer=args.tokenizer).summary())  # noqa: T201
     return 0
@@ -241,9 +241,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     _serving_threads()
-    from app.demo import run_demo
-    from app.server import bind
-    from app.settings import load_settings
+    from audiosearch.app.demo import run_demo
+    from audiosearch.app.server import bind
+    from audiosearch.app.settings import load_settings
 
     if args.no_serve:
         return run_demo(args.index, None)

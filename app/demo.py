@@ -6,17 +6,17 @@ import socket
 import sys
 from pathlib import Path
 
-from app.settings import Settings, load_settings
+from audiosearch.app.settings import Settings, load_settings
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
 
 
 def run_demo(index_dir: Path, sock: socket.socket | None, settings: Settings | None = None) -> int:
-    """Build (or update) the demo index, then serve it on `sock` (app.server.bind); None: build only."""
-    from app.runtime import configure_threads
-    from indexer import IndexOptions, build_index
-    from models import load_encoder
-    from models.errors import AudioSearchError
+    """Build (or update) the demo index, then serve it on `sock` (audiosearch.app.server.bind); None: build only."""
+    from audiosearch.core.errors import AudioSearchError
+    from audiosearch.core.threads import configure_threads
+    from audiosearch.indexer import IndexOptions, build_index
+    from audiosearch.models import load_encoder
 
     if not SAMPLE.is_dir():
         raise AudioSearchError(f"the sample library is missing from this install ({SAMPLE})")
@@ -26,6 +26,6 @@ def run_demo(index_dir: Path, sock: socket.socket | None, settings: Settings | N
     print(f"demo: {report.summary()}", flush=True)  # noqa: T201
     if sock is None:
         return 0
-    from app.server import serve
+    from audiosearch.app.server import serve
 
     return serve(settings or load_settings(index_dir=index_dir, model="lite", device="cpu"), sock, loaded=model)

@@ -25,9 +25,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from models.atomic import atomic_write_json
-from models.errors import AudioSearchError, InvalidInputError
-from training.run_config import parse_data_specs, parse_model, parse_run_config
+from audiosearch.core.atomic import atomic_write_json
+from audiosearch.core.errors import AudioSearchError, InvalidInputError
+from audiosearch.training.run_config import parse_data_specs, parse_model, parse_run_config
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
@@ -151,9 +151,9 @@ class JobManager:
     def evaluate(self, model: str, data: list[Any], check: Callable[[], None] | None = None) -> dict[str, Any]:
         """Retrieval metrics of a model on confined caption files (runs in the caller's thread). Sets larger
         than `max_eval_clips` are refused before the model loads; `check` stops the work between batches."""
-        from models import load_encoder
-        from training.evaluation import evaluate_rows
-        from training.run import stage_rows
+        from audiosearch.models import load_encoder
+        from audiosearch.training.evaluation import evaluate_rows
+        from audiosearch.training.run import stage_rows
 
         name = parse_model(model, self.data_root, "eval", self.data_root, self.dir)
         specs = parse_data_specs(data, self.data_root, "eval", self.data_root)
@@ -204,7 +204,7 @@ def run_job(job_dir: str, data_root: str, threads: int) -> None:
     """The child process: run the job's config, keeping status.json current after every epoch."""
     import torch
 
-    from training.run import run_training
+    from audiosearch.training.run import run_training
 
     job = Path(job_dir)
     torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.settings import Settings
+from audiosearch.app.settings import Settings
 
 
 class Limit:

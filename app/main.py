@@ -13,17 +13,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from app.api.routes import admin, clips, health, search, training
-from app.batcher import QueryBatcher
-from app.cancel import CLIENT_GONE
-from app.limits import JsonTooLarge, make_limits
-from app.metrics import Metrics, MetricsMiddleware
-from app.search_service import SearchService
-from app.settings import Settings
-from app.watcher import IndexWatcher
-from indexer import IndexBuildError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from models import AudioDecodeError, AudioSearchError, Encoder, InvalidInputError, ModelLoadError
-from models.errors import Cancelled
+from audiosearch.app.api.routes import admin, clips, health, search, training
+from audiosearch.app.batcher import QueryBatcher
+from audiosearch.app.cancel import CLIENT_GONE
+from audiosearch.app.limits import JsonTooLarge, make_limits
+from audiosearch.app.metrics import Metrics, MetricsMiddleware
+from audiosearch.app.search_service import SearchService
+from audiosearch.app.settings import Settings
+from audiosearch.app.watcher import IndexWatcher
+from audiosearch.core.errors import Cancelled
+from audiosearch.indexer import IndexBuildError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from audiosearch.models import AudioDecodeError, AudioSearchError, Encoder, InvalidInputError, ModelLoadError
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -91,13 +91,13 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
 
 def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
     """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
-    from app.runtime import configure_threads
-    from models import load_encoder
-    from models.device import resolve_device
-    from models.provenance import require_trained
+    from audiosearch.core.device import resolve_device
+    from audiosearch.core.threads import configure_threads
+    from audiosearch.models import load_encoder
+    from audiosearch.models.provenance import require_trained
 
     if settings.train_data_root is not None:
-        from app.api.routes.training import job_manager
+        from audiosearch.app.api.routes.training import job_manager
 
         # Made now, not on the first /train request, so jobs a previous server left running show as interrupted.
         app.state.jobs = job_manager(settings, settings.train_data_root)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_QUERY_CHARS = 1000
-SearchMode = Literal["hybrid", "audio", "text"]  # indexer.hybrid.MODES
+SearchMode = Literal["hybrid", "audio", "text"]  # audiosearch.indexer.search.fusion.MODES
 MODE_HELP = (
     "hybrid (default): the audio and the library's words (file names, folders, tags) fused; audio: the audio "
     "alone; text: the words alone (files without words are not ranked)"
@@ -135,7 +135,7 @@ class IndexInfo(BaseModel):
 
     @classmethod
     def of(cls, index_dir: object, searcher: Any) -> IndexInfo:
-        """What GET /index and POST /admin/reload report about a loaded snapshot (indexer.search.Searcher)."""
+        """What GET /index and POST /admin/reload report about a loaded snapshot (indexer.search.searcher.Searcher)."""
         s = searcher
         return cls(
             index_dir=str(index_dir),

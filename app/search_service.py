@@ -13,12 +13,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
-from indexer.words import FileWords
-from models import AudioSearchError, Encoder, InvalidInputError
-from models.aggregate import min_tail_seconds
-from models.audio_stream import ReadLimit, file_windows
-from models.embedder import EncodeFn, checked_encode, for_encoder
+from audiosearch.indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
+from audiosearch.indexer.words.extract import FileWords
+from audiosearch.models import AudioSearchError, Encoder, InvalidInputError
+from audiosearch.models.aggregate import min_tail_seconds
+from audiosearch.models.audio_stream import ReadLimit, file_windows
+from audiosearch.models.embedder import EncodeFn, checked_encode, for_encoder
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class SearchService:
         mode: str = "hybrid",
         min_score: float | None = None,
     ) -> list[Page]:
-        """Pages for text queries; `mode` hybrid (audio and the library's words), audio or text (indexer.hybrid)."""
+        """Pages for text queries; `mode` hybrid (audio and the library's words), audio or text (search.fusion)."""
         return self.searcher.search(self.text_vectors(texts), k, offset, filters, texts, mode, min_score)
 
     # -- query by example: bounded read, model lock per batch, stops when the client goes away ----------

@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 import socket
 
-from app.settings import Settings
-from models import Encoder
-from models.errors import InvalidInputError
+from audiosearch.app.settings import Settings
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models import Encoder
 
 PORT_HINT = "choose another with --port (make demo PORT=8080), or --port 0 for a free one"
 
@@ -56,7 +56,7 @@ def serve(settings: Settings, sock: socket.socket, loaded: Encoder | None = None
     """Run until interrupted; settings from app.settings.load_settings (AUDIOSEARCH_* variables + options)."""
     import uvicorn
 
-    from app.main import create_app
+    from audiosearch.app.main import create_app
 
     app = create_app(settings, model=loaded)
     print(f"audiosearch: serving {settings.index_dir} at {url(sock)}  (API docs: /docs)", flush=True)  # noqa: T201

@@ -78,7 +78,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        from models.errors import InvalidInputError
+        from audiosearch.core.errors import InvalidInputError
 
         e = err.errors()[0]
         name = "AUDIOSEARCH_" + "_".join(str(x) for x in e["loc"]).upper()

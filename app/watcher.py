@@ -1,10 +1,10 @@
 """Follow rebuilds: when the index's CURRENT names a new snapshot, the service switches to it by itself.
 
-A rebuild by the CLI, compose's indexer job or a Ray run ends by replacing CURRENT (indexer.store); this
+A rebuild by the CLI, compose's indexer job or a Ray run ends by replacing CURRENT (audiosearch.indexer.store); this
 thread polls it (a stat and a read of a few bytes every `interval_s`; polling, not inotify, because
 inotify does not see writes made by another container or host on a shared volume) and calls
 `SearchService.reload()`, the same zero-drop swap as POST /admin/reload. A rebuild that changed nothing
-leaves CURRENT as it was (indexer.build), so it causes no swap. A snapshot that fails to open is logged
+leaves CURRENT as it was (audiosearch.indexer.build), so it causes no swap. A snapshot that fails to open is logged
 once and the live one keeps serving; the next change of CURRENT is tried again.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from app.search_service import SearchService
-from models.errors import AudioSearchError
+from audiosearch.app.search_service import SearchService
+from audiosearch.core.errors import AudioSearchError
 
 log = logging.getLogger(__name__)
 

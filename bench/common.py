@@ -67,8 +67,8 @@ def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, factory: str = "Flat") -> Path:
     """An index directory in the real format whose windows are random vectors (one window per file)."""
-    from indexer.faiss_index import train_if_needed
-    from indexer.store import SnapshotWriter
+    from audiosearch.indexer.faiss_index import train_if_needed
+    from audiosearch.indexer.store import SnapshotWriter
 
     writer = SnapshotWriter(index_dir, vectors.shape[1], factory)
     train_if_needed(writer.index, vectors[:200_000], factory)
@@ -93,8 +93,8 @@ def paper_random_config(text=None):
     """The paper profile's full-size PaSST-S with random weights (its hub weights cannot be fetched here) and
     `text` (a TowerConfig; default the offline MiniLM tower): enough to time the audio side, which is all
     the benchmarks use it for."""
-    from models.config import ModelConfig
-    from models.profiles import profile
+    from audiosearch.models.config import ModelConfig
+    from audiosearch.models.profiles import profile
 
     audio = profile("paper").audio
     audio.options["pretrained"] = False  # random, not hear21passt's AudioSet download

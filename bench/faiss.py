@@ -4,7 +4,7 @@ Usage: .venv/bin/python -m bench.faiss [--n 1000000] [--queries 200] [--data clu
 Vectors shaped like lite's (`--data lite`: 384-d score-weighted means of YAMNet class-prompt embeddings, what
 users index), random unit vectors (the worst case for approximate indexes: no cluster structure) and vectors
 with synthetic cluster structure. Search settings are the service's
-(indexer.faiss_index.tune_for_search: HNSW efSearch 128, IVF nprobe nlist/16) unless --nprobe is given.
+(audiosearch.indexer.faiss_index.tune_for_search: HNSW efSearch 128, IVF nprobe nlist/16) unless --nprobe is given.
 Only one data set and one index are held at a time (1M x 1024 float32 is 4 GB per copy); the exact answer
 comes from a blocked brute-force scan of the base array, not from a second copy in a Flat index.
 Appends to bench/results/faiss.csv.
@@ -43,7 +43,7 @@ def lite_like(n: int, seed: int = 5, top_k: int = 20) -> np.ndarray:
     YAMNet's 521 class prompts, as the label bridge makes them, with random sparse class sets and scores (a few
     common classes weigh most, as in real libraries). lite's trained residual moves them a little; the
     structure (a 384-d space spanned by 521 prompt directions) is what makes an index easy or hard."""
-    from models.towers.bridge import PROMPTS, load_prompt_embeddings
+    from audiosearch.models.towers.cores.bridge import PROMPTS, load_prompt_embeddings
 
     prompts, _ = load_prompt_embeddings(PROMPTS)  # (521, 384), unit rows
     rng = np.random.default_rng(seed)
@@ -67,7 +67,7 @@ def measure(
 ) -> list[dict]:
     """One row at the service's search settings, then one per --ef value for HNSW (searching is cheap, building
     is not, so the same index answers every setting)."""
-    from indexer.faiss_index import new_index, tune_for_search
+    from audiosearch.indexer.faiss_index import new_index, tune_for_search
 
     index = new_index(base.shape[1], factory)  # the indexer's own settings
     t = time.perf_counter()

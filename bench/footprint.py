@@ -24,7 +24,10 @@ from pathlib import Path
 from bench.common import append_csv, machine
 
 QUERIES = ("dog barking", "rain falling", "a rooster crowing")
-BASELINE = "import sys, torch, transformers; from app.cli import main; sys.argv[0] = 'audiosearch'; sys.exit(main())"
+BASELINE = (
+    "import sys, torch, transformers; from audiosearch.app.cli import main; "
+    "sys.argv[0] = 'audiosearch'; sys.exit(main())"
+)
 
 
 def free_port() -> int:
@@ -87,9 +90,9 @@ def main() -> None:
         index = args.index
         if index is None:
             index = Path(tmp) / "demo-index"
-            cmd = [sys.executable, "-m", "app.cli", "demo", "--no-serve", "--index", str(index)]
+            cmd = [sys.executable, "-m", "audiosearch.app.cli", "demo", "--no-serve", "--index", str(index)]
             subprocess.run(cmd, check=True, capture_output=True, text=True)
-        variants = {"slim": [sys.executable, "-m", "app.cli"]}
+        variants = {"slim": [sys.executable, "-m", "audiosearch.app.cli"]}
         if not args.no_baseline:
             variants["torch loaded"] = [sys.executable, "-c", BASELINE]
         load = os.getloadavg()[0]

@@ -57,7 +57,7 @@ TINY_SHAPE = {
 
 def bench_config(tokenizer: str, text_shape: dict[str, Any], smoke: bool):
     """PaSST-S (one small block with --smoke: the same code paths) and a random RoBERTa of `text_shape`."""
-    from models.config import TowerConfig
+    from audiosearch.models.config import TowerConfig
 
     text = TowerConfig("roberta", {"source": "roberta-random", "config": text_shape, "tokenizer": tokenizer})
     config = paper_random_config(text)
@@ -81,7 +81,7 @@ def peak_gb() -> float:
 
 
 def forward_sweep(model, files: list[Path], batches: list[int], n: int) -> list[dict]:
-    from models import cut_windows, load_audio
+    from audiosearch.models import cut_windows, load_audio
 
     wins = [cut_windows(load_audio(f, model.sample_rate), model.sample_rate) for f in files]
     waves, lengths = np.concatenate([w.waves for w in wins]), np.concatenate([w.lengths for w in wins])
@@ -137,8 +137,8 @@ def decode_only(lib: Path, workers: int, model) -> float:
         [
             "import sys, time",
             "from pathlib import Path",
-            "from indexer.build import _decoded",
-            "from indexer.decode import DecodeJob, DecodeSettings",
+            "from audiosearch.indexer.build import _decoded",
+            "from audiosearch.indexer.decode import DecodeJob, DecodeSettings",
             "lib, workers, sr = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])",
             "win, hop = map(float, sys.argv[4:])",
             "files = sorted(p for p in lib.rglob('*') if p.is_file())",
@@ -163,11 +163,11 @@ def decode_only(lib: Path, workers: int, model) -> float:
 
 
 def search(n: int, dim: int, queries: int) -> list[dict]:
-    """The service's GPU backend (indexer.backends.TorchExactIndex, fp32) and the same in fp16, against faiss
+    """The service's GPU backend (indexer.search.backends.TorchExactIndex, fp32) and the same in fp16, against faiss
     IndexFlatIP on every CPU core: p50 per batch, top-10 agreement and the largest score difference."""
     import faiss
 
-    from indexer.backends import TorchExactIndex
+    from audiosearch.indexer.search.backends import TorchExactIndex
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     rng = np.random.default_rng(0)
@@ -219,9 +219,9 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def training(args: argparse.Namespace, tmp: Path) -> list[dict]:
-    from models import DualEncoder
-    from training import TrainConfig, load_caption_csv, train_towers
-    from training.step_checkpoint import StepCheckpoint
+    from audiosearch.models import DualEncoder
+    from audiosearch.training import TrainConfig, load_caption_csv, train_towers
+    from audiosearch.training.step_checkpoint import StepCheckpoint
 
     torch.manual_seed(0)
     shape = TINY_SHAPE if args.smoke else ROBERTA_LARGE_SHAPE
@@ -276,14 +276,14 @@ def main() -> None:
     big = not args.smoke
     args.naive_files, args.epochs, args.train_batch = (60, 4, 32) if big else (4, 2, 4)
     sections = set(args.sections.split(","))
-    from app.runtime import configure_threads
+    from audiosearch.core.threads import configure_threads
 
     configure_threads()
     print(f"machine: {machine()}; torch {torch.__version__}; device {args.device}", flush=True)
     out: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        from models import DualEncoder, load_model, save_model
+        from audiosearch.models import DualEncoder, load_model, save_model
 
         # saved, so the child processes of the indexer runs load the same model by directory
         spec = str(save_model(DualEncoder(bench_config(args.tokenizer, TINY_SHAPE, args.smoke)), tmp / "model"))

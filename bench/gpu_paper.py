@@ -49,9 +49,9 @@ QUERIES = [
 
 def synthetic_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path, object]:
     """A Lightning checkpoint named and shaped as the d25 baseline's, random values; and the import config."""
-    from models.dual_encoder import DualEncoder
-    from models.reference import LAYOUTS, import_config
-    from models.reference.convert import source_key
+    from audiosearch.models.dual_encoder import DualEncoder
+    from audiosearch.models.reference import LAYOUTS, import_config
+    from audiosearch.models.reference.convert import source_key
 
     cfg = import_config("dcase2025")
     build = import_config("dcase2025")
@@ -84,7 +84,7 @@ def synthetic_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path, obj
 def pages_vs_cpu(service, index_dir: Path, model) -> dict:
     """The service's search (on the GPU) against FAISS on the CPU, same query vectors: how many pages are the
     same files in the same order, the largest score difference, and whether pages of 10 join into one of 60."""
-    from app.search_service import SearchService
+    from audiosearch.app.search_service import SearchService
 
     cpu = SearchService(model, index_dir, cache_size=0, device="cpu")
     vectors = service.text_vectors(QUERIES)
@@ -126,12 +126,12 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
-    from app.runtime import configure_threads
-    from app.search_service import SearchService
-    from indexer import IndexOptions, build_index
-    from models import load_model
-    from models.embedder import embed_files
-    from models.reference import import_checkpoint
+    from audiosearch.app.search_service import SearchService
+    from audiosearch.core.threads import configure_threads
+    from audiosearch.indexer import IndexOptions, build_index
+    from audiosearch.models import load_model
+    from audiosearch.models.embedder import embed_files
+    from audiosearch.models.reference import import_checkpoint
 
     configure_threads()
     print(f"machine: {machine()}; torch {torch.__version__}; device {device}", flush=True)

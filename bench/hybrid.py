@@ -6,7 +6,7 @@ other half without words (hashed names). Queries: 2-3 vocabulary words and a ran
 through `Searcher.search` (k=10): candidates from the audio index, the word vectors and FTS5, the missing signals
 computed for the candidates only. The naive peer computes all three signals for every file (FAISS over every
 window, every word vector, BM25 over every match) and sorts: the same ranking (checked), no candidate step.
-Threads as the service sets them (app.runtime.configure_threads: FAISS single-threaded).
+Threads as the service sets them (audiosearch.core.threads.configure_threads: FAISS single-threaded).
 Usage: .venv/bin/python -m bench.hybrid [--sizes 10000 100000] [--queries 200]; appends to results/hybrid_query.csv.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.runtime import configure_threads
+from audiosearch.core.threads import configure_threads
+from audiosearch.indexer import Searcher
+from audiosearch.indexer.store import SnapshotWriter
+from audiosearch.indexer.words.extract import FileWords
 from bench.common import append_csv, machine, random_unit
-from indexer import Searcher
-from indexer.store import SnapshotWriter
-from indexer.words import FileWords
 
 DIM, VOCAB = 384, 5000
 
@@ -55,7 +55,7 @@ def build(index_dir: Path, n: int, seed: int = 0) -> list[str]:
 
 def naive(s: Searcher, q: np.ndarray, text: str, k: int = 10) -> list[int]:
     """Every signal for every file, fused, sorted (one window per file: window id = file id - 1)."""
-    from indexer.hybrid import query_terms
+    from audiosearch.indexer.search.fusion import query_terms
 
     audio = s.index.search(q[None], s.index.ntotal)
     a = np.empty(s.index.ntotal, np.float32)

@@ -52,7 +52,7 @@ def _rewritten(clips: list[Path], i: int, dest: Path, clip_seconds: int, wav_rat
     """Clip i (joined with the next one of its class for 10 s) as Ogg Vorbis at 44.1 kHz or WAV at wav_rate."""
     import soundfile as sf
 
-    from models.audio import resample
+    from audiosearch.models.audio import resample
 
     first, second = clips[i], clips[(i + 1) % len(clips)]
     parts = [first, second] if clip_seconds == 10 else [first]
@@ -90,7 +90,7 @@ def peak_rss_of_index_run(
     lib: Path, workers: int, model: str, device: str = "cpu", batch_size: int = 32
 ) -> tuple[float, float]:
     code = (
-        "import json, resource, sys; from app.runtime import configure_threads; configure_threads();"
+        "import json, resource, sys; from audiosearch.core.threads import configure_threads; configure_threads();"
         "from indexer import IndexOptions, build_index; from models import load_model;"
         f"r = build_index({str(lib)!r}, {str(lib) + '-idx'!r}, load_model({model!r}, {device!r}),"
         f" IndexOptions(workers={workers}, batch_size={batch_size}, progress=False));"
@@ -109,7 +109,7 @@ def peak_rss_of_index_run(
 
 def paper_random(dest: Path) -> str:
     """The paper's PaSST-S audio tower with random weights, saved where the child runs can load it."""
-    from models import DualEncoder, save_model
+    from audiosearch.models import DualEncoder, save_model
 
     return str(save_model(DualEncoder(paper_random_config()), dest))
 
@@ -125,8 +125,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (fp16 autocast)")
     ap.add_argument("--wav", action="store_true", help="16-bit WAV at the model's rate instead of Ogg")
     args = ap.parse_args()
-    from app.runtime import configure_threads
-    from models import cut_windows, load_audio, load_model
+    from audiosearch.core.threads import configure_threads
+    from audiosearch.models import cut_windows, load_audio, load_model
 
     configure_threads()
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}")

@@ -26,12 +26,12 @@ PAYS = 1.2  # speed-up from which the export is worth wiring in
 
 
 def build(name: str):
-    from models import load_model
+    from audiosearch.models import load_model
 
     if name != "paper":
         return load_model(name)
-    from models.checkpoint import fingerprint
-    from models.dual_encoder import DualEncoder
+    from audiosearch.models.checkpoint import fingerprint
+    from audiosearch.models.dual_encoder import DualEncoder
 
     config = paper_random_config()
     model = DualEncoder(config)
@@ -41,7 +41,7 @@ def build(name: str):
 
 def clips(n: int, sample_rate: int, width: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(n, width) zero-padded real clips and their lengths; width None: the longest clip."""
-    from models.audio import load_audio
+    from audiosearch.models.audio import load_audio
     from tests.conftest import shared_data_dir
 
     paths = sorted((shared_data_dir() / "esc10").glob("*/*.ogg"))
@@ -67,8 +67,8 @@ def rate(fn, waves: np.ndarray, lens: np.ndarray, batch: int) -> float:
 
 
 def compare(name: str, args: argparse.Namespace) -> list[dict]:
-    from models.onnx_audio import OnnxAudioEncoder
-    from models.onnx_export import export_audio_onnx
+    from audiosearch.models.onnx.audio import OnnxAudioEncoder
+    from audiosearch.models.onnx.export import export_audio_onnx
 
     model = build(name)
     t = time.perf_counter()

@@ -92,7 +92,7 @@ def naive_loop(vectors: np.ndarray, qs: list[str]) -> tuple[list[float], float]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from models.encoders.hf_text import minilm_path
+    from audiosearch.models.towers.modules.hf_text import minilm_path
 
     tok, enc = AutoTokenizer.from_pretrained(minilm_path()), AutoModel.from_pretrained(minilm_path()).eval()
 
@@ -123,7 +123,18 @@ def batches(url: str) -> tuple[float, float]:
 
 
 def serve(index: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--index", str(index), "--port", str(port), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiosearch.app.cli",
+        "serve",
+        "--index",
+        str(index),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -149,7 +160,7 @@ def main() -> None:
     args = ap.parse_args()
     client = ("wrk" if shutil.which("wrk") else "python") if args.client == "auto" else args.client
 
-    from models import load_encoder
+    from audiosearch.models import load_encoder
 
     model = load_encoder("lite")  # also makes sure its text export exists before the service starts
     print(f"machine: {machine()}; service: lite ({type(model).__name__}), {model.dim}-d", flush=True)

@@ -146,7 +146,18 @@ class Load:
 
 def start_server(index: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "AUDIOSEARCH_ADMIN_TOKEN": TOKEN}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--index", str(index), "--port", "0", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiosearch.app.cli",
+        "serve",
+        "--index",
+        str(index),
+        "--port",
+        "0",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     port = re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1)
     url = f"http://127.0.0.1:{port}"
@@ -161,7 +172,18 @@ def start_server(index: Path) -> tuple[subprocess.Popen, str]:
 
 
 def index(lib: Path, idx: Path) -> None:
-    cmd = [sys.executable, "-m", "app.cli", "index", str(lib), "--index", str(idx), "--workers", "0", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiosearch.app.cli",
+        "index",
+        str(lib),
+        "--index",
+        str(idx),
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -184,7 +206,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--warmup", type=float, default=30, help="seconds of load before RSS start and the stats")
     args = ap.parse_args()
-    from app.demo import SAMPLE
+    from audiosearch.app.demo import SAMPLE
 
     with tempfile.TemporaryDirectory() as tmp:
         lib, idx = Path(tmp) / "lib", Path(tmp) / "idx"

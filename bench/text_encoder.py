@@ -35,10 +35,10 @@ def main() -> None:
 
     import torch
 
-    from models import load_encoder, load_model
+    from audiosearch.models import load_encoder, load_model
 
     onnx, eager = load_encoder("lite"), load_model("lite")
-    assert type(onnx).__name__ == "RuntimeEncoder"
+    assert type(onnx).__name__ == "SlimEncoder"
     texts = queries(args.queries, seed=3)
     a, b = onnx.encode_text(texts[:32]), eager.encode_text(texts[:32])
     print(

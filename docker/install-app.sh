@@ -8,5 +8,5 @@ rm -rf /tmp/wheels
 # With the gpu extra pip check reports the swapped-out faiss-cpu/onnxruntime, which the GPU builds replace.
 pip check || case "${EXTRAS:-}" in *gpu*) true;; *) exit 1;; esac
 mkdir -p /library /index
-cp -r "$(python -c 'import app, os; print(os.path.dirname(app.__file__))')/sample/." /library/
+cp -r "$(python -c 'import audiosearch.app as a, os; print(os.path.dirname(a.__file__))')/sample/." /library/
 chown -R audiosearch:audiosearch /library /index

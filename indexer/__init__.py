@@ -1,26 +1,26 @@
 """Building and reading indexes: a library with a CLI (app/cli.py) on top.
 
-Exports resolve lazily (models/lazy.py), so decode worker processes stay free of torch and FAISS.
+Exports resolve lazily (core/lazy.py), so decode worker processes stay free of torch and FAISS.
 """
 
 from __future__ import annotations
 
-from models.lazy import lazy_exports
+from audiosearch.core.lazy import lazy_exports
 
 _EXPORTS = {
-    "IndexOptions": "indexer.build",
-    "IndexReport": "indexer.build",
-    "build_index": "indexer.build",
-    "IndexBuildError": "indexer.errors",
-    "IndexCorruptError": "indexer.errors",
-    "IndexMismatchError": "indexer.errors",
-    "IndexNotFoundError": "indexer.errors",
-    "Clip": "indexer.store",
-    "Filters": "indexer.store",
-    "Hit": "indexer.search",
-    "Page": "indexer.search",
-    "QuerySpec": "indexer.search",
-    "Searcher": "indexer.search",
+    "IndexOptions": "audiosearch.indexer.build",
+    "IndexReport": "audiosearch.indexer.build",
+    "build_index": "audiosearch.indexer.build",
+    "IndexBuildError": "audiosearch.indexer.errors",
+    "IndexCorruptError": "audiosearch.indexer.errors",
+    "IndexMismatchError": "audiosearch.indexer.errors",
+    "IndexNotFoundError": "audiosearch.indexer.errors",
+    "Clip": "audiosearch.indexer.store",
+    "Filters": "audiosearch.indexer.store",
+    "Hit": "audiosearch.indexer.search.searcher",
+    "Page": "audiosearch.indexer.search.searcher",
+    "QuerySpec": "audiosearch.indexer.search.searcher",
+    "Searcher": "audiosearch.indexer.search.searcher",
 }
 
 __all__ = sorted(_EXPORTS)

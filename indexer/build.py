@@ -20,19 +20,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.cache import EmbeddingCache, WordCache
-from indexer.decode import decode_job, init_pool_worker, init_worker
-from indexer.decoded import Decoded, DecodeJob, DecodeSettings
-from indexer.embed import embed_decoded
-from indexer.errors import IndexBuildError
-from indexer.faiss_index import train_if_needed
-from indexer.handoff import handoff_folder, receive
-from indexer.index_words import WordSource, library_words, open_word_cache
-from indexer.scan import FileEntry, scan_library
-from indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
-from models.aggregate import min_tail_seconds
-from models.audio import STREAM_OVER_SECONDS
-from models.encoder import Encoder
+from audiosearch.indexer.cache import EmbeddingCache, WordCache
+from audiosearch.indexer.decode import decode_job, init_pool_worker, init_worker
+from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
+from audiosearch.indexer.embed import embed_decoded
+from audiosearch.indexer.errors import IndexBuildError
+from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.handoff import handoff_folder, receive
+from audiosearch.indexer.scan import FileEntry, scan_library
+from audiosearch.indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
+from audiosearch.indexer.words.build import WordSource, library_words, open_word_cache
+from audiosearch.models.aggregate import min_tail_seconds
+from audiosearch.models.audio import STREAM_OVER_SECONDS
+from audiosearch.models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import threading
 import time
 from pathlib import Path
 
-from indexer.decoded import Decoded, DecodeJob, DecodeSettings, relative_reason
-from indexer.handoff import send
-from indexer.scan import file_sha1
-from models.audio import cut_windows, load_audio, probe
-from models.errors import AudioSearchError
+from audiosearch.core.errors import AudioSearchError
+from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings, relative_reason
+from audiosearch.indexer.handoff import send
+from audiosearch.indexer.scan import file_sha1
+from audiosearch.models.audio import cut_windows, load_audio, probe
 
 _DONE: frozenset[str] = frozenset()
 _SETTINGS: DecodeSettings | None = None
@@ -39,7 +39,7 @@ def _exit_with_parent() -> None:
 
 def init_worker(done: frozenset[str], settings: DecodeSettings, handoff: str = "") -> None:
     """Pool initializer: the set of content hashes already embedded, how to decode, and where to put the
-    windows for the parent (indexer.handoff; empty: return them with the result)."""
+    windows for the parent (audiosearch.indexer.handoff; empty: return them with the result)."""
     global _DONE, _SETTINGS, _HANDOFF
     _DONE, _SETTINGS, _HANDOFF = done, settings, handoff
 

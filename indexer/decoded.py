@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.audio import STREAM_OVER_SECONDS
+from audiosearch.models.audio import STREAM_OVER_SECONDS
 
 
 @dataclass
@@ -31,8 +31,8 @@ class Decoded:
     sample_rate: int = 0
     channels: int = 0
     error: str | None = None
-    stream: bool = False  # too long to decode whole: the embedder reads it in blocks (models.audio_stream)
-    handoff: str | None = None  # waves sent as this file (indexer.handoff), to be read back by the parent
+    stream: bool = False  # too long to decode whole: the embedder reads it in blocks (audiosearch.models.audio_stream)
+    handoff: str | None = None  # waves sent as this file (audiosearch.indexer.handoff), to be read back by the parent
     shape: tuple[int, ...] = ()
 
 
@@ -43,7 +43,7 @@ class DecodeSettings:
     hop_s: float
     max_seconds: float
     stream_over_s: float = STREAM_OVER_SECONDS
-    min_tail_s: float = 0.5  # models.aggregate.min_tail_seconds of the model
+    min_tail_s: float = 0.5  # audiosearch.models.aggregate.min_tail_seconds of the model
 
 
 def relative_reason(job: DecodeJob, err: Exception | str) -> str:

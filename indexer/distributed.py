@@ -1,7 +1,7 @@
 """`audiosearch index --ray`: decode and embed on a Ray cluster, then write the snapshot with `build_index`.
 
 One code path for the index itself. The driver splits the files that still need embedding into shards; Ray
-tasks decode them with `indexer.decode.decode_job` and embed them with `model.encode_audio`, exactly as the
+tasks decode them with `audiosearch.indexer.decode.decode_job` and embed them with `model.encode_audio`, exactly as the
 local indexer does, and send the vectors back. The driver writes each finished shard to
 INDEX_DIR/work/shards/<id>.npz (one atomic rename) and imports it into the embedding cache. `build_index` then
 finds every file cached and only writes the snapshot: same format, same training sample for IVF/PQ codebooks,
@@ -26,19 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from indexer.build import IndexOptions, IndexReport, build_index, job_for, resolve_window_hop, run_lock
-from indexer.cache import EmbeddingCache
-from indexer.decode import decode_job, init_worker
-from indexer.decoded import Decoded, DecodeJob, DecodeSettings
-from indexer.embed import embed_decoded
-from indexer.errors import IndexBuildError
-from indexer.ray_connect import ray_session
-from indexer.scan import FileEntry, scan_library
-from indexer.store import previous_files
-from models.aggregate import min_tail_seconds
-from models.atomic import atomic_write
-from models.embedder import Embedded
-from models.encoder import Encoder
+from audiosearch.core.atomic import atomic_write
+from audiosearch.indexer.build import IndexOptions, IndexReport, build_index, job_for, resolve_window_hop, run_lock
+from audiosearch.indexer.cache import EmbeddingCache
+from audiosearch.indexer.decode import decode_job, init_worker
+from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
+from audiosearch.indexer.embed import embed_decoded
+from audiosearch.indexer.errors import IndexBuildError
+from audiosearch.indexer.ray_connect import ray_session
+from audiosearch.indexer.scan import FileEntry, scan_library
+from audiosearch.indexer.store import previous_files
+from audiosearch.models.aggregate import min_tail_seconds
+from audiosearch.models.embedder import Embedded
+from audiosearch.models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def _embed_shard(
 
 def _worker_model(spec: str, device: str, fingerprint: str) -> Encoder:
     if (spec, device) not in _MODELS:
-        from models import load_encoder
+        from audiosearch.models import load_encoder
 
         _MODELS[(spec, device)] = load_encoder(spec, device=device)
     model = _MODELS[(spec, device)]

@@ -1,7 +1,7 @@
-"""Decoded library files -> embedded files, through the one embedding pipeline (models.embedder).
+"""Decoded library files -> embedded files, through the one embedding pipeline (audiosearch.models.embedder).
 
 Shared by the local indexer (decode in worker processes) and Ray shards (decode in the task): a decoded file
-becomes one embedder item, a long file the block-by-block windows of models.audio_stream, and files with an
+becomes one embedder item, a long file the block-by-block windows of audiosearch.models.audio_stream, and files with an
 error, already cached content, or content already queued in this run pass through in order.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from indexer.decoded import Decoded, DecodeSettings, relative_reason
-from models.audio import Windows
-from models.audio_stream import stream_windows
-from models.embedder import Embedded, Item, for_encoder
+from audiosearch.indexer.decoded import Decoded, DecodeSettings, relative_reason
+from audiosearch.models.audio import Windows
+from audiosearch.models.audio_stream import stream_windows
+from audiosearch.models.embedder import Embedded, Item, for_encoder
 
 
 def embed_decoded(
@@ -21,7 +21,7 @@ def embed_decoded(
     """(file, its vectors or why not) in input order. `Embedded.vectors` is None for files that need no
     embedding (an error, content cached before, or the same content earlier in this run)."""
     queued: set[str] = set()
-    embedder = for_encoder(encoder, batch_size)  # window vectors, or files as a whole (models.aggregate)
+    embedder = for_encoder(encoder, batch_size)  # window vectors, or files as a whole (audiosearch.models.aggregate)
     for e in embedder.embed(_items(decoded, settings, queued, batch_size)):
         d: Decoded = e.key
         if e.error is not None and d.error is None:

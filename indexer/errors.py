@@ -1,6 +1,6 @@
 """Indexer/search exceptions; each maps to one HTTP status and one CLI exit code."""
 
-from models.errors import AudioSearchError
+from audiosearch.core.errors import AudioSearchError
 
 
 class IndexNotFoundError(AudioSearchError):

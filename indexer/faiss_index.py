@@ -1,5 +1,5 @@
 """The FAISS side of a snapshot: which index a factory string makes, how it is trained, read (memory-mapped on
-request) and tuned for search. indexer.store uses these to write and read snapshots."""
+request) and tuned for search. audiosearch.indexer.store uses these to write and read snapshots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from indexer.errors import IndexBuildError, IndexCorruptError
+from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.decoded import Decoded
-from models.errors import AudioDecodeError
+from audiosearch.core.errors import AudioDecodeError
+from audiosearch.indexer.decoded import Decoded
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import logging
 import socket
 from collections.abc import Iterator
 
-from indexer.errors import IndexBuildError
+from audiosearch.indexer.errors import IndexBuildError
 
 
 def check_ray(address: str | None) -> None:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.audio import AUDIO_EXTENSIONS
+from audiosearch.models.audio import AUDIO_EXTENSIONS
 
 
 @dataclass(frozen=True)

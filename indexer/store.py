@@ -2,9 +2,9 @@
 
 INDEX_DIR/
   CURRENT                  name of the live snapshot (replaced atomically with os.replace)
-  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: indexer.store_words)
+  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: audiosearch.indexer.words.store)
   errors.jsonl             skipped files with reasons, appended per run
-  work/cache.sqlite        embeddings by content hash (indexer.cache)
+  work/cache.sqlite        embeddings by content hash (audiosearch.indexer.cache)
 A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
 window ids (`windows.id`, sequential per snapshot); file ids stay stable across snapshots for unchanged paths.
 """
@@ -25,11 +25,11 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
-from indexer.faiss_index import new_index, read_faiss
-from indexer.store_words import WORDS_VERSION, WordsReader, WordsWriter
-from indexer.words import FileWords
-from models.atomic import atomic_write, fsync_dir
+from audiosearch.core.atomic import atomic_write, fsync_dir
+from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from audiosearch.indexer.faiss_index import new_index, read_faiss
+from audiosearch.indexer.words.extract import FileWords
+from audiosearch.indexer.words.store import WORDS_VERSION, WordsReader, WordsWriter
 
 FORMAT_VERSION = 1
 MANIFEST, VECTORS, META = "manifest.json", "vectors.faiss", "meta.sqlite"
@@ -135,13 +135,13 @@ def make_manifest(library: Path, model: Any, counts: dict[str, int], window_s: f
             "fingerprint": model.fingerprint,
             "dim": model.dim,
             "sample_rate": model.sample_rate,
-            # where each part's weights came from (models.provenance): checkpoint, package, trained, ...
+            # where each part's weights came from (audiosearch.models.provenance): checkpoint, package, trained, ...
             "provenance": getattr(model, "provenance", None),
         },
         "window_seconds": window_s,
         "hop_seconds": hop_s,
         "counts": counts,
-        "backend": type(model).__name__,  # RuntimeEncoder (numpy + onnxruntime) or DualEncoder (torch)
+        "backend": type(model).__name__,  # SlimEncoder (numpy + onnxruntime) or DualEncoder (torch)
     }
 
 

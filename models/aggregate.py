@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.config import ModelConfig
-from models.projection import unit_rows
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.projection import unit_rows
 
 MIN_TAIL_SECONDS = 0.5  # "none": a shorter tail is decoder rounding (10 s files decode to 10.02 s), not audio
 # a file of exactly aggregate_seconds must not miss out by float rounding of its window ends

@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from models.errors import AudioDecodeError, InvalidInputError
+from audiosearch.core.errors import AudioDecodeError, InvalidInputError
 
 log = logging.getLogger(__name__)
 

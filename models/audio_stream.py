@@ -16,7 +16,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from models.audio import (
+from audiosearch.core.errors import AudioDecodeError, InvalidInputError
+from audiosearch.models.audio import (
     STREAM_OVER_SECONDS,
     WindowCutter,
     Windows,
@@ -28,7 +29,6 @@ from models.audio import (
     resample,
     to_mono,
 )
-from models.errors import AudioDecodeError, InvalidInputError
 
 # Samples (all channels together) per block read: 16 MB of float32 whatever the rate and channel count, so a
 # header claiming 255 channels at 655 kHz costs no more per block than ordinary stereo (30 s at 44.1 kHz: 2.6M).

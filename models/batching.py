@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from models.audio import resample
-from models.errors import InvalidInputError
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models.audio import resample
 
 MAX_AUDIO_SECONDS = 600.0  # one row of encode_audio; longer audio goes through cut_windows first
 

@@ -11,13 +11,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from models import provenance
-from models.atomic import atomic_directory
-from models.config import ModelConfig
-from models.dual_encoder import DualEncoder
-from models.errors import ModelLoadError
-from models.model_dir import CONFIG, WEIGHTS, ModelSource, fingerprint, resolve
-from models.onnx_audio import attach_audio_onnx
+from audiosearch.core.atomic import atomic_directory
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import provenance
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.models.model_dir import CONFIG, WEIGHTS, ModelSource, fingerprint, resolve
+from audiosearch.models.onnx.audio import attach_audio_onnx
 
 log = logging.getLogger(__name__)
 __all__ = ["fingerprint", "load_model", "save_model"]
@@ -25,7 +25,7 @@ __all__ = ["fingerprint", "load_model", "save_model"]
 
 def save_model(model: DualEncoder, directory: str | Path) -> Path:
     """Write atomically: a crash mid-save leaves any earlier checkpoint at `directory` intact. Beside the
-    weights: where each part's weights came from (models.provenance) and a tokenizer the model carries."""
+    weights: where each part's weights came from (audiosearch.models.provenance) and a tokenizer the model carries."""
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         (tmp / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2))
@@ -51,7 +51,7 @@ def load_model(
     """The torch model of a profile or directory (for training, GPUs and towers without a numpy core).
 
     audio_options / text_options override tower options, e.g. a local PaSST checkpoint or RoBERTa dir.
-    Inference elsewhere goes through models.encoder.load_encoder, which avoids torch where it can.
+    Inference elsewhere goes through audiosearch.models.encoder.load_encoder, which avoids torch where it can.
     """
     source = resolve(name_or_path)
     source.config.audio.options.update(audio_options or {})

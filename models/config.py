@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
 
 AGGREGATES = ("none", "mean")
 LATER_FIELDS: dict[str, Any] = {"aggregate": "none", "aggregate_seconds": 30.0}
@@ -13,7 +13,7 @@ LATER_FIELDS: dict[str, Any] = {"aggregate": "none", "aggregate_seconds": 30.0}
 
 @dataclass
 class TowerConfig:
-    kind: str  # key in models.encoders.base.AUDIO_TOWERS / TEXT_TOWERS
+    kind: str  # key in audiosearch.models.towers.modules.base.AUDIO_TOWERS / TEXT_TOWERS
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -35,7 +35,7 @@ class ModelConfig:
     # lite before vectors had a dimension per profile): their indexes still answer this model's queries,
     # padded, and their cached vectors convert without embedding anything again.
     supersedes: list[dict[str, Any]] = field(default_factory=list)
-    # How a file is embedded as a whole (models.aggregate). "none": one vector per window, the best window
+    # How a file is embedded as a whole (audiosearch.models.aggregate). "none": one vector per window, the best window
     # answers for its file. "mean": a file up to `aggregate_seconds` long is one vector, the normalised mean of
     # its windows' projected vectors with every started window counted (the reference's clip embedding: first
     # segment up to 10 s, mean of two up to 20 s, of three up to 30 s); longer files keep one per window.

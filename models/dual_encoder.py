@@ -1,7 +1,7 @@
 """Audio tower + text tower, each projected into one shared, L2-normalised space (torch; trains).
 
 `embed_audio` / `embed_tokens` are the training-time forwards (tensors in, tensors out, with gradients).
-`encode_audio` / `encode_text` are the inference API every backend shares (models.encoder.Encoder): numpy
+`encode_audio` / `encode_text` are the inference API every backend shares (audiosearch.models.encoder.Encoder): numpy
 in, numpy out, torch stays inside.
 """
 
@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import provenance
-from models.batching import Waveforms, chunks, model_batches
-from models.config import ModelConfig
-from models.encoders.base import AudioTower, TextTower, build_audio_tower, build_text_tower
-from models.errors import ModelLoadError
-from models.losses import nt_xent
-from models.text import check_texts
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import provenance
+from audiosearch.models.batching import Waveforms, chunks, model_batches
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.losses import nt_xent
+from audiosearch.models.text import check_texts
+from audiosearch.models.towers.modules.base import AudioTower, TextTower, build_audio_tower, build_text_tower
 
 
 def projection(kind: str, dim_in: int, dim_out: int) -> nn.Module:
@@ -52,26 +52,26 @@ class _Tied(nn.Module):
         return self._shared[0](x)
 
 
-class AudioRuntime(Protocol):
-    """A faster inference path for the audio side (models.onnx_audio), same inputs and outputs as embed_audio."""
+class AudioOnnxSide(Protocol):
+    """A faster inference path for the audio side (models.onnx.audio), same inputs and outputs as embed_audio."""
 
     def accepts(self, width: int) -> bool: ...
 
     def embed(self, waveforms: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
 
 
-class TextRuntime(Protocol):
-    """A faster inference path for the text side (models.onnx_text), same output as encode_text."""
+class TextOnnxSide(Protocol):
+    """A faster inference path for the text side (audiosearch.models.onnx.text), same output as encode_text."""
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
 class DualEncoder(nn.Module):
-    # Exports of this model's sides (models.onnx_audio / models.onnx_text), used on the CPU outside training.
-    audio_runtime: AudioRuntime | None = None
-    text_runtime: TextRuntime | None = None
+    # Exports of this model's sides (models.onnx.audio / models.onnx.text), used on the CPU outside training.
+    audio_onnx: AudioOnnxSide | None = None
+    text_onnx: TextOnnxSide | None = None
     fingerprint: str = ""
-    bundled_tokenizer: str | None = None  # a tokenizer folder of its model directory (models.checkpoint)
+    bundled_tokenizer: str | None = None  # a tokenizer folder of its model directory (audiosearch.models.checkpoint)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -93,13 +93,13 @@ class DualEncoder(nn.Module):
         self.log_temperature = nn.Parameter(log_t, requires_grad=config.learn_temperature)
         for side in config.frozen_towers:
             getattr(self, f"{side}_tower").requires_grad_(False)
-        # where each part's weights come from (models.provenance); load_model and training update it
+        # where each part's weights come from (audiosearch.models.provenance); load_model and training update it
         self.provenance = provenance.derived(config, None)
         self.eval()
 
     def train(self, mode: bool = True) -> DualEncoder:
         if mode:  # an export holds the weights it was made from; training changes them
-            self.audio_runtime = self.text_runtime = None
+            self.audio_onnx = self.text_onnx = None
         return super().train(mode)
 
     @property
@@ -121,7 +121,7 @@ class DualEncoder(nn.Module):
 
     def project_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) -> (B, embed_dim) before normalisation: what a clip's windows are averaged over
-        (models.aggregate), the reference's mean of features then projection (the projection is affine)."""
+        (audiosearch.models.aggregate), the reference's mean of features then projection (the projection is affine)."""
         return self.audio_proj(self.audio_tower(waveforms, lengths))
 
     def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -140,14 +140,14 @@ class DualEncoder(nn.Module):
         normalize: bool = True,
     ) -> np.ndarray:
         """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors
-        (`normalize=False`: the projected vectors before normalisation, for models.aggregate)."""
+        (`normalize=False`: the projected vectors before normalisation, for audiosearch.models.aggregate)."""
         crop = self.audio_tower.crops_padding
         out = []
         forward = self.embed_audio if normalize else self.project_audio
         with self._inference():
             for waves, lens in model_batches(waveforms, sample_rate, lengths, self.sample_rate, batch_size, crop):
                 if normalize and self._runtime_takes(waves.shape[1]):  # an export gives unit vectors only
-                    out.append(self.audio_runtime.embed(waves, lens))  # type: ignore[union-attr]
+                    out.append(self.audio_onnx.embed(waves, lens))  # type: ignore[union-attr]
                     continue
                 x, n = torch.from_numpy(waves).to(self.device), torch.from_numpy(lens).to(self.device)
                 out.append(forward(x, n).float().cpu().numpy())
@@ -156,8 +156,8 @@ class DualEncoder(nn.Module):
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Captions or queries -> (B, embed_dim) float32 unit vectors."""
         texts = check_texts(texts)
-        if self.text_runtime is not None and not self.training and self.device.type == "cpu":
-            return np.concatenate([self.text_runtime.encode(texts[r]) for r in chunks(len(texts), batch_size)])
+        if self.text_onnx is not None and not self.training and self.device.type == "cpu":
+            return np.concatenate([self.text_onnx.encode(texts[r]) for r in chunks(len(texts), batch_size)])
         out = []
         with self._inference():
             for rows in chunks(len(texts), batch_size):
@@ -167,7 +167,7 @@ class DualEncoder(nn.Module):
         return np.concatenate(out)
 
     def _runtime_takes(self, width: int) -> bool:
-        rt = self.audio_runtime
+        rt = self.audio_onnx
         return rt is not None and not self.training and self.device.type == "cpu" and rt.accepts(width)
 
     @contextlib.contextmanager

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models.aggregate import aggregate, min_tail_seconds, normalizes_windows
-from models.audio import Windows
-from models.errors import AudioSearchError
+from audiosearch.core.errors import AudioSearchError
+from audiosearch.models.aggregate import aggregate, min_tail_seconds, normalizes_windows
+from audiosearch.models.audio import Windows
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _Open:
     error: str | None = None
 
 
-# an item's vectors, starts, ends -> the ones it keeps (models.aggregate: a clip as a whole)
+# an item's vectors, starts, ends -> the ones it keeps (audiosearch.models.aggregate: a clip as a whole)
 FinishFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -213,7 +213,7 @@ def embed_files(
     """Each file's window vectors (in order; a file's one vector for aggregating models), windowed as the
     encoder's config says; long files stream. `check` is called before each file and each batch, and raises to
     stop the work (a client went away)."""
-    from models.audio_stream import file_windows
+    from audiosearch.models.audio_stream import file_windows
 
     cfg, tail = encoder.config, min_tail_seconds(encoder.config)
     items = ((p, file_windows(p, encoder.sample_rate, cfg.window_seconds, cfg.hop_seconds, tail)) for p in paths)

@@ -1,6 +1,6 @@
 """What the indexer, the service and evaluation use to embed: one interface, the lightest backend that fits.
 
-`load_encoder` returns the slim runtime (models.runtime: numpy + onnxruntime, no torch) where the model's
+`load_encoder` returns the slim runtime (audiosearch.models.slim: numpy + onnxruntime, no torch) where the model's
 towers allow it and the device is the CPU, else the torch DualEncoder (PaSST, aiSFX, GPUs), whose text side
 then runs on an ONNX export when one is given. Both return numpy at this boundary.
 """
@@ -15,19 +15,19 @@ from typing import Protocol
 
 import numpy as np
 
-from models.batching import Waveforms
-from models.config import ModelConfig
-from models.errors import ModelLoadError
-from models.model_dir import resolve
-from models.onnx_audio import ENV as ONNX_DIR_ENV
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.batching import Waveforms
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.model_dir import resolve
+from audiosearch.models.onnx.audio import ENV as ONNX_DIR_ENV
 
-BACKENDS = ("auto", "runtime", "torch")
+BACKENDS = ("auto", "slim", "torch")
 
 
 class Encoder(Protocol):
     config: ModelConfig
     fingerprint: str
-    provenance: dict[str, dict[str, str]]  # where each part's weights came from (models.provenance)
+    provenance: dict[str, dict[str, str]]  # where each part's weights came from (audiosearch.models.provenance)
 
     @property
     def sample_rate(self) -> int: ...
@@ -56,7 +56,7 @@ def load_encoder(
 ) -> Encoder:
     """A profile name or model directory, ready to encode. `onnx_dir` (default $AUDIOSEARCH_ONNX_DIR) names a
     text export to use; without one the runtime finds or makes its cached export."""
-    from models import runtime
+    from audiosearch.models import slim
 
     if backend not in BACKENDS:
         raise ModelLoadError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -64,28 +64,28 @@ def load_encoder(
         raise ModelLoadError(f"{onnx_dir}: not an ONNX text export (no export.json; see `audiosearch export-onnx`)")
     onnx = Path(onnx_dir) if onnx_dir else (Path(os.environ[ONNX_DIR_ENV]) if os.environ.get(ONNX_DIR_ENV) else None)
     source = resolve(name_or_path)
-    if backend != "torch" and device == "cpu" and runtime.supports(source.config):
-        return runtime.RuntimeEncoder(name_or_path, source, _text_export(onnx), threads)
-    if backend == "runtime":
+    if backend != "torch" and device == "cpu" and slim.supports(source.config):
+        return slim.SlimEncoder(name_or_path, source, _text_export(onnx), threads)
+    if backend == "slim":
         raise ModelLoadError(f"model {source.config.name} cannot run without torch (or on {device})")
     if importlib.util.find_spec("torch") is None:  # the slim install: say what to install, not a traceback
         raise ModelLoadError(
             f"model {source.config.name} on {device} needs torch, which this install lacks (the slim runtime runs "
             "only the YAMNet models, on the CPU): pip install 'audiosearch[full]', or the Docker image's `full` target"
         )
-    from models.checkpoint import load_model
+    from audiosearch.models.checkpoint import load_model
 
     model = load_model(name_or_path, device=device)
     text_export = _text_export(onnx)
     if text_export is not None and device == "cpu":
-        from models.onnx_text import OnnxTextSide
+        from audiosearch.models.onnx.text import OnnxTextSide
 
-        model.text_runtime = OnnxTextSide(text_export, model.fingerprint, threads)
+        model.text_onnx = OnnxTextSide(text_export, model.fingerprint, threads)
     return model
 
 
 def _text_export(directory: Path | None) -> Path | None:
     """An explicit folder counts only if it holds a text export ($AUDIOSEARCH_ONNX_DIR may hold audio alone)."""
-    from models.onnx_text import META
+    from audiosearch.models.onnx.text import META
 
     return directory if directory is not None and (directory / META).is_file() else None

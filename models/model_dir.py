@@ -1,9 +1,9 @@
 """Model directories without torch: which config and weights a name means, and the fingerprint of both.
 
-A model is a profile name (models.profiles) or a directory holding config.json + model.safetensors. The
+A model is a profile name (audiosearch.models.profiles) or a directory holding config.json + model.safetensors. The
 shipped checkpoints live in models/checkpoints/<profile>/. The fingerprint identifies what produces the
-vectors: an index refuses queries from another fingerprint. Both the torch model (models.checkpoint) and the
-slim runtime (models.runtime) resolve models here, so they agree on every fingerprint.
+vectors: an index refuses queries from another fingerprint. Both the torch model (audiosearch.models.checkpoint) and the
+slim runtime (audiosearch.models.slim) resolve models here, so they agree on every fingerprint.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import ModelConfig
-from models.errors import ModelLoadError
-from models.profiles import ALIASES, CHECKPOINTS, PROFILES, profile
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.profiles import ALIASES, CHECKPOINTS, PROFILES, profile
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 from pathlib import Path
 
-from models.config import ModelConfig, TowerConfig
+from audiosearch.models.config import ModelConfig, TowerConfig
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
@@ -15,7 +15,7 @@ PROFILES: dict[str, ModelConfig] = {
     # PaSST's AudioSet weights (hear21passt) and the hub's roberta-large with random projections: a start for
     # training, refused by index/serve/search. Trained weights: `audiosearch import-checkpoint` (models.reference).
     # Captions and clips are embedded as the reference code does: lower case, ASCII punctuation deleted, at most
-    # 32 tokens; a clip up to 30 s is the mean of its 10 s windows (models.aggregate).
+    # 32 tokens; a clip up to 30 s is the mean of its 10 s windows (audiosearch.models.aggregate).
     "paper": ModelConfig(
         name="paper",
         audio=TowerConfig("passt", {"arch": "passt_s_p16_s16_128_ap468", "checkpoint": None, "pretrained": True}),
@@ -33,7 +33,7 @@ PROFILES: dict[str, ModelConfig] = {
         frozen_towers=["audio", "text"],
     ),
     # Zero-shot, nothing trained: YAMNet's AudioSet class scores mapped into MiniLM's sentence space
-    # (models/encoders/bridge.py); the tied projection keeps the bridge's cosine scores.
+    # (models/towers/modules/bridge.py); the tied projection keeps the bridge's cosine scores.
     "bridge": ModelConfig(
         name="bridge",
         audio=TowerConfig("yamnet_bridge", {}),
@@ -45,9 +45,9 @@ PROFILES: dict[str, ModelConfig] = {
         supersedes=[{"fingerprint": "bridge-3efdfa4129499bf6", "dim": 1024}],
     ),
     # The bridge plus a learned residual from YAMNet's 1024-d embedding and class scores
-    # (models/towers/fusion.py); text stays plain MiniLM through an identity projection. Its trained
+    # (models/towers/cores/fusion.py); text stays plain MiniLM through an identity projection. Its trained
     # weights are models/checkpoints/fusion (scripts/train_fusion.py); the bare profile's projections are
-    # random until training.fusion_init.init_fusion makes it equal the bridge.
+    # random until audiosearch.training.fusion_init.init_fusion makes it equal the bridge.
     "fusion": ModelConfig(
         name="fusion",
         audio=TowerConfig("yamnet_fusion", {"parts": ["embedding", "scores"]}),
@@ -63,7 +63,7 @@ PROFILES: dict[str, ModelConfig] = {
 # mAP@10) and ESC-10 fold 5 (P@10), and level with it on booth/ (+0.04 raw queries, -0.03 "the sound of ...").
 DEFAULT = "fusion"
 PROFILES["lite"] = dataclasses.replace(PROFILES[DEFAULT], name="lite")
-# `lite` loads the default's shipped checkpoint (models.checkpoint): one copy of the weights, and the same
+# `lite` loads the default's shipped checkpoint (audiosearch.models.checkpoint): one copy of the weights, and the same
 # fingerprint as the profile it names, so an index built with either answers queries from both.
 ALIASES: dict[str, str] = {"lite": DEFAULT}
 

@@ -1,4 +1,4 @@
-"""The projection heads in numpy, read from a model's stored weights (same maths as models.dual_encoder)."""
+"""The projection heads in numpy, read from a model's stored weights (same maths as audiosearch.models.dual_encoder)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from models.config import ModelConfig
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.config import ModelConfig
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

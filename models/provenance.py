@@ -3,7 +3,7 @@
 A part (audio tower, text tower, projections, temperature) comes from a checkpoint file, a package, a hub
 name or local directory, a training run, is the identity (a tied projection), or is random. A model directory
 records this in provenance.json beside config.json (a sidecar, so it never changes the fingerprint);
-`models.checkpoint.save_model` and `audiosearch import-checkpoint` write it. Bare profiles and directories
+`audiosearch.models.checkpoint.save_model` and `audiosearch import-checkpoint` write it. Bare profiles and directories
 saved before the sidecar existed get it derived from their config, without loading anything, so
 `audiosearch index|serve|search` can refuse an untrained model before spending minutes loading it.
 """
@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.config import ModelConfig, TowerConfig
-from models.errors import ModelLoadError
-from models.model_dir import WEIGHTS, ModelSource, resolve
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.config import ModelConfig, TowerConfig
+from audiosearch.models.model_dir import WEIGHTS, ModelSource, resolve
 
 SIDECAR = "provenance.json"
 PARTS = ("audio_tower", "text_tower", "projections", "temperature")

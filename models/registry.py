@@ -2,8 +2,8 @@
 
 Two kinds of builders, each registered by its own module with a decorator:
 - cores (`audio_core`, `text_core`): inference in numpy / onnxruntime, no torch, in `models/towers/`. The
-  slim runtime (models.runtime) runs them as they are; the torch model wraps them (models.encoders.base).
-- modules (`audio_module`, `text_module`): torch `nn.Module` towers that can train, in `models/encoders/`.
+  slim runtime (models.slim) runs them as they are; the torch model wraps them (models.towers.modules.base).
+- modules (`audio_module`, `text_module`): torch `nn.Module` towers that can train, in `models/towers/modules/`.
 
 Discovery imports every module of the package it looks in (pkgutil), once, so a new tower is one new file:
 nothing else names it. Cores are looked up without importing torch; modules only when torch is wanted.
@@ -17,12 +17,12 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-CORES = "models.towers"
-MODULES = "models.encoders"
+CORES = "audiosearch.models.towers.cores"
+MODULES = "audiosearch.models.towers.modules"
 SIDES = ("audio", "text")
 
 Builder = Callable[..., Any]

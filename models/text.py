@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 
-from models.errors import InvalidInputError
+from audiosearch.core.errors import InvalidInputError
 
 MAX_TEXT_CHARS = 2000
 _PUNCTUATION = str.maketrans("", "", string.punctuation)

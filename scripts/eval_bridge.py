@@ -10,12 +10,12 @@ Sets (all from ../shared/data or $AUDIOSEARCH_DATA):
   0ad-held-aisfx  scripts/train_aisfx.py's held-out split (all of 0ad, interface cues too, 20% of
             captions, seed 0): never trained on by aisfx nor fusion.
 Each unique caption is a query ranked against the unique clips; a clip longer than one window scores
-its best 10 s window. Metrics (training.metrics): mAP@10 (1/rank of the first relevant clip,
+its best 10 s window. Metrics (audiosearch.training.metrics): mAP@10 (1/rank of the first relevant clip,
 0 past 10), R@1, R@5, R@10, and P@10 (share of relevant clips in the top 10). Queries go in as
 written ("raw") and as "the sound of <caption>" ("sound of").
 
 Systems: `bridge` (load_model('bridge'), cosine of the bridge vector and the MiniLM query), `class match`
-(the bridge tower's clip probabilities scored by models.encoders.bridge.class_match_scores), `fusion`
+(the bridge tower's clip probabilities scored by audiosearch.models.towers.modules.bridge.class_match_scores), `fusion`
 (load_model('fusion'): the bridge plus a residual trained by scripts/train_fusion.py), `aisfx` (its
 shipped checkpoint) and `aisfx untrained` (the bare profile, projections from seed 0), and chance.
 
@@ -44,11 +44,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models import DualEncoder, Windows, cut_windows, load_audio, load_model  # noqa: E402
-from models.profiles import CHECKPOINTS, profile  # noqa: E402
-from models.towers.bridge import class_match_scores  # noqa: E402
-from training import caption_group, group_split, load_caption_csv, reset_projections  # noqa: E402
-from training.metrics import chance_metrics, precision_at_k, retrieval_metrics  # noqa: E402
+from audiosearch.models import DualEncoder, Windows, cut_windows, load_audio, load_model  # noqa: E402
+from audiosearch.models.profiles import CHECKPOINTS, profile  # noqa: E402
+from audiosearch.models.towers.cores.bridge import class_match_scores  # noqa: E402
+from audiosearch.training import caption_group, group_split, load_caption_csv, reset_projections  # noqa: E402
+from audiosearch.training.metrics import chance_metrics, precision_at_k, retrieval_metrics  # noqa: E402
 
 log = logging.getLogger("eval_bridge")
 WINDOW_S = 10.0

@@ -17,7 +17,7 @@ path: names that lie, shown for honesty, never tuned on). Libraries are indexed 
 "No close match": a query's best score is a positive when that file is relevant, and the same query with its
 relevant files removed from the library gives a negative (the library lacks the sound); a threshold is judged
 by balanced accuracy (mean of positives kept and negatives flagged).
-Tuning (--tune; its result is what indexer.hybrid.FUSION ships): the audio threshold is the one with the best
+Tuning (--tune; its result is what indexer.search.fusion.FUSION ships): the audio threshold is the one with the best
 balanced accuracy on the dev sets; hybrid scores are in the same units and keep it. Then a grid over FusionParams
 (alpha, beta, tau) maximises, on the dev sets' real and half namings, ranking quality (mean of 0ad-val mAP@10
 and esc10-f4 P@10; ESC-10's mAP@10 is 1.0 for audio alone) plus the hybrid score's balanced accuracy at that
@@ -45,11 +45,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from indexer import IndexOptions, Searcher, build_index  # noqa: E402
-from indexer.hybrid import FUSION, MODES, FusionParams, HybridRanker  # noqa: E402
-from models import load_encoder  # noqa: E402
-from training.data import CaptionRow, caption_group, group_split, load_caption_csv, split_rows  # noqa: E402
-from training.metrics import precision_at_k, retrieval_metrics  # noqa: E402
+from audiosearch.indexer import IndexOptions, Searcher, build_index  # noqa: E402
+from audiosearch.indexer.search.fusion import FUSION, MODES, FusionParams, HybridRanker  # noqa: E402
+from audiosearch.models import load_encoder  # noqa: E402
+from audiosearch.training.data import CaptionRow, caption_group, group_split, load_caption_csv, split_rows  # noqa: E402
+from audiosearch.training.metrics import precision_at_k, retrieval_metrics  # noqa: E402
 
 log = logging.getLogger("eval_hybrid")
 DEV, REPORT = ("esc10-f4", "0ad-val"), ("esc10-f5", "0ad-held", "booth")
@@ -161,7 +161,7 @@ def whole_signals(lib: Library, model) -> Signals:  # noqa: ANN001
 
 
 def _no_filters():  # noqa: ANN202
-    from indexer import Filters
+    from audiosearch.indexer import Filters
 
     return Filters()
 

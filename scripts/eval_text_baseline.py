@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from eval_bridge import EvalSet, chance, data_root, load_sets, metrics, print_table, query_forms  # noqa: E402
 
-from models.dual_encoder import DualEncoder  # noqa: E402
-from models.profiles import profile  # noqa: E402
+from audiosearch.models.dual_encoder import DualEncoder  # noqa: E402
+from audiosearch.models.profiles import profile  # noqa: E402
 
 log = logging.getLogger("eval_text_baseline")
 

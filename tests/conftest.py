@@ -34,7 +34,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def lite_model():
     """The default model as the indexer and the service load it (the slim runtime: numpy + onnxruntime)."""
-    from models import load_encoder
+    from audiosearch.models import load_encoder
 
     return load_encoder("lite")
 
@@ -42,7 +42,7 @@ def lite_model():
 @pytest.fixture(scope="session")
 def lite_torch():
     """The same model as the torch DualEncoder (training, exports)."""
-    from models import load_model
+    from audiosearch.models import load_model
 
     return load_model("lite")
 
@@ -63,7 +63,7 @@ def copy_clips(shared: Path, dest: Path, per_class: dict[str, int]) -> list[Path
 def indexed(shared_data: Path, tmp_path: Path, lite_model) -> tuple[Path, Path]:
     """A fresh (library, index) of four real clips, two dog barks and two rain, built with `lite`; each test
     may change or rebuild it."""
-    from indexer import IndexOptions, build_index
+    from audiosearch.indexer import IndexOptions, build_index
 
     lib, idx = tmp_path / "lib", tmp_path / "idx"
     copy_clips(shared_data, lib, {"dog_bark": 2, "rain": 2})
@@ -73,15 +73,15 @@ def indexed(shared_data: Path, tmp_path: Path, lite_model) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def baseline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model directory of the chance-level baseline towers (models/towers/baseline.py), 2 s windows."""
-    from models.towers.baseline import baseline_config, save_baseline
+    """A model directory of the chance-level baseline towers (models/towers/cores/baseline.py), 2 s windows."""
+    from audiosearch.models.towers.cores.baseline import baseline_config, save_baseline
 
     return save_baseline(tmp_path_factory.mktemp("models") / "baseline", baseline_config(window_seconds=2.0))
 
 
 @pytest.fixture(scope="session")
 def baseline_model(baseline_dir: Path):
-    """The baseline as the indexer and the service load it: a RuntimeEncoder that loads in a second."""
-    from models import load_encoder
+    """The baseline as the indexer and the service load it: a SlimEncoder that loads in a second."""
+    from audiosearch.models import load_encoder
 
     return load_encoder(baseline_dir)

@@ -96,7 +96,7 @@ def test_hybrid_bench_tiny(tmp_path) -> None:
 
 def test_gpu_paper_bench_smoke(tmp_path, shared_data) -> None:
     """The prepared device check for the imported paper model, at tiny sizes on the CPU."""
-    from models.encoders.hf_text import minilm_path
+    from audiosearch.models.towers.modules.hf_text import minilm_path
 
     out = run_bench(
         "bench.gpu_paper",

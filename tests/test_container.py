@@ -165,7 +165,7 @@ def test_serves_lite_on_onnxruntime(service) -> None:
     status, body, _ = _get(f"{base}/index")
     assert status == 200, body
     manifest = json.loads(body)["manifest"]
-    assert manifest["model"]["dim"] == 384 and manifest["backend"] == "RuntimeEncoder", manifest
+    assert manifest["model"]["dim"] == 384 and manifest["backend"] == "SlimEncoder", manifest
     maps = _podman("exec", name, "cat", "/proc/1/maps").stdout
     assert "audiosearch demo" in _podman("exec", name, "cat", "/proc/1/cmdline").stdout.replace("\0", " ")
     assert "onnxruntime" in maps

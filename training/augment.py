@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from training.data import CaptionRow, DatasetError
+from audiosearch.training.data import CaptionRow, DatasetError
 
 TEMPLATES = (
     "the sound of {x}",

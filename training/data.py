@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import InvalidInputError
+from audiosearch.core.errors import InvalidInputError
 
 
 class DatasetError(InvalidInputError):

@@ -1,7 +1,7 @@
 """Loaders for the public caption-set layouts, all returning `CaptionRow`s like `load_caption_csv`.
 
 Formats (the run config's `format:` key):
-- `csv`: the shared layout, `path,caption,...` (training.data.load_caption_csv);
+- `csv`: the shared layout, `path,caption,...` (audiosearch.training.data.load_caption_csv);
 - `clotho`: ClothoV2 `file_name,caption_1..caption_5`, audio files under an audio root;
 - `audiocaps`: AudioCaps `audiocap_id,youtube_id,start_time,caption`, the audio file named from the row
   by a pattern (default `{youtube_id}.wav`; downloads also use e.g. `Y{youtube_id}.wav`);
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.data import CaptionRow, DatasetError, confined_path, load_caption_csv
+from audiosearch.training.data import CaptionRow, DatasetError, confined_path, load_caption_csv
 
 log = logging.getLogger(__name__)
 

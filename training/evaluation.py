@@ -1,9 +1,9 @@
 """DCASE-style retrieval evaluation of a whole model on a caption file (what `audiosearch eval` runs).
 
 Each distinct caption is a query ranked against the unique clips; a clip's score is its best vector's, as in
-the search service: one per window, or one per clip for a model that embeds clips whole (models.aggregate:
+the search service: one per window, or one per clip for a model that embeds clips whole (audiosearch.models.aggregate:
 the `paper` model, which then scores exactly as the reference code does).
-Metrics: mAP@10, R@1, R@5, R@10 (training.metrics).
+Metrics: mAP@10, R@1, R@5, R@10 (audiosearch.training.metrics).
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from models.embedder import embed_files
-from models.encoder import Encoder
-from training.data import CaptionRow, DatasetError, query_relevance
-from training.datasets import detect_format, load_rows
-from training.metrics import chance_metrics, retrieval_metrics
+from audiosearch.models.embedder import embed_files
+from audiosearch.models.encoder import Encoder
+from audiosearch.training.data import CaptionRow, DatasetError, query_relevance
+from audiosearch.training.datasets import detect_format, load_rows
+from audiosearch.training.metrics import chance_metrics, retrieval_metrics
 
 
 def parse_data_spec(spec: str, audio_root: str | Path | None = None) -> list[CaptionRow]:
     """'captions.csv' or 'labels.csv:label' (the caption column after a colon); ClothoV2 and AudioCaps
-    CSVs (by their header), WavCaps .json and .jsonl files are recognised (training.datasets)."""
+    CSVs (by their header), WavCaps .json and .jsonl files are recognised (audiosearch.training.datasets)."""
     path, _, column = spec.partition(":")
     return load_rows(path, detect_format(path), audio_root, caption_column=column or "caption")
 

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.atomic import atomic_write
-from models.audio_stream import file_windows
-from models.dual_encoder import DualEncoder
-from models.embedder import Embedder
-from models.errors import InvalidInputError
-from training.data import DatasetError
+from audiosearch.core.atomic import atomic_write
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models.audio_stream import file_windows
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.models.embedder import Embedder
+from audiosearch.training.data import DatasetError
 
 log = logging.getLogger(__name__)
 

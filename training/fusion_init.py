@@ -1,6 +1,6 @@
 """Training helpers of the `fusion` profile: start exactly at the zero-shot bridge, train only the residual.
 
-The `yamnet_fusion` tower (models.towers.fusion) outputs [bridge vector | YAMNet embedding | class scores];
+The `yamnet_fusion` tower (models.towers.cores.fusion) outputs [bridge vector | YAMNet embedding | class scores];
 with W_b = I, W_r = 0, b = 0 the projected audio vector is the bridge's, so training starts from zero-shot.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.dual_encoder import DualEncoder
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.dual_encoder import DualEncoder
 
 
 def bridge_width(model: DualEncoder) -> int:

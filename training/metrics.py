@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from models.errors import InvalidInputError
+from audiosearch.core.errors import InvalidInputError
 
 KS = (1, 5, 10)
 MAP_CUTOFF = 10

@@ -2,8 +2,8 @@
 
 The paper's recipe is two stages (pre-train on several caption sets, fine-tune on one with augmented
 captions). A stage whose towers are both frozen (and still their source's weights) trains the projections
-on cached tower features (training.trainer); a stage with `frozen: {audio: false}` and/or
-`{text: false}` trains those towers end to end from raw audio (training.towers). By default a
+on cached tower features (audiosearch.training.trainer); a stage with `frozen: {audio: false}` and/or
+`{text: false}` trains those towers end to end from raw audio (audiosearch.training.towers). By default a
 tower is frozen when the model's config says so (`aisfx`, `lite`: both; `paper`: neither).
 
 Layout of `output`: `<stage>/` checkpoint after each stage, `state.json` (finished stages, per-epoch
@@ -43,16 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import provenance
-from models.atomic import atomic_write_json
-from models.checkpoint import load_model, save_model
-from models.device import resolve_device
-from models.dual_encoder import DualEncoder
-from models.errors import InvalidInputError, ModelLoadError
-from training.augment import augment_rows, load_extra_captions
-from training.data import CaptionRow, DatasetError
-from training.datasets import load_rows
-from training.run_config import (  # noqa: F401  (re-exported: the config API lives beside the runner)
+from audiosearch.core.atomic import atomic_write_json
+from audiosearch.core.device import resolve_device
+from audiosearch.core.errors import InvalidInputError, ModelLoadError
+from audiosearch.models import provenance
+from audiosearch.models.checkpoint import load_model, save_model
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.training.augment import augment_rows, load_extra_captions
+from audiosearch.training.data import CaptionRow, DatasetError
+from audiosearch.training.datasets import load_rows
+from audiosearch.training.run_config import (  # noqa: F401  (re-exported: the config API lives beside the runner)
     FINAL,
     DataSpec,
     Patchout,
@@ -65,8 +65,8 @@ from training.run_config import (  # noqa: F401  (re-exported: the config API li
     parse_model,
     parse_run_config,
 )
-from training.towers import evaluate_rows_fast, set_frozen, train_towers, trainable_parts
-from training.trainer import (
+from audiosearch.training.towers import evaluate_rows_fast, set_frozen, train_towers, trainable_parts
+from audiosearch.training.trainer import (
     EvalSet,
     StepCheckpoint,
     TrainConfig,

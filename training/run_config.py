@@ -30,11 +30,11 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
-from models.config import ModelConfig
-from models.errors import ModelLoadError
-from training.config_errors import error_line
-from training.data import DatasetError
-from training.datasets import FORMATS, REQUIRED_COLUMNS, read_header
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.config import ModelConfig
+from audiosearch.training.config_errors import error_line
+from audiosearch.training.data import DatasetError
+from audiosearch.training.datasets import FORMATS, REQUIRED_COLUMNS, read_header
 
 FINAL = "model"  # the output subfolder of the final model, so no stage may take that name
 DEVICES = ("auto", "cpu", "cuda")
@@ -154,7 +154,7 @@ def _blank_is(empty: Callable[[], Any]) -> BeforeValidator:
 
 def _model_name(name: str, info: ValidationInfo) -> str:
     """A profile name, or a model directory (shared data or an earlier job's output) made absolute."""
-    from models.profiles import PROFILES
+    from audiosearch.models.profiles import PROFILES
 
     if name not in PROFILES:
         paths = _paths(info)
@@ -243,7 +243,7 @@ class StageConfig(_Strict):
     batch_size: int = Field(64, ge=2, le=MAX_BATCH)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
-    augment: bool = False  # built-in caption templates (training.augment)
+    augment: bool = False  # built-in caption templates (audiosearch.training.augment)
     extra_captions: DataFile | None = None  # path,caption CSV merged as extra positives whenever given
     frozen: Annotated[Frozen, _blank_is(dict)] = Field(default_factory=dict)
     accumulate_steps: int = Field(1, ge=1, le=MAX_ACCUMULATE)  # micro-batches of batch_size per step
@@ -356,7 +356,7 @@ def check_model_config(model: str) -> None:
 
 
 def _model_config_problem(model: str) -> str | None:
-    from models.profiles import PROFILES
+    from audiosearch.models.profiles import PROFILES
 
     try:
         if model not in PROFILES:

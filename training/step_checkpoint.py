@@ -18,12 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.atomic import atomic_write
-from models.errors import InvalidInputError
+from audiosearch.core.atomic import atomic_write
+from audiosearch.core.errors import InvalidInputError
 
 
 class Resumable(Protocol):
-    """What a step checkpoint saves and restores: a training loop (training.trainer.TrainLoop)."""
+    """What a step checkpoint saves and restores: a training loop (audiosearch.training.trainer.TrainLoop)."""
 
     def state_dict(self) -> dict[str, Any]: ...
 

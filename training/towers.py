@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.audio import load_audio
-from models.dual_encoder import DualEncoder
-from models.errors import InvalidInputError
-from training.data import CaptionRow
-from training.evaluation import caption_clip_similarity
-from training.metrics import precision_at_k, retrieval_metrics
-from training.trainer import StepCheckpoint, TrainConfig, TrainResult, fit, positive_groups
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models.audio import load_audio
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.training.data import CaptionRow
+from audiosearch.training.evaluation import caption_clip_similarity
+from audiosearch.training.metrics import precision_at_k, retrieval_metrics
+from audiosearch.training.trainer import StepCheckpoint, TrainConfig, TrainResult, fit, positive_groups
 
 log = logging.getLogger(__name__)
 AUDIO_CACHE_MB = 2048  # decoded clips kept in memory; beyond it, clips are decoded again when drawn

@@ -1,5 +1,5 @@
 """Train a DualEncoder's projections (and temperature) on cached frozen-tower features, and the loop
-that tower training (training.towers) shares.
+that tower training (audiosearch.training.towers) shares.
 
 The loop follows the reference recipe: AdamW, linear warm-up then cosine decay per optimizer step,
 in-batch symmetric NT-Xent where every caption of a clip is a positive; optional gradient accumulation,
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.dual_encoder import DualEncoder
-from models.errors import InvalidInputError
-from training.data import CaptionRow, query_relevance
-from training.features import (
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.training.data import CaptionRow, query_relevance
+from audiosearch.training.features import (
     AudioFeatures,
     compute_audio_features,
     compute_text_features,
@@ -31,8 +31,8 @@ from training.features import (
     project_text,
     require_frozen,
 )
-from training.metrics import precision_at_k, retrieval_metrics
-from training.step_checkpoint import StepCheckpoint, StepPosition
+from audiosearch.training.metrics import precision_at_k, retrieval_metrics
+from audiosearch.training.step_checkpoint import StepCheckpoint, StepPosition
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from app.batcher import QueryBatcher
-from app.search_service import SearchService
-from app.settings import Settings
+from audiosearch.app.batcher import QueryBatcher
+from audiosearch.app.search_service import SearchService
+from audiosearch.app.settings import Settings
 
 
 async def get_service(request: Request) -> SearchService:

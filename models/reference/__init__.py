@@ -6,8 +6,8 @@ imported directory works everywhere a model does (`--model OUT`) and as the star
 
 from __future__ import annotations
 
-from models.reference.convert import ImportReport, import_checkpoint, plan
-from models.reference.layouts import LAYOUTS, ROBERTA_LARGE, import_config
+from audiosearch.models.reference.convert import ImportReport, import_checkpoint, plan
+from audiosearch.models.reference.layouts import LAYOUTS, ROBERTA_LARGE, import_config
 
 FORMATS = tuple(LAYOUTS)
 

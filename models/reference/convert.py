@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from models import provenance
-from models.atomic import atomic_directory
-from models.config import ModelConfig
-from models.errors import ModelLoadError
-from models.model_dir import CONFIG, WEIGHTS
-from models.reference.layouts import COMPILED, LAYOUTS, TAU, TOP_LEVEL_IGNORED, Layout, import_config
-from models.reference.unpickle import load_checkpoint
+from audiosearch.core.atomic import atomic_directory
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import provenance
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.model_dir import CONFIG, WEIGHTS
+from audiosearch.models.reference.layouts import COMPILED, LAYOUTS, TAU, TOP_LEVEL_IGNORED, Layout, import_config
+from audiosearch.models.reference.unpickle import load_checkpoint
 
 REPORT = "import.json"
 TEMPERATURE = "log_temperature"
@@ -151,7 +151,7 @@ def _state_dict(path: Path, checkpoint: dict[str, Any]) -> tuple[dict[str, torch
 
 def _shape_model(cfg: ModelConfig, tokenizer: str) -> Any:
     """The DualEncoder the directory will load into, on the meta device: names and shapes, no weights."""
-    from models.dual_encoder import DualEncoder
+    from audiosearch.models.dual_encoder import DualEncoder
 
     build = copy.deepcopy(cfg)
     build.text.options["tokenizer"] = tokenizer

@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from models.config import ModelConfig
-from models.profiles import profile
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.profiles import profile
 
 # roberta-large's config.json (huggingface.co/roberta-large): the text tower is built from it and filled from
 # the checkpoint, so importing and loading download nothing.
@@ -33,7 +33,7 @@ ROBERTA_LARGE = {
     "bos_token_id": 0,
     "eos_token_id": 2,
 }
-TOKENIZER_DIR = "tokenizer"  # inside the model directory (models.checkpoint bundles it)
+TOKENIZER_DIR = "tokenizer"  # inside the model directory (audiosearch.models.checkpoint bundles it)
 COMPILED = "_orig_mod."  # a torch.compile'd submodule's path component
 TAU = "tau"  # raw temperature [1]; ours is log_temperature []
 

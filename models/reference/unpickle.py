@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
 
 
 class Opaque(dict):

@@ -1,1 +1,1 @@
-"""Inference cores in numpy / onnxruntime (no torch): each module registers its kinds (models.registry)."""
+"""Inference cores in numpy / onnxruntime (no torch): each module registers its kinds (audiosearch.models.registry)."""

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from app.main import create_app
-from app.settings import Settings
-from indexer import IndexOptions, build_index
+from audiosearch.app.main import create_app
+from audiosearch.app.settings import Settings
+from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.synthetic import SR, sound, write_library
 

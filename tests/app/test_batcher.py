@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.batcher import QueryBatcher
-from app.main import create_app
-from app.settings import Settings
-from indexer import IndexOptions, build_index
+from audiosearch.app.batcher import QueryBatcher
+from audiosearch.app.main import create_app
+from audiosearch.app.settings import Settings
+from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.conftest import copy_clips
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.main import create_app
-from app.settings import Settings
-from indexer import IndexOptions, build_index
+from audiosearch.app.main import create_app
+from audiosearch.app.settings import Settings
+from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.conftest import REPO, copy_clips
 

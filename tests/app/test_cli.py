@@ -18,7 +18,7 @@ from tests.conftest import REPO, copy_clips
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "audiosearch.app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
     )
 
 
@@ -134,7 +134,7 @@ def test_a_port_in_use_names_the_port_and_the_option(indexed: Path) -> None:
 
 def test_port_zero_picks_a_free_port_and_prints_it(indexed: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--index", str(indexed / "idx"), "--port", "0"],
+        [sys.executable, "-m", "audiosearch.app.cli", "serve", "--index", str(indexed / "idx"), "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

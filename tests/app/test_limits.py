@@ -17,10 +17,10 @@ import pytest
 import soundfile as sf
 from fastapi import HTTPException
 
-from app.limits import Limit
-from app.main import create_app
-from app.settings import Settings
-from indexer import IndexOptions, build_index
+from audiosearch.app.limits import Limit
+from audiosearch.app.main import create_app
+from audiosearch.app.settings import Settings
+from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.conftest import copy_clips
 from tests.indexer.test_long_files import real_recording

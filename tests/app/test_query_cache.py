@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 
-from app.search_service import QueryCache
+from audiosearch.app.search_service import QueryCache
 
 
 def test_lru_evicts_the_least_recently_used_and_counts() -> None:

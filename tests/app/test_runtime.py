@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-CAP = "from app.runtime import cap_malloc_arenas; print(cap_malloc_arenas())"
+CAP = "from audiosearch.core.threads import cap_malloc_arenas; print(cap_malloc_arenas())"
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the arena cap is a glibc setting")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer import IndexOptions, Searcher, build_index
+from audiosearch.indexer import IndexOptions, Searcher, build_index
 from tests.app.live import free_port
 from tests.conftest import REPO
 
@@ -71,7 +71,7 @@ def _imported(log: str) -> set[str]:
 
 def test_lite_serve_loads_no_torch(small_index: Path, lite_model, tmp_path: Path) -> None:
     port, log = free_port(), tmp_path / "serve.log"
-    cmd = [sys.executable, "-X", "importtime", "-m", "app.cli", "serve", "--index", str(small_index)]
+    cmd = [sys.executable, "-X", "importtime", "-m", "audiosearch.app.cli", "serve", "--index", str(small_index)]
     with log.open("w") as err:
         proc = subprocess.Popen([*cmd, "--port", str(port)], cwd=REPO, stdout=err, stderr=err)
     base = f"http://127.0.0.1:{port}"
@@ -99,7 +99,9 @@ def test_lite_serve_loads_no_torch(small_index: Path, lite_model, tmp_path: Path
 
 
 # The slim install as the default Docker image has it: torch cannot be imported (None in sys.modules).
-WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from app.cli import main; sys.exit(main(sys.argv[1:]))"
+WITHOUT_TORCH = (
+    "import sys; sys.modules['torch'] = None; from audiosearch.app.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 @pytest.mark.parametrize(

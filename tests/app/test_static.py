@@ -7,8 +7,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import STATIC, create_app
-from app.settings import Settings
+from audiosearch.app.main import STATIC, create_app
+from audiosearch.app.settings import Settings
 
 ALLOWED = "https://partner.example"
 

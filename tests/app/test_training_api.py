@@ -14,12 +14,12 @@ import httpx
 import pytest
 import yaml
 
-from app.jobs import JobManager
-from app.main import create_app
-from app.settings import Settings
+from audiosearch.app.jobs import JobManager
+from audiosearch.app.main import create_app
+from audiosearch.app.settings import Settings
+from audiosearch.training.run_config import MAX_EPOCHS
 from tests.app.live import live_server
 from tests.conftest import REPO, copy_clips
-from training.run_config import MAX_EPOCHS
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -166,7 +166,7 @@ def test_routes_are_off_without_a_data_root(lite_model, tmp_path: Path) -> None:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "audiosearch.app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.faiss_index import train_if_needed
-from indexer.store import SnapshotWriter
+from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.store import SnapshotWriter
 
 WINDOW_S = 2.0
 

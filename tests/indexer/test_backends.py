@@ -10,7 +10,8 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.backends import (
+from audiosearch.indexer.faiss_index import new_index
+from audiosearch.indexer.search.backends import (
     BlockedFlatScan,
     TorchExactIndex,
     cpu_backend,
@@ -18,10 +19,9 @@ from indexer.backends import (
     flat_storage,
     search_backend,
 )
-from indexer.faiss_index import new_index
-from indexer.hybrid import SCORE_EPS
-from indexer.store_words import WORD_VECTORS, WordsReader, WordsWriter
-from indexer.words import FileWords
+from audiosearch.indexer.search.fusion import SCORE_EPS
+from audiosearch.indexer.words.extract import FileWords
+from audiosearch.indexer.words.store import WORD_VECTORS, WordsReader, WordsWriter
 
 
 def _cuda() -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.cache import EmbeddingCache
+from audiosearch.indexer.cache import EmbeddingCache
 from tests.conftest import REPO
 
 
@@ -68,7 +68,7 @@ def test_a_writer_killed_mid_run_leaves_only_whole_files(tmp_path: Path) -> None
             textwrap.dedent(f"""
                 import numpy as np
                 from pathlib import Path
-                from indexer.cache import EmbeddingCache
+                from audiosearch.indexer.cache import EmbeddingCache
                 cache = EmbeddingCache(Path({str(path)!r}), "model-aaaa", 10.0, 10.0)
                 i = 0
                 while True:

@@ -21,13 +21,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from app.cli import main
-from indexer import IndexOptions, Searcher, build_index
+from audiosearch.app.cli import main
+from audiosearch.indexer import IndexOptions, Searcher, build_index
 from tests.conftest import REPO, copy_clips
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'audiosearch[ray]')")
 
-from indexer.distributed import RayOptions, build_index_ray, embed_shards  # noqa: E402 - needs ray
+from audiosearch.indexer.distributed import RayOptions, build_index_ray, embed_shards  # noqa: E402 - needs ray
 
 FAST = IndexOptions(workers=0, progress=False)
 CLASSES = ["dog_bark", "rooster", "rain", "helicopter", "chainsaw", "sea_waves", "clock_tick", "baby_cry"]
@@ -167,8 +167,8 @@ def test_ivf_pq_from_ray_matches_local_and_loads_memory_mapped(local_ray, librar
 
 
 def test_mmap_setting_reaches_the_searcher(local_index, monkeypatch, lite_model) -> None:
-    from app.search_service import SearchService
-    from app.settings import Settings
+    from audiosearch.app.search_service import SearchService
+    from audiosearch.app.settings import Settings
 
     assert Settings().mmap is False and Searcher(local_index).mmap is False  # opt-in
     monkeypatch.setenv("AUDIOSEARCH_MMAP", "true")
@@ -193,7 +193,17 @@ def test_cli_index_on_ray(local_ray, library, local_index, lite_model, tmp_path,
 )
 def test_cli_bad_ray_address_is_one_line(library, tmp_path, address: str, reason: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "index", str(library), "--index", str(tmp_path / "i"), "--ray", address],
+        [
+            sys.executable,
+            "-m",
+            "audiosearch.app.cli",
+            "index",
+            str(library),
+            "--index",
+            str(tmp_path / "i"),
+            "--ray",
+            address,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -206,7 +216,10 @@ def test_cli_bad_ray_address_is_one_line(library, tmp_path, address: str, reason
 
 
 def test_service_and_plain_cli_never_import_ray() -> None:
-    code = "import sys, app.main, app.cli, indexer.build, indexer.search; assert 'ray' not in sys.modules, 'ray'"
+    modules = (
+        "audiosearch.app.main, audiosearch.app.cli, audiosearch.indexer.build, audiosearch.indexer.search.searcher"
+    )
+    code = f"import sys, {modules}; assert 'ray' not in sys.modules, 'ray'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""Decoded windows travel from pool workers to the parent as files (indexer.handoff): same vectors as an
+"""Decoded windows travel from pool workers to the parent as files (audiosearch.indexer.handoff): same vectors as an
 in-process build, nothing left behind, stale files of a killed run cleared, and the pipe as fallback."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import IndexOptions, build_index
-from indexer.decode import Decoded, DecodeJob
-from indexer.handoff import receive, send
+from audiosearch.indexer import IndexOptions, build_index
+from audiosearch.indexer.decode import Decoded, DecodeJob
+from audiosearch.indexer.handoff import receive, send
 from tests.conftest import copy_clips
 from tests.indexer.test_faults import _vectors_by_window
 

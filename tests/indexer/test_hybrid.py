@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from mutagen.oggvorbis import OggVorbis
 
-from indexer import Filters, IndexMismatchError, IndexOptions, Searcher, build_index
-from indexer.hybrid import FUSION, HybridRanker
+from audiosearch.indexer import Filters, IndexMismatchError, IndexOptions, Searcher, build_index
+from audiosearch.indexer.search.fusion import FUSION, HybridRanker
 from tests.conftest import copy_clips
 from tests.indexer.snapshots import strip_words
 

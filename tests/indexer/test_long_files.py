@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from indexer import Filters, IndexOptions, Searcher, build_index
-from models.audio import cut_windows, load_audio
-from models.audio_stream import stream_windows
+from audiosearch.indexer import Filters, IndexOptions, Searcher, build_index
+from audiosearch.models.audio import cut_windows, load_audio
+from audiosearch.models.audio_stream import stream_windows
 from tests.conftest import REPO, copy_clips
 from tests.indexer.test_build import assert_consistent
 
@@ -73,7 +73,7 @@ def test_files_over_the_length_limit_are_refused_with_the_reason(shared_data, tm
 def _index_in_child(lib: Path, idx: Path) -> dict:
     """Index in a fresh process and report its peak RSS (ru_maxrss of that process alone)."""
     code = (
-        "import json, resource; from app.runtime import configure_threads; configure_threads();"
+        "import json, resource; from audiosearch.core.threads import configure_threads; configure_threads();"
         "from indexer import IndexOptions, build_index; from models import load_model;"
         f"r = build_index({str(lib)!r}, {str(idx)!r}, load_model('lite'), IndexOptions(progress=False));"
         "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import Filters, IndexOptions, build_index
-from indexer.store import SnapshotReader, SnapshotWriter
+from audiosearch.indexer import Filters, IndexOptions, build_index
+from audiosearch.indexer.store import SnapshotReader, SnapshotWriter
 from tests.conftest import copy_clips
 
 FAST = IndexOptions(workers=0, progress=False)

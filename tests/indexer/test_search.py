@@ -1,4 +1,4 @@
-"""Ranking (indexer/search.py) on known vectors: the best window per file, paging, filters, totals, the wider
+"""Ranking (indexer/search/searcher.py) on known vectors: the best window per file, paging, filters, totals, the wider
 fetch when filters or one long file use up the candidates, model checks, and approximate indexes' recall."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.errors import IndexMismatchError
-from indexer.faiss_index import train_if_needed
-from indexer.search import Filters, QuerySpec, Searcher
-from indexer.store import SnapshotWriter
+from audiosearch.indexer.errors import IndexMismatchError
+from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.search.searcher import Filters, QuerySpec, Searcher
+from audiosearch.indexer.store import SnapshotWriter
 from tests.indexer.snapshots import WINDOW_S, File, manifest, unit, write_snapshot
 
 DIM = 16
@@ -167,7 +167,7 @@ def _one_window_files(index_dir: Path, base: np.ndarray, factory: str) -> Search
     writer.add_files([(i + 1, (f"{i}.wav", 1, 1, "sha", 1.0, 16000, 1), [0.0], [1.0]) for i in range(len(base))])
     writer.add_vectors(base)
     writer.commit(manifest(dim=base.shape[1]))
-    return Searcher(index_dir)  # read back as the service does: indexer.store.tune_for_search applied
+    return Searcher(index_dir)  # read back as the service does: audiosearch.indexer.store.tune_for_search applied
 
 
 def _recall(searcher: Searcher, queries: np.ndarray, truth: np.ndarray) -> float:

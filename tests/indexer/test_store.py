@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
-from indexer.faiss_index import train_if_needed
-from indexer.store import (
+from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.store import (
     Clip,
     Filters,
     SnapshotReader,
@@ -124,7 +124,7 @@ def test_a_writer_killed_before_commit_leaves_the_live_snapshot(index: Path) -> 
             textwrap.dedent(f"""
             import sys, time, numpy as np
             from pathlib import Path
-            from indexer.store import SnapshotWriter
+            from audiosearch.indexer.store import SnapshotWriter
             w = SnapshotWriter(Path({str(index)!r}), 8, "Flat")
             w.add_file(1, ("x.wav", 1, 1, "sha", 2.0, 16000, 1), np.zeros(1), np.ones(1))
             w.add_vectors(np.eye(1, 8, dtype="float32"))

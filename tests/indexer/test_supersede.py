@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from app.search_service import SearchService
-from indexer import IndexOptions, Searcher, build_index
-from indexer.errors import IndexMismatchError
-from models import load_encoder
-from models.profiles import CHECKPOINTS
+from audiosearch.app.search_service import SearchService
+from audiosearch.indexer import IndexOptions, Searcher, build_index
+from audiosearch.indexer.errors import IndexMismatchError
+from audiosearch.models import load_encoder
+from audiosearch.models.profiles import CHECKPOINTS
 from tests.conftest import copy_clips
 
 FAST = IndexOptions(workers=0, progress=False)

@@ -1,6 +1,6 @@
 """Embedded tags read from real audio in every indexed format: a real ESC-10 clip is re-encoded into each format
 and tagged the way sound libraries tag (mutagen for Vorbis comments, ID3 and MP4; libsndfile for RIFF INFO and
-AIFF; raw RIFF chunks for BWF bext and INFO keywords), then read back by indexer.tags."""
+AIFF; raw RIFF chunks for BWF bext and INFO keywords), then read back by audiosearch.indexer.words.tags."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from mutagen.mp3 import MP3
 from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 
-from indexer.tags import read_tags
-from indexer.words import file_words
+from audiosearch.indexer.words.extract import file_words
+from audiosearch.indexer.words.tags import read_tags
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from indexer.hybrid import query_terms
-from indexer.words import file_words, path_words, ucs_names
+from audiosearch.indexer.search.fusion import query_terms
+from audiosearch.indexer.words.extract import file_words, path_words, ucs_names
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 def test_decode_workers_import_neither_torch_nor_faiss() -> None:
     code = (
-        "import sys; import indexer.decode, models.audio_stream;"
+        "import sys; import audiosearch.indexer.decode, audiosearch.models.audio_stream;"
         "print(sorted(m for m in ('torch', 'faiss', 'transformers', 'librosa') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
@@ -18,8 +18,7 @@ def test_decode_workers_import_neither_torch_nor_faiss() -> None:
 
 
 def test_package_exports_still_resolve() -> None:
-    import indexer
-    import models
+    from audiosearch import indexer, models
 
     for package in (models, indexer):
         for name in package.__all__:

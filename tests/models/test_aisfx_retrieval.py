@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
-from models.checkpoint import CONFIG
-from models.profiles import CHECKPOINTS, profile
-from training import (
+from audiosearch import models
+from audiosearch.models.checkpoint import CONFIG
+from audiosearch.models.profiles import CHECKPOINTS, profile
+from audiosearch.training import (
     CaptionRow,
     EvalSet,
     TrainConfig,

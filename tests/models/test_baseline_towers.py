@@ -1,4 +1,4 @@
-"""The chance-level baseline towers (models/towers/baseline.py): deterministic, discriminating, padding-blind."""
+"""The chance-level baseline towers (models/towers/cores/baseline.py): deterministic, discriminating, padding-blind."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import ModelLoadError, load_encoder
-from models.runtime import RuntimeEncoder
-from models.towers.baseline import LogMelProjectionCore, baseline_config, mel_filters, save_baseline
+from audiosearch.models import ModelLoadError, load_encoder
+from audiosearch.models.slim import SlimEncoder
+from audiosearch.models.towers.cores.baseline import LogMelProjectionCore, baseline_config, mel_filters, save_baseline
 from tests.conftest import REPO
 from tests.synthetic import SR, sound
 
@@ -22,7 +22,7 @@ TEXTS = ["a dog barking", "Rain on a tin roof.", "狗在叫"]
 
 def test_a_baseline_directory_loads_as_the_slim_runtime(baseline_dir: Path, baseline_model) -> None:
     assert {p.name for p in baseline_dir.iterdir()} == {"config.json", "model.safetensors"}
-    assert isinstance(baseline_model, RuntimeEncoder)
+    assert isinstance(baseline_model, SlimEncoder)
     assert (baseline_model.dim, baseline_model.sample_rate) == (128, 16000)
     assert baseline_model.config.window_seconds == 2.0
     assert baseline_model.fingerprint == load_encoder(baseline_dir).fingerprint

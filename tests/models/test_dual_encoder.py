@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import DualEncoder, InvalidInputError, load_model, nt_xent, save_model
-from models.config import ModelConfig, TowerConfig
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import DualEncoder, InvalidInputError, load_model, nt_xent, save_model
+from audiosearch.models.config import ModelConfig, TowerConfig
 from tests.models.tiny import tiny_paper_config
 
 
@@ -23,7 +23,7 @@ def tiny() -> DualEncoder:
 
 @pytest.fixture(scope="module")
 def ten_seconds(shared_data) -> np.ndarray:
-    from models import load_audio
+    from audiosearch.models import load_audio
 
     wave = load_audio(shared_data / "esc10" / "dog_bark" / "1-100032-A.ogg", 32000)
     return np.pad(wave, (0, 320000 - len(wave)))[None]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models import AudioDecodeError, Windows, cut_windows, load_audio
-from models.audio_stream import stream_windows
-from models.embedder import Embedded, Embedder, embed_files, encode_fn
+from audiosearch.models import AudioDecodeError, Windows, cut_windows, load_audio
+from audiosearch.models.audio_stream import stream_windows
+from audiosearch.models.embedder import Embedded, Embedder, embed_files, encode_fn
 from tests.synthetic import SR, sound
 
 WINDOW_S = 2.0  # the baseline_model fixture's windows

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.frontend import PasstMel
+from audiosearch.models.frontend import PasstMel
 
 
 def numpy_passt_mel(wave: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The `fusion` profile: label bridge + a residual from YAMNet's embedding and class scores (models/encoders/fusion.py).
+"""The `fusion` profile: bridge + residual from YAMNet's embedding and class scores (models/towers/cores/fusion.py).
 
 Real towers, real audio, the real trainer. The 0 A.D. sound effects (interface cues left out) are split by
 caption as scripts/eval_bridge.py splits them (20%, seed 0): 24 held-out captions on 177 clips that neither
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import DualEncoder, load_audio, load_model
-from models.profiles import CHECKPOINTS, profile
-from training import (
+from audiosearch.models import DualEncoder, load_audio, load_model
+from audiosearch.models.profiles import CHECKPOINTS, profile
+from audiosearch.training import (
     AudioFeatures,
     CaptionRow,
     EvalSet,
@@ -32,8 +32,8 @@ from training import (
     load_caption_csv,
     train_projections,
 )
-from training.data import query_relevance
-from training.fusion_init import init_fusion
+from audiosearch.training.data import query_relevance
+from audiosearch.training.fusion_init import init_fusion
 
 SR = 16000
 

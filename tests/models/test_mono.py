@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.audio import load_audio, resample, to_mono
+from audiosearch.models.audio import load_audio, resample, to_mono
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 6, 7])

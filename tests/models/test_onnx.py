@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from models import load_encoder
-from models.errors import ModelLoadError
-from models.onnx_export import export_text_onnx
-from models.onnx_text import OnnxTextSide, cache_root
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import load_encoder
+from audiosearch.models.onnx.export import export_text_onnx
+from audiosearch.models.onnx.text import OnnxTextSide, cache_root
 from tests.conftest import REPO
 
 QUERIES = [
@@ -75,7 +75,7 @@ def test_the_runtime_builds_its_export_once_and_reuses_it(lite_model) -> None:
 LITE_WITHOUT_TORCH = """
 import sys
 import numpy as np
-from models import load_encoder
+from audiosearch.models import load_encoder
 m = load_encoder("lite")
 v = m.encode_audio(0.1 * np.random.default_rng(0).standard_normal((1, 16000), dtype=np.float32), 16000)
 t = m.encode_text(["a dog barks"])
@@ -94,5 +94,5 @@ def test_lite_encodes_without_importing_torch(lite_model) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     name, *_, torch_loaded, transformers_loaded = done.stdout.split()
-    assert name == "RuntimeEncoder" and (torch_loaded, transformers_loaded) == ("False", "False")
+    assert name == "SlimEncoder" and (torch_loaded, transformers_loaded) == ("False", "False")
     assert "(1, 384) (1, 384)" in done.stdout

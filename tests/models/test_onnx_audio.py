@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from app.cli import main as cli
-from models import load_audio, load_model
-from models.checkpoint import fingerprint
-from models.dual_encoder import DualEncoder
-from models.errors import ModelLoadError
-from models.onnx_audio import ENV, OnnxAudioEncoder, attach_audio_onnx
-from models.onnx_export import export_audio_onnx
+from audiosearch.app.cli import main as cli
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import load_audio, load_model
+from audiosearch.models.checkpoint import fingerprint
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.models.onnx.audio import ENV, OnnxAudioEncoder, attach_audio_onnx
+from audiosearch.models.onnx.export import export_audio_onnx
 from tests.models.tiny import tiny_paper_config
 
 
@@ -38,15 +38,15 @@ def aisfx_export(tmp_path_factory):
 def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeypatch) -> None:
     monkeypatch.setenv(ENV, str(aisfx_export))
     model = load_model("aisfx")  # the indexer's and service's load path
-    assert isinstance(model.audio_runtime, OnnxAudioEncoder)
+    assert isinstance(model.audio_onnx, OnnxAudioEncoder)
     widths: list[int] = []
-    embed = model.audio_runtime.embed
-    monkeypatch.setattr(model.audio_runtime, "embed", lambda w, n: widths.append(w.shape[1]) or embed(w, n))
+    embed = model.audio_onnx.embed
+    monkeypatch.setattr(model.audio_onnx, "embed", lambda w, n: widths.append(w.shape[1]) or embed(w, n))
     waves = _clips(shared_data, 44100, [5.0, 2.0, 3.3, 1.5])
     onnx = model.encode_audio(waves, 44100, batch_size=2)
     assert widths == [5 * 44100, int(3.3 * 44100)]  # two batches, each cropped to its longest clip
     model.train()  # training changes the weights the export was made from: back to torch for good
-    assert model.audio_runtime is None
+    assert model.audio_onnx is None
     plain = model.eval().encode_audio(waves, 44100, batch_size=2)
     assert len(widths) == 2
     assert _min_cosine(onnx, plain) > 0.999
@@ -83,7 +83,7 @@ def test_tiny_passt_export_matches_torch(shared_data, tmp_path) -> None:
         ref = model.embed_audio(torch.from_numpy(batch), torch.from_numpy(lens)).numpy()
     assert _min_cosine(enc.embed(batch, lens), ref) > 0.999
     assert _min_cosine(copy.deepcopy(enc).embed(batch, lens), ref) > 0.999  # reopened, as for Ray workers
-    model.audio_runtime = enc  # a batch of another width goes through torch, unchanged
+    model.audio_onnx = enc  # a batch of another width goes through torch, unchanged
     short = model.encode_audio([waves[2]], 32000)
-    model.audio_runtime = None
+    model.audio_onnx = None
     assert np.array_equal(short, model.encode_audio([waves[2]], 32000))

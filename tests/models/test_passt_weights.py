@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.encoders.passt import PasstTower, audioset_weights
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.towers.modules.passt import PasstTower, audioset_weights
 
 FILE = "passt-s-f128-p16-s16-ap.468.pt"
 

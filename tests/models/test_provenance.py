@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.cli import main as cli
-from app.main import create_app
-from app.settings import Settings
-from models import DualEncoder, ModelLoadError, load_encoder, save_model
-from models.embedder import embed_files
-from models.model_dir import resolve
-from models.provenance import SIDECAR, of_source, require_trained
+from audiosearch.app.cli import main as cli
+from audiosearch.app.main import create_app
+from audiosearch.app.settings import Settings
+from audiosearch.models import DualEncoder, ModelLoadError, load_encoder, save_model
+from audiosearch.models.embedder import embed_files
+from audiosearch.models.model_dir import resolve
+from audiosearch.models.provenance import SIDECAR, of_source, require_trained
 from tests.models.tiny import tiny_paper_config
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.audio_stream import ReadLimit, file_windows, stream_windows
-from models.embedder import embed_files
-from models.errors import AudioDecodeError, Cancelled, InvalidInputError
+from audiosearch.core.errors import AudioDecodeError, Cancelled, InvalidInputError
+from audiosearch.models.audio_stream import ReadLimit, file_windows, stream_windows
+from audiosearch.models.embedder import embed_files
 from tests.indexer.test_long_files import real_recording
 
 

@@ -13,17 +13,17 @@ import soundfile as sf
 import torch
 import yaml
 
-from app.cli import main as cli
-from models import load_audio, load_model
-from models.config import ModelConfig
-from models.embedder import embed_files
-from models.encoders.hf_text import minilm_path
-from models.errors import ModelLoadError
-from models.reference import LAYOUTS, ROBERTA_LARGE, import_checkpoint, import_config, plan
+from audiosearch.app.cli import main as cli
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import load_audio, load_model
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.embedder import embed_files
+from audiosearch.models.reference import LAYOUTS, ROBERTA_LARGE, import_checkpoint, import_config, plan
+from audiosearch.models.towers.modules.hf_text import minilm_path
+from audiosearch.training.data import CaptionRow
+from audiosearch.training.evaluation import caption_clip_similarity
 from tests.models.reference_layout import Reference, lightning_checkpoint
 from tests.models.tiny import TINY_ROBERTA
-from training.data import CaptionRow
-from training.evaluation import caption_clip_similarity
 
 PASST_TINY = (64, 1, 2)  # embed_dim, depth, heads: the real PaSST code at a size that runs in seconds
 DIM = 48
@@ -103,7 +103,7 @@ def test_imported_model_embeds_as_the_reference(fmt: str, compiled: bool, clips:
 
 def test_published_layouts_at_full_size_map_onto_the_paper_model() -> None:
     """The real sizes (PaSST-S, RoBERTa-large): 553 tensors, 442,269,471 numbers, all mapped, shapes checked."""
-    from models.dual_encoder import DualEncoder
+    from audiosearch.models.dual_encoder import DualEncoder
 
     with torch.device("meta"):  # shapes only (PaSST, which cannot build on meta, builds on the CPU)
         for fmt, extra in (("dcase2025", 0), ("salsa", 4)):
@@ -204,7 +204,7 @@ def test_cli_import_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 def test_an_imported_model_indexes_searches_and_fine_tunes(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.run import load_run_config, run_training
+    from audiosearch.training.run import load_run_config, run_training
 
     ckpt = lightning_checkpoint(_reference_state(), tmp_path / "published.ckpt")
     model_dir = tmp_path / "imported"

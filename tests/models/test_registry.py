@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from models import ModelLoadError, load_encoder
-from models.registry import core_builder, known_kinds
-from models.towers.baseline import save_baseline
+from audiosearch.models import ModelLoadError, load_encoder
+from audiosearch.models.registry import core_builder, known_kinds
+from audiosearch.models.towers.cores.baseline import save_baseline
 from tests.conftest import REPO
 
 
@@ -26,17 +26,17 @@ def _run(script: str) -> dict:
 
 
 def test_a_new_module_in_the_package_is_found_without_any_list(tmp_path: Path) -> None:
-    """A tower is one new file: put a module on models.towers' path and its kinds are known, nothing else named."""
+    """A tower is one new file: a module on models.towers.cores' path makes its kinds known, nothing else named."""
     (tmp_path / "drop_in.py").write_text(
-        "from models.registry import audio_core\n\n"
+        "from audiosearch.models.registry import audio_core\n\n"
         "@audio_core('drop_in_kind')\n"
         "def build(**options):\n"
         "    return ('built', options)\n"
     )
     got = _run(f"""
-        import json, models.towers
-        models.towers.__path__.append({str(tmp_path)!r})
-        from models.registry import core_builder, known_kinds
+        import json, audiosearch.models.towers.cores
+        audiosearch.models.towers.cores.__path__.append({str(tmp_path)!r})
+        from audiosearch.models.registry import core_builder, known_kinds
         print(json.dumps({{"built": core_builder("audio", "drop_in_kind")(size=3),
                           "audio": known_kinds("audio", with_modules=False),
                           "text": known_kinds("text", with_modules=False)}}))
@@ -51,7 +51,7 @@ def test_runtime_cores_load_and_encode_without_the_full_extra(tmp_path: Path) ->
     got = _run(f"""
         import json, sys
         import numpy as np
-        from models import load_encoder
+        from audiosearch.models import load_encoder
         m = load_encoder({str(directory)!r})
         a = m.encode_audio(np.random.default_rng(0).standard_normal((2, 16000)).astype("float32"), 16000)
         t = m.encode_text(["a dog barking"])
@@ -59,7 +59,7 @@ def test_runtime_cores_load_and_encode_without_the_full_extra(tmp_path: Path) ->
         print(json.dumps({{"backend": type(m).__name__, "rows": len(a) + len(t),
                           "full": sorted(n for n in sys.modules if n.split(".")[0] in full)}}))
     """)
-    assert got == {"backend": "RuntimeEncoder", "rows": 3, "full": []}
+    assert got == {"backend": "SlimEncoder", "rows": 3, "full": []}
 
 
 def test_an_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:

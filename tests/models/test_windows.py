@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import cut_windows
+from audiosearch.models import cut_windows
 
 
 def test_short_clip_gives_one_padded_window() -> None:

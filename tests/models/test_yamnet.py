@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import DualEncoder, ModelConfig, TowerConfig, load_audio, load_encoder, load_model, save_model
-from models.errors import ModelLoadError
-from models.towers.bridge import PROMPTS, load_prompt_embeddings
-from models.towers.yamnet import MODEL, YamnetCore, log_mel, patch_count, patches
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import DualEncoder, ModelConfig, TowerConfig, load_audio, load_encoder, load_model, save_model
+from audiosearch.models.towers.cores.bridge import PROMPTS, load_prompt_embeddings
+from audiosearch.models.towers.cores.yamnet import MODEL, YamnetCore, log_mel, patch_count, patches
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[2]
@@ -205,7 +205,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 import numpy as np
-from models import load_encoder
+from audiosearch.models import load_encoder
 m = load_encoder("bridge")
 a = m.encode_audio(0.1 * np.random.default_rng(0).standard_normal((1, 16000), dtype=np.float32), 16000)
 t = m.encode_text(["a dog barks"])

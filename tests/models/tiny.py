@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.config import ModelConfig, TowerConfig
-from models.encoders.hf_text import minilm_path
+from audiosearch.models.config import ModelConfig, TowerConfig
+from audiosearch.models.towers.modules.hf_text import minilm_path
 
 TINY_ROBERTA = {
     "model_type": "roberta",

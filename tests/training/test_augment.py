@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from training import DatasetError
-from training.augment import augment_rows, load_extra_captions, template_captions
-from training.data import CaptionRow
+from audiosearch.training import DatasetError
+from audiosearch.training.augment import augment_rows, load_extra_captions, template_captions
+from audiosearch.training.data import CaptionRow
 
 
 def _row(clip: str, caption: str, keywords: str = "") -> CaptionRow:

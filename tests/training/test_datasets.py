@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training import DatasetError, detect_format, load_rows, load_run_config
-from training.evaluation import parse_data_spec
-from training.run import stage_rows
+from audiosearch.training import DatasetError, detect_format, load_rows, load_run_config
+from audiosearch.training.evaluation import parse_data_spec
+from audiosearch.training.run import stage_rows
 
 ANIMALS = ("cat", "cow", "dog", "duck")
 

@@ -31,7 +31,7 @@ def subset_csv(shared_data: Path, dest: Path, per_class: int = 3) -> Path:
 
 def run_eval(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "eval", "--quiet", *args],
+        [sys.executable, "-m", "audiosearch.app.cli", "eval", "--quiet", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

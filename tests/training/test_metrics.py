@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.errors import InvalidInputError
-from training.metrics import (
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.training.metrics import (
     chance_metrics,
     first_relevant_rank,
     precision_at_k,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from models.errors import InvalidInputError
-from training import DatasetError, load_run_config, parse_run_config, run_training
-from training.run import RunResult
-from training.run_config import parse_data_specs, parse_model
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.training import DatasetError, load_run_config, parse_run_config, run_training
+from audiosearch.training.run import RunResult
+from audiosearch.training.run_config import parse_data_specs, parse_model
 
 CLASSES = ("dog_bark", "rooster", "rain", "chainsaw", "baby_cry")
 

@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-import models
-from models.checkpoint import load_model, save_model
-from models.errors import InvalidInputError
+from audiosearch import models
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models.checkpoint import load_model, save_model
+from audiosearch.training import TrainConfig, load_caption_csv, load_run_config, run_training, set_frozen, train_towers
+from audiosearch.training.data import CaptionRow
+from audiosearch.training.trainer import TrainLoop
 from tests.models.tiny import tiny_paper_config
-from training import TrainConfig, load_caption_csv, load_run_config, run_training, set_frozen, train_towers
-from training.data import CaptionRow
-from training.trainer import TrainLoop
 
 ANIMALS = ("cat", "cow", "dog", "duck", "frog", "horse", "owl", "pig")
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import models
-from models.errors import InvalidInputError
-from models.profiles import profile
-from training import (
+from audiosearch import models
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.models.profiles import profile
+from audiosearch.training import (
     DatasetError,
     TrainConfig,
     compute_audio_features,
@@ -22,7 +22,7 @@ from training import (
     reset_projections,
     train_projections,
 )
-from training.trainer import PairSet, _lr_lambda, positive_groups
+from audiosearch.training.trainer import PairSet, _lr_lambda, positive_groups
 
 Small = tuple[models.DualEncoder, PairSet]
 

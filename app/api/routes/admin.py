@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import AdminDep, ServiceDep
-from app.schemas import ErrorResponse, IndexInfo, ReloadRequest
+from audiosearch.app.api.deps import AdminDep, ServiceDep
+from audiosearch.app.schemas import ErrorResponse, IndexInfo, ReloadRequest
 
 router = APIRouter(
     prefix="/admin",

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse
 
-from app.api.deps import ServiceDep
-from app.schemas import ClipInfo, ClipWords, ErrorResponse
+from audiosearch.app.api.deps import ServiceDep
+from audiosearch.app.schemas import ClipInfo, ClipWords, ErrorResponse
 
 router = APIRouter(
     prefix="/clips", tags=["clips"], responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import ServiceDep
-from app.schemas import IndexInfo
+from audiosearch.app.api.deps import ServiceDep
+from audiosearch.app.schemas import IndexInfo
 
 router = APIRouter(tags=["health"])
 

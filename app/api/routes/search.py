@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel
 
-from app.api.deps import BatcherDep, ServiceDep, SettingsDep
-from app.api.routes.clips import audio_path
-from app.cancel import run_cancellable
-from app.limits import limited
-from app.schemas import (
+from audiosearch.app.api.deps import BatcherDep, ServiceDep, SettingsDep
+from audiosearch.app.api.routes.clips import audio_path
+from audiosearch.app.cancel import run_cancellable
+from audiosearch.app.limits import limited
+from audiosearch.app.schemas import (
     MAX_QUERY_CHARS,
     MIN_SCORE_HELP,
     MODE_HELP,
@@ -30,8 +30,8 @@ from app.schemas import (
     SearchResponse,
     clean_query,
 )
-from indexer import Filters, Page, QuerySpec
-from models import AUDIO_EXTENSIONS
+from audiosearch.indexer import Filters, Page, QuerySpec
+from audiosearch.models import AUDIO_EXTENSIONS
 
 router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
 

@@ -1,6 +1,6 @@
 """Training and evaluation jobs (admin token): start, watch, cancel; evaluate a model on caption files.
 
-Handlers are thin: app.jobs.JobManager validates configs and owns the child processes. Training never
+Handlers are thin: audiosearch.app.jobs.JobManager validates configs and owns the child processes. Training never
 runs in this process; evaluation runs in the threadpool, off the event loop.
 """
 
@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from app.api.deps import AdminDep, SettingsDep
-from app.cancel import run_cancellable
-from app.jobs import JobLimitError, JobManager, JobNotFoundError
-from app.limits import limited
-from app.schemas import ErrorResponse
-from app.settings import Settings
+from audiosearch.app.api.deps import AdminDep, SettingsDep
+from audiosearch.app.cancel import run_cancellable
+from audiosearch.app.jobs import JobLimitError, JobManager, JobNotFoundError
+from audiosearch.app.limits import limited
+from audiosearch.app.schemas import ErrorResponse
+from audiosearch.app.settings import Settings
 
 router = APIRouter(
     tags=["training"],

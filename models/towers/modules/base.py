@@ -1,4 +1,4 @@
-"""The torch tower interfaces, and towers built from a config's kind through the registry (models.registry).
+"""The torch tower interfaces, and towers built from a config's kind through the registry (audiosearch.models.registry).
 
 A kind with a torch module (PaSST, aiSFX, the transformers text towers) is built as that module; a kind that
 has only a numpy core (YAMNet, the label bridge, fusion features) is wrapped in `CoreAudioTower`, which has no
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.errors import ModelLoadError
-from models.registry import core_builder, module_builder, unknown_kind
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.registry import core_builder, module_builder, unknown_kind
 
 
 class AudioTower(nn.Module):

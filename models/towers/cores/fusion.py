@@ -9,7 +9,7 @@ puts a linear projection on it into MiniLM's 384-d space and an identity text pr
 
     audio = normalize(W_b @ bridge + W_r @ [embedding, scores] + b),   query = normalize(MiniLM(text))
 
-With W_b = I, W_r = 0, b = 0 the model *is* the zero-shot bridge (training.fusion_init sets that up), and
+With W_b = I, W_r = 0, b = 0 the model *is* the zero-shot bridge (audiosearch.training.fusion_init sets that up), and
 training learns a residual from the extra features while the text side stays the frozen MiniLM. The tower
 has no trainable weights, so training uses the cached-feature path. Each part is L2-normalised so that
 their scales, and thus the learning rate's effect, are comparable.
@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.errors import ModelLoadError
-from models.projection import unit_rows
-from models.registry import audio_core
-from models.towers.bridge import BridgeCore
-from models.towers.yamnet import EMBED_DIM, N_CLASSES, SAMPLE_RATE
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.projection import unit_rows
+from audiosearch.models.registry import audio_core
+from audiosearch.models.towers.cores.bridge import BridgeCore
+from audiosearch.models.towers.cores.yamnet import EMBED_DIM, N_CLASSES, SAMPLE_RATE
 
 PART_DIMS = {"embedding": EMBED_DIM, "scores": N_CLASSES}
 

@@ -1,7 +1,7 @@
 """The slim runtime: inference without torch for models whose towers all have numpy / onnxruntime cores.
 
-Audio: the tower's core (models.towers) and the projection in numpy, from the model's stored weights. Text:
-the kind's runtime side, for the transformers towers their ONNX export (models.towers.hf_text). Vectors equal
+Audio: the tower's core (audiosearch.models.towers) and the projection in numpy, from the model's stored weights. Text:
+the kind's runtime side, for the transformers towers their ONNX export (models.towers.cores.hf_text_onnx). Vectors equal
 the torch model's (the same cores run inside it; the text export is checked against torch to cosine 0.999),
 and so does the fingerprint, so an index built by either answers queries from both. `lite` runs here.
 """
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models import provenance
-from models.batching import Waveforms, chunks, model_batches
-from models.config import ModelConfig
-from models.errors import ModelLoadError
-from models.model_dir import ModelSource
-from models.projection import projection_from
-from models.registry import core_builder
-from models.text import check_texts
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models import provenance
+from audiosearch.models.batching import Waveforms, chunks, model_batches
+from audiosearch.models.config import ModelConfig
+from audiosearch.models.model_dir import ModelSource
+from audiosearch.models.projection import projection_from
+from audiosearch.models.registry import core_builder
+from audiosearch.models.text import check_texts
 
 
 @dataclass
@@ -41,8 +41,8 @@ def supports(config: ModelConfig) -> bool:
     return core_builder("audio", config.audio.kind) is not None and core_builder("text", config.text.kind) is not None
 
 
-class RuntimeEncoder:
-    """Same inference API as the torch DualEncoder (models.encoder.Encoder): numpy in, unit vectors out."""
+class SlimEncoder:
+    """Same inference API as the torch DualEncoder (audiosearch.models.encoder.Encoder): numpy in, unit vectors out."""
 
     def __init__(
         self, name_or_path: str | Path, source: ModelSource, onnx_dir: Path | None = None, threads: int = 0
@@ -75,7 +75,7 @@ class RuntimeEncoder:
         normalize: bool = True,
     ) -> np.ndarray:
         """Waveforms (B, T) or a list of 1-D arrays at `sample_rate` -> (B, embed_dim) float32 unit vectors
-        (`normalize=False`: before normalisation, for models.aggregate)."""
+        (`normalize=False`: before normalisation, for audiosearch.models.aggregate)."""
         crop = self.audio_core.crops_padding
         batches = model_batches(waveforms, sample_rate, lengths, self.sample_rate, batch_size, crop)
         return np.concatenate([self.audio_proj(self.audio_core(waves, lens), normalize) for waves, lens in batches])

@@ -13,7 +13,7 @@ which would do the two small hand-written parts here, belong to the `full` extra
 The two sides share no space, so text-to-audio scores are at chance: a floor for benchmarks (a model that
 does not beat it has learned nothing), and a model that indexes and answers queries by example in seconds
 (tests of the store, search, cache and API). `save_baseline` writes such a model directory; it loads through
-`models.load_encoder(DIR)` as a RuntimeEncoder. The torch DualEncoder builds the audio side (as a frozen
+`models.load_encoder(DIR)` as a SlimEncoder. The torch DualEncoder builds the audio side (as a frozen
 core) but not the text side.
 """
 
@@ -29,12 +29,12 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from models.atomic import atomic_directory
-from models.config import ModelConfig, TowerConfig
-from models.errors import InvalidInputError, ModelLoadError
-from models.model_dir import CONFIG, WEIGHTS
-from models.projection import projection_from, unit_rows
-from models.registry import audio_core, text_core
+from audiosearch.core.atomic import atomic_directory
+from audiosearch.core.errors import InvalidInputError, ModelLoadError
+from audiosearch.models.config import ModelConfig, TowerConfig
+from audiosearch.models.model_dir import CONFIG, WEIGHTS
+from audiosearch.models.projection import projection_from, unit_rows
+from audiosearch.models.registry import audio_core, text_core
 
 DIM = 128
 WORD = re.compile(r"\w+")  # letters and digits of any script; punctuation and emoji are not words
@@ -120,7 +120,7 @@ def build_logmel_projection(**options: Any) -> LogMelProjectionCore:
 
 @text_core("hashed_words")
 def build_hashed_words(ctx: Any, **options: Any) -> HashedWordsText:
-    """ctx: models.runtime.TextContext (the model's config and stored weights)."""
+    """ctx: audiosearch.models.slim.TextContext (the model's config and stored weights)."""
     return HashedWordsText(ctx.config, ctx.weights, **options)
 
 

@@ -4,11 +4,11 @@ Per query q and file f three signals (all exact for the files returned):
   audio(q, f)    cosine of the query and the file's best window (the audio index);
   text(q, f)     cosine of the query and the text-tower vector of the file's words (0 for a file without words);
   lexical(q, f)  BM25 of the query's words over the file's words relative to a perfect match, in [0, 1]
-                 (indexer.store_words; 0 without words).
+                 (audiosearch.indexer.words.store; 0 without words).
 Fusion (FusionParams; the weights are calibrated by scripts/eval_hybrid.py on data never reported on):
   evidence(q, f) = alpha * (text - tau) / (1 - tau) + beta * lexical
   hybrid(q, f)   = audio + max(0, evidence)      audio(q, f) = audio      text(q, f) = evidence
-A file whose words say nothing (ids, hashes, "track01": indexer.words drops them) has no evidence, so a
+A file whose words say nothing (ids, hashes, "track01": indexer.words.extract drops them) has no evidence, so a
 library named by ids ranks exactly as audio-only search does; words must be closer to the query than `tau`
 before they add anything, so unrelated names do not lift a file over a better-sounding one. Every score
 rises with better text evidence: a file never drops for matching the query's words better.
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from indexer.results import Evidence, Hit
-from indexer.words import text_words
+from audiosearch.indexer.search.results import Evidence, Hit
+from audiosearch.indexer.words.extract import text_words
 
 if TYPE_CHECKING:
-    from indexer.store import Filters, SnapshotReader
+    from audiosearch.indexer.store import Filters, SnapshotReader
 
 
 class AudioCandidates(Protocol):
@@ -101,7 +101,7 @@ class _Signals:
 
 
 class HybridRanker:
-    """Ranks one snapshot's files by mode; used by indexer.search.Searcher for queries that come with text."""
+    """Ranks one snapshot's files by mode; used by indexer.search.searcher.Searcher for queries that come with text."""
 
     def __init__(self, searcher: AudioCandidates, params: FusionParams = FUSION, use_words: bool = True) -> None:
         """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
@@ -143,7 +143,7 @@ class HybridRanker:
     def signals(self, q: np.ndarray, text: str, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The exact (audio, text, lexical) signals of one (shaped) query for the given files, as arrays in their
         order: what the ranking fuses, for evaluation and calibration over whole libraries."""
-        from indexer.store import Filters
+        from audiosearch.indexer.store import Filters
 
         sig = _Signals()
         sig.rows.update(self.reader.files(file_ids, Filters()))

@@ -1,6 +1,6 @@
 """The audio side (front end + tower + projection + normalisation) in onnxruntime, for towers that run in torch.
 
-Exports come from models.onnx_export (PaSST, aiSFX); YAMNet runs in onnxruntime already. The graph takes the
+Exports come from audiosearch.models.onnx.export (PaSST, aiSFX); YAMNet runs in onnxruntime already. The graph takes the
 padded waveforms (B, T) at the tower's rate and the real lengths (B,), the same inputs as
 `DualEncoder.embed_audio`, with batch and length dynamic. bench/onnx_audio.py measures whether it pays.
 """
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.errors import ModelLoadError
+from audiosearch.core.errors import ModelLoadError
 
 if TYPE_CHECKING:
-    from models.dual_encoder import DualEncoder
+    from audiosearch.models.dual_encoder import DualEncoder
 
 GRAPH, META = "audio.onnx", "export_audio.json"
 ENV = "AUDIOSEARCH_ONNX_DIR"
@@ -95,5 +95,5 @@ def attach_audio_onnx(model: DualEncoder, directory: str | Path | None = None) -
     directory = directory or os.environ.get(ENV)
     if not directory or not (Path(directory) / META).is_file():
         return False
-    model.audio_runtime = OnnxAudioEncoder(directory, model)
+    model.audio_onnx = OnnxAudioEncoder(directory, model)
     return True

@@ -20,10 +20,10 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from models.errors import InvalidInputError, ModelLoadError
-from models.registry import audio_core
+from audiosearch.core.errors import InvalidInputError, ModelLoadError
+from audiosearch.models.registry import audio_core
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "yamnet"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "yamnet"
 MODEL = ASSETS / "yamnet.onnx"
 CLASS_MAP = ASSETS / "yamnet_class_map.csv"
 

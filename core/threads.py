@@ -27,7 +27,7 @@ def one_search_thread() -> None:
     """FAISS searches single-threaded in the calling thread: OpenMP's thread count is a per-thread setting, so
     each thread that searches sets it (the query batcher's does at start). Two OpenMP threads on a small index
     doubled the service's CPU per query: the extra thread spins between searches. Large Flat indexes are split
-    over threads by indexer.backends.BlockedFlatScan instead, in threads that wait without spinning."""
+    over threads by indexer.search.backends.BlockedFlatScan instead, in threads that wait without spinning."""
     import faiss
 
     faiss.omp_set_num_threads(1)

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from models.encoders.base import AudioTower
-from models.errors import ModelLoadError
-from models.registry import audio_module
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.registry import audio_module
+from audiosearch.models.towers.modules.base import AudioTower
 
-ASSET = Path(__file__).resolve().parents[1] / "assets" / "aisfx" / "embedding_net.safetensors"
+ASSET = Path(__file__).resolve().parents[2] / "assets" / "aisfx" / "embedding_net.safetensors"
 SPEC_MAX = 9.457798957824707  # aisfx's 'original' normalisation constant
 BLOCK, BLOCK_HOP = 100, 50
 HOP = 1024  # STFT hop in samples

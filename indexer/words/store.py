@@ -1,4 +1,4 @@
-"""The words part of the snapshot format (used by indexer.store's SnapshotWriter and SnapshotReader only).
+"""The words part of the snapshot format (used by audiosearch.indexer.store's SnapshotWriter and SnapshotReader only).
 
 meta.sqlite gains
   words(file_id, path_words, tag_words, tags)   every file; words space-separated, tags as JSON {field: text}
@@ -23,9 +23,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.backends import BlockedFlatScan, flat_storage
-from indexer.errors import IndexBuildError, IndexCorruptError
-from indexer.words import FileWords
+from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError
+from audiosearch.indexer.search.backends import BlockedFlatScan, flat_storage
+from audiosearch.indexer.words.extract import FileWords
 
 WORDS_VERSION = 1
 WORD_VECTORS = "words.faiss"

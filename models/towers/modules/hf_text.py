@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from models.encoders.base import TextTower
-from models.errors import ModelLoadError
-from models.registry import text_module
-from models.text import normalize_caption
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.registry import text_module
+from audiosearch.models.text import normalize_caption
+from audiosearch.models.towers.modules.base import TextTower
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ class HFTextTower(TextTower):
         if normalize_text not in (False, True, "space", "delete"):
             raise ModelLoadError(f"normalize_text must be false, 'space' or 'delete', got {normalize_text!r}")
         self.pooling, self.max_tokens = pooling, max_tokens
-        # the caption rule (models.text.normalize_caption); true is the original 'space' rule
+        # the caption rule (audiosearch.models.text.normalize_caption); true is the original 'space' rule
         self.normalize_text: str | None = "space" if normalize_text is True else (normalize_text or None)
         self.tokenizer = _load_tokenizer(tokenizer or source)
-        self.model = _load_encoder(source, config, dropout)
+        self.model = _load_transformer(source, config, dropout)
         self.dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -74,7 +74,7 @@ def _load_tokenizer(source: str) -> Any:
         raise ModelLoadError(f"cannot load tokenizer {source!r}: {_why(err)}") from None
 
 
-def _load_encoder(source: str, config: dict[str, Any] | None, dropout: float | None) -> torch.nn.Module:
+def _load_transformer(source: str, config: dict[str, Any] | None, dropout: float | None) -> torch.nn.Module:
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
-from models.errors import ModelLoadError
-from models.projection import unit_rows
-from models.registry import audio_core
-from models.towers.yamnet import ASSETS, N_CLASSES, SAMPLE_RATE, YamnetCore
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.projection import unit_rows
+from audiosearch.models.registry import audio_core
+from audiosearch.models.towers.cores.yamnet import ASSETS, N_CLASSES, SAMPLE_RATE, YamnetCore
 
 PROMPTS = ASSETS / "class_prompts_minilm.safetensors"
 

@@ -1,5 +1,5 @@
-"""What a search returns per file: the hit and the evidence of what matched (shared by indexer.search and
-indexer.hybrid)."""
+"""What a search returns per file: the hit and the evidence of what matched (shared by indexer.search.searcher and
+audiosearch.indexer.search.fusion)."""
 
 from __future__ import annotations
 

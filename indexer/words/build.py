@@ -1,6 +1,6 @@
 """The words step of a build: each file's words and the text-tower vector of them, from the cache where it can.
 
-Tags depend on a file's content, so they are cached by content hash and read (mutagen, indexer.tags) only for
+Tags depend on a file's content, so they are cached by content hash and read (mutagen, indexer.words.tags) only for
 contents never seen; path words cost nothing to recompute; the text vector is cached by its text and model,
 so an unchanged file is neither read nor encoded again, and a renamed one encodes only its new words. A
 snapshot written before words existed gets them for every file on the next run, also for files whose audio
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.cache import WordCache
-from indexer.tags import VERSION as TAGS_VERSION
-from indexer.tags import read_tags
-from indexer.words import FileWords, file_words
-from models.encoder import Encoder
+from audiosearch.indexer.cache import WordCache
+from audiosearch.indexer.words.extract import FileWords, file_words
+from audiosearch.indexer.words.tags import VERSION as TAGS_VERSION
+from audiosearch.indexer.words.tags import read_tags
+from audiosearch.models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 TAG_COMMIT_EVERY = 256  # files whose tags are cached in one transaction (a killed run keeps the rest)

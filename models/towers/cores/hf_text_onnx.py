@@ -1,6 +1,6 @@
 """The transformers text towers (MiniLM, RoBERTa) in the slim runtime: their whole text side as an ONNX export.
 
-The export (models.onnx_text) holds tower, projection and normalisation, so it answers for the model it was
+The export (audiosearch.models.onnx.text) holds tower, projection and normalisation, so it answers for the model it was
 made from. It is found in `--onnx` / the export cache, or made there once where torch is installed.
 """
 
@@ -9,15 +9,15 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from models.errors import ModelLoadError
-from models.onnx_text import OnnxTextSide, find_export
-from models.registry import text_core
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.onnx.text import OnnxTextSide, find_export
+from audiosearch.models.registry import text_core
 
 
 @text_core("minilm")
 @text_core("roberta")
 def onnx_text_side(ctx: Any, **_options: object) -> OnnxTextSide:
-    """ctx: models.runtime.TextContext (the model's source, fingerprint and an explicit export folder)."""
+    """ctx: audiosearch.models.slim.TextContext (the model's source, fingerprint and an explicit export folder)."""
     directory = find_export(ctx.fingerprint, ctx.onnx_dir)
     if directory is None:
         if importlib.util.find_spec("torch") is None:
@@ -26,7 +26,7 @@ def onnx_text_side(ctx: Any, **_options: object) -> OnnxTextSide:
                 "run `audiosearch export-onnx --model MODEL --cache` where torch is installed, then copy the "
                 "folder it prints into $AUDIOSEARCH_ONNX_CACHE"
             )
-        from models.onnx_export import cached_text_export
+        from audiosearch.models.onnx.export import cached_text_export
 
         directory = cached_text_export(ctx.name_or_path, ctx.fingerprint)
     return OnnxTextSide(directory, ctx.fingerprint, ctx.threads)

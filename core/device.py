@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from models.errors import InvalidInputError
+from audiosearch.core.errors import InvalidInputError
 
 DEVICES = ("auto", "cpu", "cuda")
 

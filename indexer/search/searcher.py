@@ -1,6 +1,6 @@
 """Searcher: query vectors -> FAISS -> best window per file -> a page of files. Ranking only: every read of
-the index format goes through indexer.store.SnapshotReader. Queries that come with their text are ranked by
-indexer.hybrid (mode hybrid, audio or text), with evidence and a "no close match" flag per page."""
+the index format goes through audiosearch.indexer.store.SnapshotReader. Queries that come with their text are ranked by
+audiosearch.indexer.search.fusion (mode hybrid, audio or text), with evidence and a "no close match" flag per page."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from indexer.backends import search_backend
-from indexer.errors import IndexMismatchError
-from indexer.hybrid import FUSION, MODES, HybridRanker
-from indexer.results import Evidence, Hit
-from indexer.store import Clip, Filters, SnapshotReader
-from models.errors import AudioSearchError, InvalidInputError
+from audiosearch.core.errors import AudioSearchError, InvalidInputError
+from audiosearch.indexer.errors import IndexMismatchError
+from audiosearch.indexer.search.backends import search_backend
+from audiosearch.indexer.search.fusion import FUSION, MODES, HybridRanker
+from audiosearch.indexer.search.results import Evidence, Hit
+from audiosearch.indexer.store import Clip, Filters, SnapshotReader
 
 __all__ = ["Clip", "Evidence", "Filters", "Hit", "Page", "QuerySpec", "Searcher"]
 
@@ -47,14 +47,14 @@ class Searcher:
     """One loaded snapshot. Thread-safe for concurrent searches; a reload builds a new Searcher."""
 
     def __init__(self, index_dir: Path, mmap: bool = False, device: str = "cpu") -> None:
-        """device 'cuda' searches on the GPU (indexer.backends); the FAISS index stays for lookups by id."""
+        """device 'cuda' searches on the GPU (indexer.search.backends); the FAISS index stays for lookups by id."""
         self.reader = SnapshotReader(index_dir, mmap)
         self.index_dir, self.mmap, self.device = self.reader.index_dir, mmap, device
         self.snapshot, self.manifest, self.library = self.reader.snapshot, self.reader.manifest, self.reader.library
         self.index, self.n_files = self.reader.index, self.reader.n_files
         self.backend = search_backend(self.index, device)
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
-        self.fusion = FUSION  # hybrid weights and close-match thresholds (indexer.hybrid)
+        self.fusion = FUSION  # hybrid weights and close-match thresholds (audiosearch.indexer.search.fusion)
 
     @property
     def fingerprint(self) -> str:

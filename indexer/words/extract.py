@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-UCS_TABLE = Path(__file__).resolve().parent / "assets" / "ucs" / "catids.tsv"
+UCS_TABLE = Path(__file__).resolve().parents[1] / "assets" / "ucs" / "catids.tsv"
 MIN_LETTERS = 3
 _GENERIC = """
     audio sound sounds sfx file files clip clips sample samples track tracks take takes rec recording recordings

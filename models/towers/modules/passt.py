@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from models.encoders.base import AudioTower
-from models.errors import ModelLoadError
-from models.frontend import PasstMel
-from models.registry import audio_module
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.frontend import PasstMel
+from audiosearch.models.registry import audio_module
+from audiosearch.models.towers.modules.base import AudioTower
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""ONNX exports made with torch: the text side (used by default on CPUs, see models.onnx_text) and the audio
-side of towers that gain from it (models.onnx_audio). Only this module needs torch to make an export; running
+"""ONNX exports made with torch: the text side (used by default on CPUs, see audiosearch.models.onnx.text) and the audio
+side of towers that gain from it (models.onnx.audio). Only this module needs torch to make an export; running
 one needs onnxruntime and tokenizers alone.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.atomic import atomic_directory
-from models.dual_encoder import DualEncoder
-from models.errors import ModelLoadError
-from models.onnx_audio import GRAPH as AUDIO_GRAPH
-from models.onnx_audio import MAX_SECONDS, MIN_SECONDS, WIRED_TOWERS
-from models.onnx_audio import META as AUDIO_META
-from models.onnx_text import GRAPH, META, TOKENIZER, cache_root
+from audiosearch.core.atomic import atomic_directory
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.dual_encoder import DualEncoder
+from audiosearch.models.onnx.audio import GRAPH as AUDIO_GRAPH
+from audiosearch.models.onnx.audio import MAX_SECONDS, MIN_SECONDS, WIRED_TOWERS
+from audiosearch.models.onnx.audio import META as AUDIO_META
+from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def cached_text_export(name_or_path: str | Path, fingerprint: str) -> Path:
         return out
     with _lock(out.with_name(f".{out.name}.lock")):
         if not (out / META).is_file():  # another process may have made it while we waited
-            from models.checkpoint import load_model
+            from audiosearch.models.checkpoint import load_model
 
             log.info("exporting the text encoder of %s to ONNX, once, into %s", fingerprint, out)
             model = load_model(name_or_path)

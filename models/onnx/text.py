@@ -1,6 +1,6 @@
 """The text side (tower + projection + normalisation) in onnxruntime, tokenised by `tokenizers`: no torch.
 
-An export directory (models.onnx_export.export_text_onnx) holds text.onnx, tokenizer.json (the text tower's
+An export directory (audiosearch.models.onnx.export.export_text_onnx) holds text.onnx, tokenizer.json (the text tower's
 own fast tokenizer, saved whole) and export.json (fingerprint, dimension, token limit, caption rule). Exports
 are made once per model and kept in a cache folder ($AUDIOSEARCH_ONNX_CACHE, default
 ~/.cache/audiosearch/onnx/<fingerprint>/), so the service needs no manual export step; `--onnx DIR` /
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ModelLoadError
-from models.text import check_texts, normalize_caption
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.text import check_texts, normalize_caption
 
 log = logging.getLogger(__name__)
 GRAPH, META, TOKENIZER = "text.onnx", "export.json", "tokenizer.json"

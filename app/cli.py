@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from audiosearch.app.cli_args import build_parser
+from audiosearch.app import cli_args as a
+from audiosearch.app.cli_args import Command, build_parser
 from audiosearch.core.device import resolve_device
 from audiosearch.core.errors import AudioSearchError
 
@@ -23,19 +24,7 @@ FULL_EXTRA = frozenset({"torch", "torchaudio", "torchvision", "transformers", "h
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(
-        {
-            "index": _cmd_index,
-            "search": _cmd_search,
-            "serve": _cmd_serve,
-            "demo": _cmd_demo,
-            "export-onnx": _cmd_export,
-            "eval": _cmd_eval,
-            "train": _cmd_train,
-            "import-checkpoint": _cmd_import,
-        }
-    )
-    args = parser.parse_args(argv)
+    args = build_parser(COMMANDS).parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -249,6 +238,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(args.index, None)
     settings = load_settings(index_dir=args.index, model="lite", device="cpu")  # checked before the build
     return run_demo(args.index, bind(args.host, args.port), settings)
+
+
+
+COMMANDS = {
+    "index": Command(a.index_args, _cmd_index, "embed an audio library into an index directory"),
+    "search": Command(a.search_args, _cmd_search, "query an index from the command line (JSON out)"),
+    "serve": Command(a.serve_args, _cmd_serve, "run the HTTP search service"),
+    "demo": Command(a.demo_args, _cmd_demo, "index the bundled sample library and serve it"),
+    "export-onnx": Command(a.export_args, _cmd_export, "export the text encoder to ONNX for faster queries"),
+    "eval": Command(a.eval_args, _cmd_eval, "retrieval metrics (mAP@10, R@k) of a model on a caption file"),
+    "train": Command(a.train_args, _cmd_train, "train a model from a run config (YAML/JSON)"),
+    "import-checkpoint": Command(a.import_args, _cmd_import, "convert a published paper-model checkpoint"),
+}
 
 
 if __name__ == "__main__":

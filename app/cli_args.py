@@ -1,21 +1,32 @@
-"""The `audiosearch` command line's arguments: one function per command, kept apart from what the commands do."""
+"""The `audiosearch` command line's arguments: one function per command (`*_args`); app.cli pairs each with what
+it runs in its one table of commands."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
-    """The `audiosearch` parser; each command's handler comes from `handlers` (app.cli owns the commands)."""
+@dataclass(frozen=True)
+class Command:
+    """One `audiosearch` command: its arguments (a function of this module) and what runs it (app.cli)."""
+
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    help: str
+
+
+def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
+    """The `audiosearch` parser over app.cli's table of commands."""
     p = argparse.ArgumentParser(prog="audiosearch", description="Text-to-audio retrieval: index, search, serve.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, (add_args, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text)
-        add_args(cmd)
-        cmd.set_defaults(handler=handlers[name])
+    for name, command in commands.items():
+        cmd = sub.add_parser(name, help=command.help)
+        command.add_args(cmd)
+        cmd.set_defaults(handler=command.run)
     return p
 
 
@@ -34,7 +45,7 @@ def _untrained_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _index_parser(p: argparse.ArgumentParser) -> None:
+def index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio_dir", type=Path, help="library root; searched recursively for audio files")
     p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
     _model_arg(p)
@@ -62,7 +73,7 @@ def _index_parser(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _search_parser(p: argparse.ArgumentParser) -> None:
+def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("query", help="text query, e.g. 'a dog barking'")
     p.add_argument("--index", type=Path, required=True, help="index directory")
     p.add_argument("-k", type=int, default=10, help="number of files to return")
@@ -92,7 +103,7 @@ def _address_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="1-65535 (default 8000); 0 picks a free port and prints it")
 
 
-def _serve_parser(p: argparse.ArgumentParser) -> None:
+def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, required=True, help="index directory (built by `audiosearch index`)")
     _address_args(p)
     p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
@@ -100,7 +111,7 @@ def _serve_parser(p: argparse.ArgumentParser) -> None:
     _untrained_arg(p)
 
 
-def _eval_parser(p: argparse.ArgumentParser) -> None:
+def eval_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     p.add_argument(
         "--data",
@@ -116,12 +127,12 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def _train_parser(p: argparse.ArgumentParser) -> None:
+def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", type=Path, help="run config; paths in it are relative to the file (README: Training)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress logs")
 
 
-def _export_parser(p: argparse.ArgumentParser) -> None:
+def export_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="directory for text.onnx, tokenizer.json and export.json")
@@ -139,7 +150,7 @@ def _export_parser(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _import_parser(p: argparse.ArgumentParser) -> None:
+def import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="the published .ckpt file (README: Using the paper model)")
     p.add_argument(
         "--format",
@@ -155,20 +166,8 @@ def _import_parser(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _demo_parser(p: argparse.ArgumentParser) -> None:
+def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, default=Path("demo-index"), help="where to build the demo index")
     _address_args(p)
     p.add_argument("--no-serve", action="store_true", help="build the index and exit")
     p.set_defaults(model="lite", device="auto", quiet=False)
-
-
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
-    "index": (_index_parser, "embed an audio library into an index directory"),
-    "search": (_search_parser, "query an index from the command line (JSON out)"),
-    "serve": (_serve_parser, "run the HTTP search service"),
-    "demo": (_demo_parser, "index the bundled sample library and serve it"),
-    "export-onnx": (_export_parser, "export the text encoder to ONNX for faster queries"),
-    "eval": (_eval_parser, "retrieval metrics (mAP@10, R@k) of a model on a caption file"),
-    "train": (_train_parser, "train a model from a run config (YAML/JSON)"),
-    "import-checkpoint": (_import_parser, "convert a published paper-model checkpoint"),
-}

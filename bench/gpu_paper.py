@@ -103,8 +103,9 @@ def pages_vs_cpu(service, index_dir: Path, model) -> dict:
                 worst = max([worst, *diffs])
     cpu.searcher.close()
     n = 3 * len(QUERIES)
+    backend = type(service.searcher.audio.backend).__name__
     print(
-        f"pages    GPU search ({type(service.searcher.backend).__name__}) vs FAISS CPU: {same}/{total} pages of 10 "
+        f"pages    GPU search ({backend}) vs FAISS CPU: {same}/{total} pages of 10 "
         f"the same files in order, largest score difference {worst:.2e}; pages of 10 = one page of 60 for "
         f"{joined}/{n} queries (hybrid, audio, text)",
         flush=True,

@@ -147,7 +147,7 @@ def _link(src: Path, dst: Path) -> None:
 
 def whole_signals(lib: Library, model) -> Signals:  # noqa: ANN001
     searcher = Searcher(lib.index)
-    ranker = HybridRanker(searcher)
+    ranker = HybridRanker(searcher.audio)
     rows = searcher.reader.files(list(range(1, searcher.n_files + 1)), _no_filters())
     ids, paths = list(rows), [rows[i][0] for i in rows]
     queries = sorted(set(lib.captions.values()))

@@ -24,7 +24,7 @@ id, so a page would repeat a file of the next page and skip another.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,15 +32,8 @@ from audiosearch.indexer.search.results import Evidence, Hit
 from audiosearch.indexer.words.extract import text_words
 
 if TYPE_CHECKING:
-    from audiosearch.indexer.store import Filters, SnapshotReader
-
-
-class AudioCandidates(Protocol):
-    """What the ranker needs of a searcher: the snapshot's reader and the best files by audio."""
-
-    reader: SnapshotReader
-
-    def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]: ...
+    from audiosearch.indexer.search.audio import AudioIndex
+    from audiosearch.indexer.store import Filters
 
 
 MODES = ("hybrid", "audio", "text")
@@ -101,11 +94,11 @@ class _Signals:
 
 
 class HybridRanker:
-    """Ranks one snapshot's files by mode; used by indexer.search.searcher.Searcher for queries that come with text."""
+    """Ranks one snapshot's files by mode, from its AudioIndex and the words of its files (when it has them)."""
 
-    def __init__(self, searcher: AudioCandidates, params: FusionParams = FUSION, use_words: bool = True) -> None:
+    def __init__(self, audio: AudioIndex, params: FusionParams = FUSION, use_words: bool = True) -> None:
         """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
-        self.searcher, self.reader, self.params = searcher, searcher.reader, params
+        self.audio, self.reader, self.params = audio, audio.reader, params
         words = self.reader.words if use_words else None
         # A library named by ids only has a words store with no file in it: its words can lift nothing, so it is
         # ranked as audio alone (the same pages, without the candidate lists the words would need).
@@ -127,7 +120,7 @@ class HybridRanker:
         out: list[Ranking | None] = [None] * len(queries)
         todo = list(range(len(queries)))
         while todo:
-            audio = self.searcher.grouped(queries[todo], c, filters) if mode != "text" else [[] for _ in todo]
+            audio = self.audio.grouped(queries[todo], c, filters) if mode != "text" else [[] for _ in todo]
             tv_scores, tv_ids = self._text_candidates(queries[todo], c, mode)
             still = []
             for row, q in enumerate(todo):

@@ -1,6 +1,6 @@
-"""Searcher: query vectors -> FAISS -> best window per file -> a page of files. Ranking only: every read of
-the index format goes through audiosearch.indexer.store.SnapshotReader. Queries that come with their text are ranked by
-audiosearch.indexer.search.fusion (mode hybrid, audio or text), with evidence and a "no close match" flag per page."""
+"""Searcher: one loaded snapshot answering pages of queries. Ranking goes one way: Searcher -> HybridRanker
+(indexer.search.fusion: mode hybrid, audio or text, with evidence) -> AudioIndex (indexer.search.audio: the
+backend's best window per file) -> SnapshotReader (indexer.store: every read of the index format)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from audiosearch.core.errors import AudioSearchError, InvalidInputError
 from audiosearch.indexer.errors import IndexMismatchError
-from audiosearch.indexer.search.backends import search_backend
+from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.fusion import FUSION, MODES, HybridRanker
 from audiosearch.indexer.search.results import Evidence, Hit
 from audiosearch.indexer.store import Clip, Filters, SnapshotReader
@@ -52,7 +52,7 @@ class Searcher:
         self.index_dir, self.mmap, self.device = self.reader.index_dir, mmap, device
         self.snapshot, self.manifest, self.library = self.reader.snapshot, self.reader.manifest, self.reader.library
         self.index, self.n_files = self.reader.index, self.reader.n_files
-        self.backend = search_backend(self.index, device)
+        self.audio = AudioIndex(self.reader, device)
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
         self.fusion = FUSION  # hybrid weights and close-match thresholds (audiosearch.indexer.search.fusion)
 
@@ -122,7 +122,7 @@ class Searcher:
         total = self.reader.count_worded(filters) if mode == "text" else self.reader.count(filters)
         want = min(max(s.k + s.offset for s in specs), total)
         first = min(s.offset for s in specs)  # the ranker computes evidence from here on
-        ranker = HybridRanker(self, self.fusion, use_words=with_text)
+        ranker = HybridRanker(self.audio, self.fusion, use_words=with_text)
         texts = [s.text or "" for s in specs]
         pages = []
         for s, r in zip(specs, ranker.rank(vectors, texts, want, filters, mode, page_from=first), strict=True):
@@ -145,26 +145,6 @@ class Searcher:
             return "audio"
         return mode
 
-    def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]:
-        """The best n files by audio (best window each) for each of the (shaped) vectors, in one FAISS call
-        (repeated, with more candidates, only for queries whose filters dropped too many)."""
-        want = min(n, self.reader.count(filters))
-        ntotal = self.index.ntotal
-        fetch = min(ntotal, max(4 * want, 16))
-        results: list[list[Hit] | None] = [None] * len(vectors)
-        todo = list(range(len(vectors)))
-        while todo:
-            scores, ids = self.backend.search(vectors[todo], fetch)
-            still = []
-            for row, q in enumerate(todo):
-                best = self._best_per_file(scores[row], ids[row], filters)
-                if len(best) >= want or fetch >= ntotal:
-                    results[q] = best[:n]
-                else:
-                    still.append(q)  # filters dropped candidates: fetch more, for these queries only
-            todo, fetch = still, min(ntotal, fetch * 4)
-        return [r or [] for r in results]
-
     def _shaped(self, queries: np.ndarray) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         d = self.index.d
@@ -173,17 +153,6 @@ class Searcher:
         if queries.ndim != 2 or queries.shape[1] != d:
             raise IndexMismatchError(f"query vectors of shape {queries.shape}; the index holds {d}-d vectors")
         return queries
-
-    def _best_per_file(self, scores: np.ndarray, ids: np.ndarray, filters: Filters) -> list[Hit]:
-        valid = ids >= 0
-        scores, ids = scores[valid], ids[valid]
-        rows = self.reader.windows([int(i) for i in ids], filters)
-        seen: dict[int, Hit] = {}
-        for score, wid in zip(scores, ids, strict=True):  # FAISS returns best first
-            r = rows.get(int(wid))
-            if r is not None and r.file_id not in seen:
-                seen[r.file_id] = Hit(r.file_id, r.path, float(score), r.start, r.end, r.duration)
-        return list(seen.values())
 
     def clip(self, file_id: int) -> Clip | None:
         return self.reader.clip(file_id)

@@ -123,7 +123,7 @@ def test_a_files_score_is_the_same_whichever_list_found_it(named, lite_model) ->
     """Hybrid scores are computed one way for every file (from the stored vectors): equal to the signals the
     ranker computes for any file on request, to the last bit, so no two requests can order a near-tie apart."""
     s = Searcher(copies(named, lite_model, True) / "idx")
-    ranker = HybridRanker(s)
+    ranker = HybridRanker(s.audio)
     for vec, text in zip(lite_model.encode_text(QUERIES), QUERIES, strict=True):
         hits = s.search(vec[None], 40, texts=[text])[0].hits  # audio candidates and files only the words found
         signals = ranker.signals(vec, text, [h.file_id for h in hits])
@@ -176,7 +176,7 @@ def test_better_words_never_lower_a_file(named, lite_model) -> None:
 @pytest.mark.parametrize("mode", ["hybrid", "audio", "text"])
 def test_pages_equal_the_fusion_over_the_whole_library(named, lite_model, mode) -> None:
     s = Searcher(named / "idx")
-    ranker = HybridRanker(s)
+    ranker = HybridRanker(s.audio)
     vecs = lite_model.encode_text(QUERIES)
     for vec, text in zip(vecs, QUERIES, strict=True):
         ids = list(range(1, 49))

@@ -240,7 +240,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.index, bind(args.host, args.port), settings)
 
 
-
 COMMANDS = {
     "index": Command(a.index_args, _cmd_index, "embed an audio library into an index directory"),
     "search": Command(a.search_args, _cmd_search, "query an index from the command line (JSON out)"),

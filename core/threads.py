@@ -34,9 +34,9 @@ def one_search_thread() -> None:
 
 
 def cap_malloc_arenas(arenas: int = 2) -> bool:
-    """glibc gives threads heaps of their own (up to 8 per core); under the service's thread pools they fragment:
-    a 10-minute soak climbed from 400 to 450 MB RSS in its first minutes, with two arenas it stayed near 340 MB at
-    the same throughput (README: Reliability). Hand-written: no library sets this at run time, and the
+    """glibc gives threads heaps of their own (up to 8 per core); under the service's thread pools they fragment
+    and RSS climbs, where two arenas hold it at the same throughput (bench/soak.py measures it). Hand-written: no
+    library sets this at run time, and the
     MALLOC_ARENA_MAX variable only counts when set before the process starts. False: not glibc, or the operator
     set MALLOC_ARENA_MAX (then glibc applied theirs)."""
     if os.environ.get("MALLOC_ARENA_MAX"):

@@ -58,9 +58,8 @@ PROFILES: dict[str, ModelConfig] = {
         frozen_towers=["audio", "text"],
     ),
 }
-# The offline default is whichever profile scores best on held-out data without losing out of domain
-# (README model card): today `fusion`, above the zero-shot bridge on unseen 0 A.D. captions (+0.11 and +0.18
-# mAP@10) and ESC-10 fold 5 (P@10), and level with it on booth/ (+0.04 raw queries, -0.03 "the sound of ...").
+# The offline default is whichever profile scores best on held-out data without losing out of domain (the
+# model card, docs/model-card.md): today `fusion`, above the zero-shot bridge on data it never saw.
 DEFAULT = "fusion"
 PROFILES["lite"] = dataclasses.replace(PROFILES[DEFAULT], name="lite")
 # `lite` loads the default's shipped checkpoint (audiosearch.models.checkpoint): one copy of the weights, and the same

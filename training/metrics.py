@@ -6,7 +6,7 @@ which equals AP@10 when each caption has exactly one relevant audio.
 
 Label-style sets (ESC-10 classes, booth/ kinds) have several relevant clips per query; there the
 rank of the *first* relevant clip is used, so mAP@10 becomes MRR@10 and R@k "any hit in the top k"
-(the convention of /work/shared/quality-notes.md, whose random baselines these numbers match).
+(the convention of docs/model-card.md, whose random baselines these numbers match).
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ ENV = "AUDIOSEARCH_ONNX_DIR"
 MIN_SECONDS, MAX_SECONDS = 1.0, 30.0  # the exported length range; the indexer's windows are 10 s
 
 
-# Towers whose export is worth using (bench/onnx_audio.py on the 2-core development machine, README
-# "Performance"): aiSFX's CNN runs 1.9x (batch 16) to 3.6x (batch 1) faster in onnxruntime. PaSST gains 2.3x
-# at batch 1 but none at 16, and the indexer embeds in batches of 32; YAMNet runs in onnxruntime already.
+# Towers whose export is worth using (bench/onnx_audio.py measures it): aiSFX's CNN is faster in onnxruntime
+# at every batch size; PaSST gains only at batch 1, where the indexer embeds in batches; YAMNet runs in
+# onnxruntime already.
 WIRED_TOWERS = frozenset({"aisfx"})
 
 

@@ -5,7 +5,7 @@ probability-weighted mean of the MiniLM embeddings of "the sound of <class>" ove
 L2-normalised (384-d). A MiniLM query embedding is then directly comparable by cosine, with no
 training, which is why the "bridge" profile pairs it with a tied, inner-product-preserving
 projection. On booth/ this reached mAP@10 0.31 against 0.14-0.15 for aisfx projections trained on
-the shared pool (/work/shared/quality-notes.md); top-k of 5 to 521 scored the same, 3 clearly worse.
+the shared pool (docs/model-card.md); top-k of 5 to 521 scored the same, 3 clearly worse.
 
 The prompt embeddings are precomputed (models/assets/yamnet/class_prompts_minilm.safetensors, made by
 scripts/vendor_yamnet.py), so loading the tower loads no text model.

@@ -8,7 +8,7 @@ log(mel + 0.001), then patches of 96 frames (0.96 s) every 48 frames. A clip sho
 zero-padded to one, not looped.
 
 Per-patch outputs are pooled per window by max: mean pooling lets "Silence" swamp sparse clips
-(/work/shared/quality-notes.md). Patches made only of padding (past a row's `lengths`) are skipped.
+(docs/model-card.md). Patches made only of padding (past a row's `lengths`) are skipped.
 """
 
 from __future__ import annotations

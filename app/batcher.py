@@ -6,7 +6,8 @@ would delay every query at concurrency 1), and runs everything gathered, up to `
 own threads: cache lookups, one `encode_text` over the distinct uncached texts, one batched FAISS search. A
 batch of 8 or more runs as two jobs side by side (texts of like length together), and a second batch may start
 while one runs: one job at a time leaves a core idle under load (bench/query.py measures the difference).
-While jobs run, new queries queue up and form the next batch, so under load batches fill by themselves. This is the pattern of Triton's dynamic batcher and TEI's queue, kept to what one process needs.
+While jobs run, new queries queue up and form the next batch, so under load batches fill by themselves. This
+is the pattern of Triton's dynamic batcher and TEI's queue, kept to what one process needs.
 
 A request that goes away (client disconnect, timeout) leaves its slot in the batch: its result is dropped,
 the other queries of the batch are unaffected, and a request cancelled before its batch starts costs nothing.

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from audiosearch.core.errors import InvalidInputError
+from audiosearch.indexer.search.searcher import Filters, QuerySpec
+
 MAX_QUERY_CHARS = 1000
 SearchMode = Literal["hybrid", "audio", "text"]  # audiosearch.indexer.search.fusion.MODES
 MODE_HELP = (
@@ -31,6 +34,15 @@ class SearchFilters(BaseModel):
     min_duration: float | None = Field(None, ge=0, description="seconds")
     max_duration: float | None = Field(None, ge=0, description="seconds")
 
+    @staticmethod
+    def of(f: SearchFilters | None) -> Filters:
+        """The searcher's Filters of a request's (none: every file)."""
+        if f is None:
+            return Filters()
+        if f.min_duration is not None and f.max_duration is not None and f.min_duration > f.max_duration:
+            raise InvalidInputError("filters.min_duration must not exceed filters.max_duration")
+        return Filters(f.path_prefix, f.min_duration, f.max_duration)
+
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,6 +58,10 @@ class SearchRequest(BaseModel):
     def _clean(cls, v: str) -> str:
         return clean_query(v)
 
+    def spec(self) -> QuerySpec:
+        """The query as the searcher takes it: HTTP's form and the searcher's differ only here."""
+        return QuerySpec(self.k, self.offset, SearchFilters.of(self.filters), self.query, self.mode, self.min_score)
+
 
 class BatchSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +70,10 @@ class BatchSearchRequest(BaseModel):
     filters: SearchFilters | None = None
     mode: SearchMode = Field("hybrid", description=MODE_HELP)
     min_score: float | None = Field(None, ge=-10, le=10, description=MIN_SCORE_HELP)
+
+    def specs(self) -> list[QuerySpec]:
+        filters = SearchFilters.of(self.filters)
+        return [QuerySpec(self.k, 0, filters, q, self.mode, self.min_score) for q in self.queries]
 
     @field_validator("queries")
     @classmethod

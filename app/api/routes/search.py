@@ -30,18 +30,10 @@ from audiosearch.app.schemas import (
     SearchResponse,
     clean_query,
 )
-from audiosearch.indexer import Filters, Page, QuerySpec
+from audiosearch.indexer import Page
 from audiosearch.models import AUDIO_EXTENSIONS
 
 router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
-
-
-def _filters(f: SearchFilters | None) -> Filters:
-    if f is None:
-        return Filters()
-    if f.min_duration is not None and f.max_duration is not None and f.min_duration > f.max_duration:
-        raise HTTPException(422, "filters.min_duration must not exceed filters.max_duration")
-    return Filters(f.path_prefix, f.min_duration, f.max_duration)
 
 
 def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
@@ -118,8 +110,7 @@ async def search_get(
 )
 async def search_post(request: Request, body: SearchRequest, batcher: BatcherDep) -> Response:
     t0 = time.perf_counter()
-    query = QuerySpec(body.k, body.offset, _filters(body.filters), body.query, body.mode, body.min_score)
-    (page,) = await batcher.submit([body.query], [query])  # shares a forward and a search with other requests
+    (page,) = await batcher.submit([body.query], [body.spec()])  # shares a forward and a search with other requests
     return _json(_response(request, body.query, page, t0))
 
 
@@ -138,9 +129,7 @@ def _json(model: BaseModel) -> Response:
 )
 async def search_batch(request: Request, body: BatchSearchRequest, batcher: BatcherDep) -> BatchSearchResponse:
     t0 = time.perf_counter()
-    filters = _filters(body.filters)
-    queries = [QuerySpec(body.k, 0, filters, q, body.mode, body.min_score) for q in body.queries]
-    pages = await batcher.submit(body.queries, queries)
+    pages = await batcher.submit(body.queries, body.specs())
     return BatchSearchResponse(
         responses=[_response(request, q, p, t0) for q, p in zip(body.queries, pages, strict=True)],
         took_ms=round((time.perf_counter() - t0) * 1e3, 3),

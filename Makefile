@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint bench container-test
+.PHONY: install demo test test-all lint container-test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -19,9 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/audiosearch demo --host $(HOST) --port $(PORT)
 
+# The fast suite (tests marked `slow` left out: long runs, full-size models, Ray clusters, benchmarks).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# Everything but the container build: what CI runs (.ci/run).
+test-all: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m 'not container'
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

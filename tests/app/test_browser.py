@@ -1,7 +1,8 @@
 """The search page and the embeddable widget in a real headless Chromium, against the real app on loopback.
 
 Needs the `playwright` Python package (its driver only; no downloaded browsers) and a Chromium binary:
-Debian's `chromium` package at /usr/bin/chromium, or $AUDIOSEARCH_CHROMIUM. Skips when either is missing.
+Debian's `chromium` package at /usr/bin/chromium, or $AUDIOSEARCH_CHROMIUM. Skips when either is missing, except
+in CI (CI set), where a missing browser or driver fails the run.
 Screenshots go to artifacts/ at the repository root.
 """
 
@@ -38,12 +39,16 @@ def _chromium() -> str | None:
 
 
 CHROMIUM = _chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium binary (apt-get install chromium, or set AUDIOSEARCH_CHROMIUM)"
-)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)", exc_type=ImportError
-)
+NO_CHROMIUM = "no Chromium binary (apt-get install chromium, or set AUDIOSEARCH_CHROMIUM)"
+if CHROMIUM is None and os.environ.get("CI"):  # CI installs it (.ci/run): a missing browser fails, never skips
+    pytest.fail(NO_CHROMIUM, pytrace=False)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+if os.environ.get("CI"):
+    from playwright import sync_api
+else:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)", exc_type=ImportError
+    )
 
 CHROMIUM_ARGS = [
     "--headless",

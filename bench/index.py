@@ -91,7 +91,7 @@ def peak_rss_of_index_run(
 ) -> tuple[float, float]:
     code = (
         "import json, resource, sys; from audiosearch.core.threads import configure_threads; configure_threads();"
-        "from indexer import IndexOptions, build_index; from models import load_model;"
+        "from audiosearch.indexer import IndexOptions, build_index; from audiosearch.models import load_model;"
         f"r = build_index({str(lib)!r}, {str(lib) + '-idx'!r}, load_model({model!r}, {device!r}),"
         f" IndexOptions(workers={workers}, batch_size={batch_size}, progress=False));"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"

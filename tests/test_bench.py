@@ -11,6 +11,8 @@ import pytest
 from tests.app.live import free_port as pick_port
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # minutes in all: make test-all and CI run it
+
 
 @pytest.fixture()
 def free_port() -> int:

@@ -91,6 +91,7 @@ def test_batch_route_matches_single_queries(index, lite_model) -> None:
     assert _same([[(h["id"], h["score"]) for h in r["results"]] for r in batch], singles)
 
 
+@pytest.mark.slow
 def test_a_client_that_goes_away_does_not_break_its_batch(index, lite_model) -> None:
     # a long gathering window, so the abandoned request and the others are in one batch
     app = create_app(Settings(index_dir=index, query_cache_size=0, batch_max_wait_ms=300), model=lite_model)

@@ -42,7 +42,7 @@ CHROMIUM = _chromium()
 NO_CHROMIUM = "no Chromium binary (apt-get install chromium, or set AUDIOSEARCH_CHROMIUM)"
 if CHROMIUM is None and os.environ.get("CI"):  # CI installs it (.ci/run): a missing browser fails, never skips
     pytest.fail(NO_CHROMIUM, pytrace=False)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
 if os.environ.get("CI"):
     from playwright import sync_api
 else:

@@ -56,6 +56,7 @@ def test_search_modes(indexed: Path) -> None:
     assert r.returncode == 2 and "invalid choice" in last and all(m in last for m in ("hybrid", "audio", "text"))
 
 
+@pytest.mark.slow
 def test_strict_fails_on_skipped_files(indexed: Path) -> None:
     r = run("index", str(indexed / "lib"), "--index", str(indexed / "idx"), "--quiet", "--strict", "--workers", "0")
     assert r.returncode == 1
@@ -80,6 +81,7 @@ def test_bad_input_is_one_line_and_nonzero(args: tuple[str, ...], message: str) 
     assert last.startswith("audiosearch: error:") and message in last
 
 
+@pytest.mark.slow
 def test_demo_builds_the_bundled_sample(tmp_path) -> None:
     r = run("demo", "--index", str(tmp_path / "demo"), "--no-serve")
     assert r.returncode == 0, r.stderr

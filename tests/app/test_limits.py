@@ -90,6 +90,7 @@ def cpu_seconds_over(seconds: float) -> float:
 # -- the bomb -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["opus", "flac"])
 def test_a_long_low_bitrate_upload_is_read_only_to_the_limit(server, bombs, kind: str) -> None:
     assert bombs[kind].stat().st_size < Settings().max_upload_bytes
@@ -160,6 +161,7 @@ def test_limit_admits_slots_plus_queue_then_429_with_retry_after() -> None:
     assert asyncio.run(scenario()) == ["a runs", "c 429 Retry-After 7", "b runs", "d runs"]
 
 
+@pytest.mark.slow
 def test_a_client_that_leaves_stops_the_work(built, bombs, lite_model) -> None:
     """One hour of audio would take the server tens of seconds; the client leaves after 2 s and the work stops
     at the next block: the handler records 499 only once its worker has stopped, and the process goes idle."""
@@ -180,6 +182,7 @@ def test_a_client_that_leaves_stops_the_work(built, bombs, lite_model) -> None:
         assert httpx.get(f"{url}/search", params={"q": "rain"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_past_the_limit_by_audio_answers_429_and_nothing_is_left_running(built, bombs, lite_model) -> None:
     settings = Settings(index_dir=built, max_query_seconds=3600, concurrent_by_audio=1)  # 1 runs, 1 waits
     with live_server(create_app(settings, model=lite_model)) as url:
@@ -231,6 +234,7 @@ def test_text_searches_past_their_limit_answer_429_and_free_their_slots(built, l
     assert after.status_code == 200 and after.json()["results"]  # every slot was given back
 
 
+@pytest.mark.slow
 def test_evaluation_is_limited_and_stops_when_its_client_leaves(tmp_path, built, bombs, lite_model) -> None:
     data = tmp_path / "data"
     data.mkdir()

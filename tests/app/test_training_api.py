@@ -104,6 +104,7 @@ def test_bad_configs_are_422_with_the_field(client: httpx.Client, change: dict[s
     assert r.status_code == 422 and detail in r.json()["detail"], r.json()
 
 
+@pytest.mark.slow
 def test_a_job_runs_in_a_child_process_to_the_end(client: httpx.Client, roots: tuple[Path, Path]) -> None:
     r = client.post("/train", json=config(epochs=2))
     assert r.status_code == 202
@@ -170,6 +171,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_cli_trains_and_reports_bad_configs(roots: tuple[Path, Path], tmp_path: Path) -> None:
     data, _ = roots
     good = {**config(epochs=1), "output": str(tmp_path / "out")}

@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from audiosearch.app.main import create_app
 from audiosearch.app.settings import Settings
@@ -59,6 +60,7 @@ def test_a_rebuild_is_served_by_itself_with_no_failed_request(indexed, shared_da
     assert len(statuses) > 10 and set(statuses) == {200}, f"{len(statuses)} requests: {set(statuses)}"
 
 
+@pytest.mark.slow
 def test_no_swap_for_an_unchanged_rebuild_a_broken_snapshot_or_a_watcher_turned_off(
     indexed, shared_data, lite_model
 ) -> None:

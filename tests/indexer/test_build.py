@@ -92,6 +92,7 @@ def test_incremental_add_change_delete(library, shared_data, tmp_path, lite_mode
     assert all(kept[p] == old_ids[p] for p in kept if p in old_ids)  # unchanged files keep their ids
 
 
+@pytest.mark.slow
 def test_bad_files_are_skipped_and_reported(library, tmp_path, lite_model) -> None:
     (library / "empty.wav").write_bytes(b"")
     (library / "corrupt.ogg").write_bytes(os.urandom(5000))
@@ -164,6 +165,7 @@ def test_bad_faiss_factory_and_too_few_vectors(library, tmp_path, lite_model) ->
         )
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicates(shared_data, tmp_path) -> None:
     lib = tmp_path / "lib"
     copy_clips(shared_data, lib, {"dog_bark": 2})
@@ -256,6 +258,7 @@ def test_full_disk_keeps_the_previous_index(library, shared_data, tiny_disk, lit
     assert report.files == 25 and assert_consistent(idx).index.ntotal == 25
 
 
+@pytest.mark.slow
 def test_a_killed_decode_worker_fails_clearly_instead_of_hanging(shared_data, tmp_path, lite_model) -> None:
     import signal
     import threading

@@ -29,6 +29,8 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'audi
 
 from audiosearch.indexer.distributed import RayOptions, build_index_ray, embed_shards  # noqa: E402 - needs ray
 
+pytestmark = pytest.mark.slow  # minutes in all: make test-all and CI run it
+
 FAST = IndexOptions(workers=0, progress=False)
 CLASSES = ["dog_bark", "rooster", "rain", "helicopter", "chainsaw", "sea_waves", "clock_tick", "baby_cry"]
 QUERIES = ["a dog barking", "a rooster crowing", "rain falling", "a helicopter flying", "waves on a beach"]

@@ -70,6 +70,7 @@ def bad_library(shared: Path, root: Path) -> Path:
     return lib
 
 
+@pytest.mark.slow
 def test_every_bad_file_is_skipped_with_its_reason_and_the_rest_is_indexed(shared_data, tmp_path, lite_model):
     lib = bad_library(shared_data, tmp_path)
     report = build_index(lib, tmp_path / "idx", lite_model, IndexOptions(workers=1, progress=False))
@@ -114,6 +115,7 @@ def _vectors_by_window(index_dir: Path) -> dict[tuple[str, float], np.ndarray]:
     return {(path, round(start, 3)): s.index.reconstruct(wid) for wid, path, start, _ in window_rows(index_dir)}
 
 
+@pytest.mark.slow
 def test_kills_at_random_points_over_repeated_runs(shared_data, tmp_path, lite_model) -> None:
     seed = int(os.environ.get("AUDIOSEARCH_KILL_SEED", time.time_ns() % 10**6))
     rng = random.Random(seed)

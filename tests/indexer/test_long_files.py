@@ -74,7 +74,7 @@ def _index_in_child(lib: Path, idx: Path) -> dict:
     """Index in a fresh process and report its peak RSS (ru_maxrss of that process alone)."""
     code = (
         "import json, resource; from audiosearch.core.threads import configure_threads; configure_threads();"
-        "from indexer import IndexOptions, build_index; from models import load_model;"
+        "from audiosearch.indexer import IndexOptions, build_index; from audiosearch.models import load_model;"
         f"r = build_index({str(lib)!r}, {str(idx)!r}, load_model('lite'), IndexOptions(progress=False));"
         "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
         " 'windows': r.windows, 'files': r.files, 'errors': r.errors}))"
@@ -84,6 +84,7 @@ def _index_in_child(lib: Path, idx: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_three_hour_recording_indexes_in_bounded_memory(shared_data, tmp_path) -> None:
     # The baseline is a one-hour file, streamed too, in the same full model batches: the model's working set
     # for 32 windows (a few hundred MB) is the same, so any growth would come from the length of the recording.

@@ -17,6 +17,8 @@ from audiosearch.models import load_encoder
 from audiosearch.models.profiles import CHECKPOINTS
 from tests.conftest import copy_clips
 
+pytestmark = pytest.mark.slow  # minutes in all: make test-all and CI run it
+
 FAST = IndexOptions(workers=0, progress=False)
 QUERIES = ["a dog barking", "rain falling", "a rooster crowing"]
 

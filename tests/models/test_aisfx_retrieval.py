@@ -33,6 +33,8 @@ from audiosearch.training import (
     train_projections,
 )
 
+pytestmark = pytest.mark.slow  # minutes in all: make test-all and CI run it
+
 CLIPS_PER_CLASS_AND_FOLD = 1  # 40 training clips: aisfx features dominate the runtime (~0.4 s per clip)
 
 

@@ -29,6 +29,7 @@ def ten_seconds(shared_data) -> np.ndarray:
     return np.pad(wave, (0, 320000 - len(wave)))[None]
 
 
+@pytest.mark.slow
 def test_full_size_passt_random_init_gives_unit_1024_vectors(ten_seconds: np.ndarray, capsys) -> None:
     cfg = tiny_paper_config()
     cfg.audio = TowerConfig("passt", {"arch": "passt_s_swa_p16_128_ap476"})  # real PaSST-S size

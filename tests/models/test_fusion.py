@@ -99,6 +99,7 @@ def test_untrained_fusion_is_the_bridge(untrained: DualEncoder, esc_waves: list[
     assert not untrained.text_proj.weight.requires_grad  # queries stay plain MiniLM through training
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_loads_offline_and_encodes(
     shipped: DualEncoder, untrained: DualEncoder, esc_waves: list[np.ndarray]
 ) -> None:
@@ -114,6 +115,7 @@ def test_shipped_checkpoint_loads_offline_and_encodes(
     np.testing.assert_allclose(shipped.encode_text(queries), untrained.encode_text(queries), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_from_the_bridge_improves_held_out_captions(untrained: DualEncoder, oad_split) -> None:
     train, held, feats = oad_split
     model = init_fusion(DualEncoder(profile("fusion")))
@@ -125,6 +127,7 @@ def test_training_from_the_bridge_improves_held_out_captions(untrained: DualEnco
     assert after > start + 0.05, (start, after)
 
 
+@pytest.mark.slow
 def test_shipped_checkpoint_retrieves_held_out_captions(shipped: DualEncoder, oad_split) -> None:
     train, held, feats = oad_split
     held_set = held_out_set(shipped, train, held, feats)

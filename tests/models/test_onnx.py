@@ -33,6 +33,7 @@ def exported(lite_torch, tmp_path_factory):
     return export_text_onnx(lite_torch, tmp_path_factory.mktemp("onnx") / "text")
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch(exported, lite_torch) -> None:
     onnx = OnnxTextSide(exported, lite_torch.fingerprint).encode(QUERIES)
     torch_vecs = lite_torch.encode_text(QUERIES)
@@ -41,6 +42,7 @@ def test_onnx_matches_torch(exported, lite_torch) -> None:
     assert np.abs(onnx - torch_vecs).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_tokenizers_give_the_torch_towers_ids(exported, lite_torch) -> None:
     side = OnnxTextSide(exported, lite_torch.fingerprint)
     ours = side.tokenize(QUERIES)
@@ -50,6 +52,7 @@ def test_tokenizers_give_the_torch_towers_ids(exported, lite_torch) -> None:
     assert ours["input_ids"].shape[1] == 128  # the long query is cut at MiniLM's max_tokens
 
 
+@pytest.mark.slow
 def test_onnx_refuses_another_model(exported, lite_torch, tmp_path) -> None:
     meta = json.loads((exported / "export.json").read_text())
     for name in ("text.onnx", "tokenizer.json"):

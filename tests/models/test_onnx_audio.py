@@ -35,6 +35,7 @@ def aisfx_export(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeypatch) -> None:
     monkeypatch.setenv(ENV, str(aisfx_export))
     model = load_model("aisfx")  # the indexer's and service's load path
@@ -53,6 +54,7 @@ def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeyp
     assert np.abs(onnx - plain).max() < 1e-3  # same vectors, so an index and its cache stay valid
 
 
+@pytest.mark.slow
 def test_another_model_refuses_the_export(aisfx_export, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(ENV, str(aisfx_export))
     with pytest.raises(ModelLoadError, match="export again"):
@@ -67,6 +69,7 @@ def test_export_refused_where_it_does_not_pay(tmp_path, capsys) -> None:
     assert not (tmp_path / "x").exists()  # refused before the text export wrote anything
 
 
+@pytest.mark.slow
 def test_tiny_passt_export_matches_torch(shared_data, tmp_path) -> None:
     config = tiny_paper_config()
     model = DualEncoder(config)

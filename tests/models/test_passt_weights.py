@@ -29,6 +29,7 @@ def test_offline_without_the_file_is_an_error_naming_it(torch_home: Path, monkey
     assert url in str(err.value) and str(cached) in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_the_cached_file_is_loaded(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # found in the cache: no download attempted
     torch.manual_seed(1)

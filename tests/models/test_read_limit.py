@@ -24,6 +24,7 @@ def silence(path: Path, seconds: int, sr: int = 48000, channels: int = 1, fmt: s
     return path
 
 
+@pytest.mark.slow
 def test_two_hours_in_a_small_file_read_only_to_the_limit(tmp_path: Path) -> None:
     bomb = silence(tmp_path / "bomb.flac", 2 * 3600)
     assert bomb.stat().st_size < 2_000_000  # 2 h of 48 kHz audio in under 2 MB
@@ -62,6 +63,7 @@ def test_a_file_shorter_than_the_limit_is_read_whole(shared_data: Path, tmp_path
     assert exact.seconds == 12.5 and not exact.truncated
 
 
+@pytest.mark.slow
 def test_opus_bomb_stops_at_the_limit(tmp_path: Path) -> None:
     bomb = silence(tmp_path / "bomb.opus", 600, fmt="OGG")  # the case: 48 kHz silence in Ogg Opus
     limit = ReadLimit(max_seconds=20)

@@ -101,6 +101,7 @@ def test_imported_model_embeds_as_the_reference(fmt: str, compiled: bool, clips:
     np.testing.assert_allclose(sim, ref.embed_captions(queries, tok) @ theirs.T, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_published_layouts_at_full_size_map_onto_the_paper_model() -> None:
     """The real sizes (PaSST-S, RoBERTa-large): 553 tensors, 442,269,471 numbers, all mapped, shapes checked."""
     from audiosearch.models.dual_encoder import DualEncoder
@@ -181,6 +182,7 @@ def test_hyper_parameters_of_unknown_classes_load_without_running_them(tmp_path:
     assert "roberta-large" in (tmp_path / "m" / "import.json").read_text()
 
 
+@pytest.mark.slow
 def test_cli_import_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     not_a_ckpt = tmp_path / "notes.ckpt"
     not_a_ckpt.write_text("not a checkpoint")
@@ -201,6 +203,7 @@ def test_cli_import_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "blocks.0.attn.proj.bias: shape [64], the paper model needs [768]" in lines[2]
 
 
+@pytest.mark.slow
 def test_an_imported_model_indexes_searches_and_fine_tunes(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

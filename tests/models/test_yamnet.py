@@ -74,6 +74,7 @@ def test_patch_count_follows_yamnet_padding_rule() -> None:
     assert counts.tolist() == [1, 1, 2, 10, 20]
 
 
+@pytest.mark.slow
 def test_front_end_matches_numpy_on_real_and_short_audio(fold5) -> None:
     _, waves = fold5
     for wave in (waves[0], waves[0][:4800]):  # 5 s and 0.3 s
@@ -104,6 +105,7 @@ def test_sine_lights_the_mel_band_centred_on_its_frequency() -> None:
 
 
 # -- tagger ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_class_scores_name_dogs_and_roosters(tagger: YamnetCore, fold5) -> None:
     rows, waves = fold5
     expected = {"dog bark": {"Dog", "Bark", "Animal"}, "rooster": {"Chicken, rooster", "Crowing, cock-a-doodle-doo"}}
@@ -119,6 +121,7 @@ def test_class_scores_name_dogs_and_roosters(tagger: YamnetCore, fold5) -> None:
         assert hits >= 7, f"{label}: only {hits} of 8 fold-5 clips have one of {wanted} in the top 5 (8 measured)"
 
 
+@pytest.mark.slow
 def test_padding_is_ignored_given_lengths_and_batching_changes_nothing(tagger: YamnetCore, fold5) -> None:
     _, waves = fold5
     short = waves[0][: 2 * SR]
@@ -137,6 +140,7 @@ def test_padding_is_ignored_given_lengths_and_batching_changes_nothing(tagger: Y
 
 
 # -- bridge ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bridge_retrieves_esc10_fold5_from_captions(bridge_model, fold5) -> None:
     rows, waves = fold5
     captions = np.array([r["caption"] for r in rows])

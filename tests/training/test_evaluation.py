@@ -39,6 +39,7 @@ def run_eval(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_eval_prints_metrics_well_above_chance(shared_data, tmp_path) -> None:
     data = subset_csv(shared_data, tmp_path / "esc.csv")
     r = run_eval("--model", "bridge", "--data", str(data), "--audio-root", "/")
@@ -49,6 +50,7 @@ def test_eval_prints_metrics_well_above_chance(shared_data, tmp_path) -> None:
     assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "message"),
     [("path,label\nx.ogg,dog\n", "missing column(s) caption"), ("path,caption\nmissing.ogg,dog\n", "missing.ogg")],

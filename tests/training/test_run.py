@@ -92,6 +92,7 @@ def two_stage(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, cache
     return root, run_training(load_run_config(root / "run.yaml"))
 
 
+@pytest.mark.slow
 def test_two_stages_improve_held_out_map(two_stage: tuple[Path, RunResult]) -> None:
     root, result = two_stage
     out = root / "run"
@@ -109,6 +110,7 @@ def test_two_stages_improve_held_out_map(two_stage: tuple[Path, RunResult]) -> N
     assert pre[-1]["loss"] < pre[1]["loss"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages(two_stage: tuple[Path, RunResult]) -> None:
     root, first = two_stage
     events: list[dict[str, Any]] = []
@@ -116,6 +118,7 @@ def test_rerun_skips_finished_stages(two_stage: tuple[Path, RunResult]) -> None:
     assert events == [] and again.state["finished"] == ["pretrain", "finetune"]
 
 
+@pytest.mark.slow
 def test_resume_after_stage_one_runs_only_stage_two(two_stage: tuple[Path, RunResult], tmp_path: Path) -> None:
     root, _ = two_stage
     config = load_run_config(root / "run.yaml")
@@ -134,6 +137,7 @@ def test_resume_after_stage_one_runs_only_stage_two(two_stage: tuple[Path, RunRe
     assert events[0]["metrics"]["esc_fold5/mAP@10"] == pytest.approx(first["esc_fold5/mAP@10"])
 
 
+@pytest.mark.slow
 def test_changed_stages_refuse_to_resume(two_stage: tuple[Path, RunResult]) -> None:
     root, _ = two_stage
     config = load_run_config(root / "run.yaml")

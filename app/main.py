@@ -11,7 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from audiosearch.app.api.routes import admin, clips, health, search, training
 from audiosearch.app.batcher import QueryBatcher
@@ -27,6 +29,9 @@ from audiosearch.models import AudioDecodeError, AudioSearchError, Encoder, Inva
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+# Swagger UI and ReDoc, served from the installed `fastapi-offline` package (MIT; it ships swagger-ui-dist,
+# Apache-2.0, and redoc's standalone bundle, MIT) instead of FastAPI's default CDN, so /docs works offline.
+DOCS_ASSETS_URL = "/docs-assets"
 UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the uploaded file
 
 STATUS = {  # one place that maps domain errors to HTTP
@@ -61,6 +66,8 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
         lifespan=lifespan,
         description="Text-to-audio retrieval: search an indexed audio library with natural language.",
         form_limits={"max_files": 1, "max_fields": 4},
+        docs_url=None,  # replaced by _docs_routes: the same pages with their assets served from here
+        redoc_url=None,
     )
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
     app.state.batcher = None
@@ -76,6 +83,7 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
         JsonTooLarge, upload_path="/search/by-audio", upload_limit=upload_cap, limit=settings.max_body_bytes
     )
     _static_routes(app)
+    _docs_routes(app)
     _error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
@@ -131,6 +139,51 @@ def _static_routes(app: FastAPI) -> None:
     @app.get("/widget.js", include_in_schema=False)
     def widget() -> FileResponse:
         return FileResponse(STATIC / "widget.js", media_type="text/javascript")
+
+
+def docs_assets_dir() -> Path:
+    """The folder holding swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js and favicon.png."""
+    from importlib.util import find_spec
+
+    spec = find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:  # a base dependency; only a broken install gets here
+        raise ModuleNotFoundError("fastapi-offline is not installed: /docs and /redoc need its assets")
+    return Path(spec.origin).parent / "static"
+
+
+def _docs_routes(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with every script, stylesheet and icon served by the app itself."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{oauth2_redirect}",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            # no badge that sends the schema to validator.swagger.io
+            swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None},
+        )
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _error_handlers(app: FastAPI) -> None:

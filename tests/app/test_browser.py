@@ -346,3 +346,81 @@ def test_widget_no_close_match_and_mode(servers, page) -> None:
     sync_api.expect(second).to_have_count(3)
     assert [li.locator(".why mark").all_inner_texts() for li in second.all()[:2]] == [["rain"], ["rain"]]
     assert page.problems == []
+
+
+def block_non_local(page, api: str) -> list[str]:
+    """Abort every request that does not go to the API's own origin; returns the URLs aborted."""
+    blocked: list[str] = []
+
+    def route(r) -> None:
+        if r.request.url.startswith((f"{api}/", "data:", "blob:")):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return blocked
+
+
+def test_swagger_ui_renders_with_the_network_blocked(servers, page) -> None:
+    api = servers["api"]
+    blocked = block_non_local(page, api)
+    page.goto(f"{api}/docs")
+    assert page.title() == "audiosearch - Swagger UI"
+    sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text("audiosearch")
+    paths = page.locator(".opblock-summary-path")
+    sync_api.expect(paths.first).to_be_visible()
+    listed = set(paths.evaluate_all("els => els.map(e => e.dataset.path || e.textContent.trim())"))
+    assert {"/search", "/search/batch", "/search/by-audio", "/clips/{clip_id}"} <= listed, listed
+    # the stylesheet applied: Swagger UI's own layout, not the browser's unstyled defaults
+    assert page.locator(".swagger-ui .opblock-tag").first.evaluate("e => getComputedStyle(e).display") == "flex"
+    assert blocked == [] and page.problems == []
+
+
+def test_redoc_renders_with_the_network_blocked(servers, page) -> None:
+    api = servers["api"]
+    blocked = block_non_local(page, api)
+    page.goto(f"{api}/redoc")
+    sync_api.expect(page.locator("h1").first).to_contain_text("audiosearch")
+    sync_api.expect(page.get_by_text("/search/by-audio").first).to_be_attached()
+    sync_api.expect(page.locator("a[href='#tag/search']").first).to_be_visible()
+    # ReDoc's bundle asks for one thing of its own: the "API docs by Redocly" logo, which hides itself when the
+    # request fails (its onError). Everything the page needs comes from the API.
+    page.wait_for_load_state("networkidle")
+    assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, blocked
+    assert page.locator("img[alt='redocly logo']").count() == 0
+    assert [p for p in page.problems if "Failed to load resource" not in p] == []
+
+
+def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
+    """Two screenshots: the search page with results, and the widget on another site. They go to tmp_path;
+    AUDIOSEARCH_SCREENSHOTS=docs/img copies them there (how the documentation's images are made)."""
+    api = servers["api"]
+    page.set_viewport_size({"width": 1000, "height": 760})
+    page.goto(f"{api}/?q=a+dog+barking")
+    sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"^Showing 1–\d+ of \d+ sounds"))
+    assert page.locator("#results .result").count() >= 3
+    assert page.locator("#results .result").first.locator(".name").get_attribute("title").startswith("dog_bark/")
+    page.screenshot(path=tmp_path / "search-page.png")
+
+    page.goto(f"{servers['host']}/")
+    box = page.locator("#sounds input[type=search]")
+    box.fill("rain")
+    box.press("Enter")
+    sync_api.expect(page.locator("#sounds li").first).to_be_visible()
+    page.evaluate("([api]) => AudioSearchWidget.mount('#second', {server: api, k: 2, query: 'a helicopter'})", [api])
+    sync_api.expect(page.locator("#second li")).to_have_count(2)
+    page.screenshot(path=tmp_path / "widget.png", full_page=True)
+    assert page.problems == []
+
+    for name in ("search-page.png", "widget.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width == 1000 and height >= 600, (name, width, height)
+    if out := os.environ.get("AUDIOSEARCH_SCREENSHOTS"):
+        dest = Path(out) if Path(out).is_absolute() else REPO / out
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("search-page.png", "widget.png"):
+            shutil.copyfile(tmp_path / name, dest / name)

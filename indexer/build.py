@@ -26,6 +26,7 @@ from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from audiosearch.indexer.embed import embed_decoded
 from audiosearch.indexer.errors import IndexBuildError
 from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.file_ids import LAST_ID, assign_file_ids, last_file_id
 from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
 from audiosearch.indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
@@ -269,13 +270,8 @@ def _write_snapshot(
             train_if_needed(
                 writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), opts.faiss_factory
             )
-        next_id = max((v[0] for v in prev.values()), default=0) + 1
-        file_ids = []
-        for e in indexed:
-            old = prev.get(e.path)
-            file_id = old[0] if old else next_id
-            next_id += 0 if old else 1
-            file_ids.append(file_id)
+        file_ids, last_id = assign_file_ids([e.path for e in indexed], prev, last_file_id(index_dir, prev))
+        for e, file_id in zip(indexed, file_ids, strict=True):
             c = cache.get(hashes[e.path])
             writer.add_file(
                 file_id,
@@ -289,7 +285,7 @@ def _write_snapshot(
         writer.add_words(list(zip(file_ids, words.words, strict=True)), words.vectors)
         report.tags_read, report.texts_encoded = words.tags_read, words.texts_encoded
         counts = {"files": len(indexed), "windows": writer.n_windows, "skipped": len(report.errors)}
-        manifest = make_manifest(audio_dir, model, counts, window_s, hop_s)
+        manifest = {**make_manifest(audio_dir, model, counts, window_s, hop_s), LAST_ID: last_id}
         report.snapshot = writer.commit(manifest).name
     except BaseException:
         writer.abort()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from audiosearch.core.errors import AudioSearchError
+from audiosearch.core.stderr_capture import Captured, captured_stderr
 from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings, relative_reason
 from audiosearch.indexer.handoff import send
 from audiosearch.indexer.scan import file_sha1
@@ -47,19 +48,28 @@ def init_worker(done: frozenset[str], settings: DecodeSettings, handoff: str = "
 def decode_job(job: DecodeJob) -> Decoded:
     assert _SETTINGS is not None, "init_worker not called"
     out = Decoded(job)
+    said: Captured | None = None
     try:
         out.sha1 = job.sha1 or file_sha1(Path(job.full))
         if out.sha1 in _DONE:
             out.cached = True
             return out
-        _decode_into(out, Path(job.full), _SETTINGS)
+        with captured_stderr() as said:  # decoder libraries print from C: keep it for the reason, not the terminal
+            _decode_into(out, Path(job.full), _SETTINGS)
+        said = None  # decoded: what the decoder said along the way is dropped
         if _HANDOFF:
             send(out, _HANDOFF)
     except AudioSearchError as err:
-        out.error = relative_reason(job, err)
+        out.error = _told(job, str(err), said)
     except (OSError, MemoryError) as err:
-        out.error = f"{job.path}: {type(err).__name__}: {err}"
+        out.error = _told(job, f"{job.path}: {type(err).__name__}: {err}", said)
     return out
+
+
+def _told(job: DecodeJob, reason: str, said: Captured | None) -> str:
+    """The reason, with what the decoder wrote to stderr while failing (if anything), named by library path."""
+    noise = said.text() if said is not None else ""
+    return relative_reason(job, f"{reason} (decoder said: {noise})" if noise else reason)
 
 
 def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:

@@ -25,7 +25,7 @@ def embed_decoded(
     for e in embedder.embed(_items(decoded, settings, queued, batch_size)):
         d: Decoded = e.key
         if e.error is not None and d.error is None:
-            d.error = relative_reason(d.job, e.error)
+            d.error, d.decode_failed = relative_reason(d.job, e.error), d.stream  # a streamed file's read failed
         yield d, e
 
 

@@ -41,8 +41,8 @@ class FailureMemory:
         return {sha1: (path, reason) for sha1, (path, _, _, reason) in self.rows.items()}
 
     def note(self, d: Decoded) -> None:
-        if d.decode_failed and d.sha1 and d.error:
-            self.now[d.sha1] = (d.job.path, d.job.size, d.job.mtime_ns, d.error)
+        if d.decode_failed and d.sha1 and d.error:  # the first path of some content keeps its reason
+            self.now.setdefault(d.sha1, (d.job.path, d.job.size, d.job.mtime_ns, d.error))
 
     def save(self) -> None:
         """This run's failures replace the last run's: contents gone from the library are forgotten."""

@@ -21,11 +21,13 @@ _sink: tuple[int, BinaryIO] | None = None  # (pid, file): one reused file per pr
 class Captured:
     """What was written to fd 2 inside the block; readable until the next capture in this process."""
 
-    def __init__(self, sink: BinaryIO) -> None:
-        self._sink = sink
+    def __init__(self, sink: BinaryIO | None) -> None:
+        self._sink = sink  # None: nothing was captured (fd 2 was closed)
 
     def text(self, max_chars: int = MAX_CHARS) -> str:
         """The distinct lines, in order, joined with ' | ' and cut at `max_chars` (read only when needed)."""
+        if self._sink is None:
+            return ""
         os.lseek(self._sink.fileno(), 0, os.SEEK_SET)
         raw = os.read(self._sink.fileno(), 16 * max_chars).decode("utf-8", errors="replace")
         lines = dict.fromkeys(line.strip() for line in raw.splitlines() if line.strip())
@@ -40,13 +42,19 @@ def captured_stderr() -> Iterator[Captured]:
     fd = sink.fileno()
     os.lseek(fd, 0, os.SEEK_SET)
     os.ftruncate(fd, 0)
-    sys.stderr.flush()  # Python's own buffered text belongs before the redirection
-    saved = os.dup(2)
+    if sys.stderr is not None:
+        sys.stderr.flush()  # Python's own buffered text belongs before the redirection
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (a daemon closed it): nothing to catch, and the decode must not fail for it
+        yield Captured(None)
+        return
     os.dup2(fd, 2)
     try:
         yield Captured(sink)
     finally:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
 

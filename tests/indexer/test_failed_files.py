@@ -103,3 +103,16 @@ def test_the_cli_retries_failed_files_when_asked(shared_data, tmp_path, lite_mod
         [*cmd, "--workers", "0", "--retry-failed"], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert retry.returncode == 0 and "indexed 3 files" in retry.stdout and "skipped" not in retry.stderr
+
+
+def test_a_decode_without_fd_2_still_works(shared_data, tmp_path, lite_model) -> None:
+    """A daemon may run with stderr closed: capturing it must not make every file fail."""
+    lib = library(shared_data, tmp_path)
+    code = (
+        "import os, sys; os.close(2); sys.stderr = None;"
+        "from audiosearch.indexer import IndexOptions, build_index; from audiosearch.models import load_encoder;"
+        f"r = build_index({str(lib)!r}, {str(tmp_path / 'idx')!r}, load_encoder('lite'),"
+        " IndexOptions(workers=0, progress=False)); print(r.files, [e['path'] for e in r.errors])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.stdout.strip().splitlines()[-1:] == ["2 ['corrupt.mp3']"], out.stderr[-2000:]

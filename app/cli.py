@@ -93,6 +93,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         hop_s=args.hop,
         faiss_factory=args.faiss,
         strict=args.strict,
+        retry_failed=args.retry_failed,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     if args.ray is not None:

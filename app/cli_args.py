@@ -61,6 +61,12 @@ def index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
     p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")
     p.add_argument("--strict", action="store_true", help="fail (exit 1) if any file cannot be indexed")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="decode again the files that failed to decode before (else an unchanged failed file is skipped "
+        "with its earlier reason)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or info logs")
     p.add_argument(
         "--ray",

@@ -25,7 +25,9 @@ from audiosearch.indexer.decode import decode_job, init_pool_worker, init_worker
 from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from audiosearch.indexer.embed import embed_decoded
 from audiosearch.indexer.errors import IndexBuildError
+from audiosearch.indexer.failures import FailureMemory
 from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.file_ids import LAST_ID, assign_file_ids, last_file_id
 from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
 from audiosearch.indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
@@ -35,6 +37,8 @@ from audiosearch.models.audio import STREAM_OVER_SECONDS
 from audiosearch.models.encoder import Encoder
 
 log = logging.getLogger(__name__)
+# what decode workers skip: contents already embedded, and contents that failed before (sha1 -> (path, reason))
+Skip = tuple[frozenset[str], dict[str, tuple[str, str]]]
 
 
 @dataclass
@@ -50,6 +54,7 @@ class IndexOptions:
     stream_over_s: float = STREAM_OVER_SECONDS  # longer files are read in blocks, memory bounded
     # path -> (size, mtime_ns, sha1) hashed elsewhere this run (the Ray shards), so files are not read twice
     known_hashes: dict[str, tuple[int, int, str]] | None = None
+    retry_failed: bool = False  # decode again the files that failed before (else their failure is remembered)
 
 
 @dataclass
@@ -120,6 +125,7 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
     report.errors += [{"path": p, "reason": r} for p, r in unreadable]
     prev = previous_files(index_dir)
     cache = EmbeddingCache(index_dir / "work" / "cache.sqlite", model.fingerprint, window_s, hop_s)
+    failures = FailureMemory(index_dir / "work" / "cache.sqlite", retry=opts.retry_failed)
     words = open_word_cache(index_dir / "work", model)
     try:
         for old in model.config.supersedes:  # an index of padded vectors: convert its cache, embed nothing again
@@ -130,8 +136,9 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
         settings = DecodeSettings(
             model.sample_rate, window_s, hop_s, opts.max_seconds, opts.stream_over_s, min_tail_seconds(model.config)
         )
-        jobs = [job_for(e, audio_dir, prev, opts.known_hashes or {}) for e in entries]
-        hashes = _embed_missing(jobs, cache, model, settings, opts, report, index_dir / "work" / "handoff")
+        known = {**failures.known_hashes(), **(opts.known_hashes or {})}
+        jobs = [job_for(e, audio_dir, prev, known) for e in entries]
+        hashes = _embed_missing(jobs, (cache, failures), model, settings, opts, report, index_dir / "work" / "handoff")
         texts = _write_snapshot(
             index_dir, audio_dir, model, (cache, words), entries, hashes, prev, opts, report, window_s, hop_s
         )
@@ -142,6 +149,7 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
             words.prune(hashes.values(), texts)
     finally:
         cache.close()
+        failures.close()
         words.close()
         _append_errors(index_dir, report)
     report.removed = len(set(prev) - {e.path for e in entries})
@@ -171,43 +179,45 @@ def job_for(
 
 def _embed_missing(
     jobs: list[DecodeJob],
-    cache: EmbeddingCache,
+    caches: tuple[EmbeddingCache, FailureMemory],
     model: Encoder,
     settings: DecodeSettings,
     opts: IndexOptions,
     report: IndexReport,
     handoff: Path,
 ) -> dict[str, str]:
-    """Decode in workers while the model embeds; commit each file to the cache. Returns path -> sha1."""
+    """Decode in workers while the model embeds; commit each file to the cache, and remember the files that
+    cannot be decoded. Returns path -> sha1."""
+    cache, failures = caches
     hashes: dict[str, str] = {}
     done = frozenset(cache.done_hashes())
     bar = tqdm(total=len(jobs), unit="file", disable=not opts.progress, desc="indexing")
-    decoded = _decoded(jobs, done, settings, opts.workers, handoff)
+    decoded = _decoded(jobs, (done, failures.reasons()), settings, opts.workers, handoff)
     for d, e in embed_decoded(decoded, model, settings, opts.batch_size):
         bar.update(1)
         d.waves = None  # embedded: the windows need not wait for the rest of the run
         if d.error:
             report.errors.append({"path": d.job.path, "reason": d.error})
+            failures.note(d)
             continue
         hashes[d.job.path] = d.sha1
         if e.vectors is not None:
             cache.put(d.sha1, d.duration, d.sample_rate, d.channels, e.starts, e.ends, e.vectors)
             report.embedded += 1
     bar.close()
+    failures.save()
     return hashes
 
 
-def _decoded(
-    jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int, handoff: Path
-) -> Iterable[Decoded]:
+def _decoded(jobs: list[DecodeJob], skip: Skip, s: DecodeSettings, workers: int, handoff: Path) -> Iterable[Decoded]:
     """Decoded files in job order. At most a few jobs per worker are in flight, so decoded audio never
     piles up when the model is slower than decoding (memory stays flat however large the library)."""
     if workers <= 0:
-        init_worker(done, s)
+        init_worker(skip[0], s, failed=skip[1])
         yield from map(decode_job, jobs)
         return
     try:
-        yield from _decoded_in_pool(jobs, done, s, workers, handoff)
+        yield from _decoded_in_pool(jobs, skip, s, workers, handoff)
     except BrokenProcessPool:  # raised by result() or, once the pool noticed, by submit()
         raise IndexBuildError(
             "a decode worker died (a decoder crash or out of memory); files embedded so far are cached, "
@@ -216,11 +226,11 @@ def _decoded(
 
 
 def _decoded_in_pool(
-    jobs: list[DecodeJob], done: frozenset[str], s: DecodeSettings, workers: int, handoff: Path
+    jobs: list[DecodeJob], skip: Skip, s: DecodeSettings, workers: int, handoff: Path
 ) -> Iterable[Decoded]:
     # spawn, not fork: forking a process that already runs torch threads can deadlock the child.
     ctx = mp.get_context("spawn")
-    init = (done, s, str(handoff))
+    init = (skip[0], s, str(handoff), skip[1])
     with (
         handoff_folder(handoff),  # left after the pool: its workers write into it until they stop
         ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_pool_worker, initargs=init) as pool,
@@ -269,13 +279,8 @@ def _write_snapshot(
             train_if_needed(
                 writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), opts.faiss_factory
             )
-        next_id = max((v[0] for v in prev.values()), default=0) + 1
-        file_ids = []
-        for e in indexed:
-            old = prev.get(e.path)
-            file_id = old[0] if old else next_id
-            next_id += 0 if old else 1
-            file_ids.append(file_id)
+        file_ids, last_id = assign_file_ids([e.path for e in indexed], prev, last_file_id(index_dir, prev))
+        for e, file_id in zip(indexed, file_ids, strict=True):
             c = cache.get(hashes[e.path])
             writer.add_file(
                 file_id,
@@ -289,7 +294,7 @@ def _write_snapshot(
         writer.add_words(list(zip(file_ids, words.words, strict=True)), words.vectors)
         report.tags_read, report.texts_encoded = words.tags_read, words.texts_encoded
         counts = {"files": len(indexed), "windows": writer.n_windows, "skipped": len(report.errors)}
-        manifest = make_manifest(audio_dir, model, counts, window_s, hop_s)
+        manifest = {**make_manifest(audio_dir, model, counts, window_s, hop_s), LAST_ID: last_id}
         report.snapshot = writer.commit(manifest).name
     except BaseException:
         writer.abort()

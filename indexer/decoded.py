@@ -31,6 +31,8 @@ class Decoded:
     sample_rate: int = 0
     channels: int = 0
     error: str | None = None
+    copy_of: str | None = None  # the same content came earlier in this run under this path: embedded once, there
+    decode_failed: bool = False  # the content itself cannot be decoded: remembered (audiosearch.indexer.failures)
     stream: bool = False  # too long to decode whole: the embedder reads it in blocks (audiosearch.models.audio_stream)
     handoff: str | None = None  # waves sent as this file (audiosearch.indexer.handoff), to be read back by the parent
     shape: tuple[int, ...] = ()

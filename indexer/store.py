@@ -4,9 +4,10 @@ INDEX_DIR/
   CURRENT                  name of the live snapshot (replaced atomically with os.replace)
   snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: audiosearch.indexer.words.store)
   errors.jsonl             skipped files with reasons, appended per run
-  work/cache.sqlite        embeddings by content hash (audiosearch.indexer.cache)
+  work/cache.sqlite        embeddings by content hash (audiosearch.indexer.cache), decode failures (.failures)
 A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
-window ids (`windows.id`, sequential per snapshot); file ids stay stable across snapshots for unchanged paths.
+window ids (`windows.id`, sequential per snapshot); file ids stay stable across snapshots for unchanged paths
+and are never reused (audiosearch.indexer.file_ids).
 """
 
 from __future__ import annotations

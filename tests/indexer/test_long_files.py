@@ -106,3 +106,22 @@ def test_a_three_hour_recording_indexes_in_bounded_memory(shared_data, tmp_path)
     (long_id,) = [i for i in range(1, 4) if s.clip(i).path == "three_hours.wav"]
     last = max(w.end for w in s.reader.windows(list(range(s.index.ntotal)), Filters()).values() if w.file_id == long_id)
     assert last == pytest.approx(3 * 3600, abs=0.01)
+
+
+def test_a_copy_of_a_long_file_that_fails_part_way_is_skipped_too(shared_data, tmp_path, lite_model) -> None:
+    lib, idx = tmp_path / "lib", tmp_path / "idx"
+    copy_clips(shared_data, lib, {"dog_bark": 2})
+    bad = real_recording(shared_data, 60.0, 16000, lib / "long_a.wav", subtype="FLOAT")
+    wave, sr = sf.read(bad, dtype="float32")
+    wave[45 * sr] = np.nan  # past the first 30 s block: the read starts, then fails
+    sf.write(bad, wave, sr, subtype="FLOAT")
+    (lib / "long_b.wav").write_bytes(bad.read_bytes())
+    opts = IndexOptions(workers=0, progress=False, stream_over_s=20)
+    runs = [build_index(lib, idx, lite_model, opts) for _ in range(2)]  # the rerun too: nothing breaks
+    for report in runs:
+        reasons = {e["path"]: e["reason"] for e in report.errors}
+        assert sorted(reasons) == ["long_a.wav", "long_b.wav"] and report.files == 2 and report.windows == 2
+        assert reasons["long_a.wav"] == "long_a.wav at 30 s: contains NaN or infinite samples"
+        assert reasons["long_b.wav"].startswith("long_b.wav at 30 s: contains NaN or infinite samples")
+    assert runs[0].errors[1]["reason"].endswith("(the same content as long_a.wav)")
+    assert_consistent(idx)

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiosearch.app import cli_args as a
@@ -69,9 +70,21 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     from audiosearch.models import load_encoder
 
     _refuse_untrained(args)
-    model = load_encoder(args.model, device=resolve_device(args.device))
+    model = load_encoder(args.model, device=resolve_device(args.device), onnx_dir=_onnx_dir(args))
     configure_threads()
     return model
+
+
+def _onnx_dir(args: argparse.Namespace) -> Path | None:
+    """--onnx, else $AUDIOSEARCH_ONNX_DIR: the one ONNX setting, for both sides."""
+    from audiosearch.app.settings import EncoderSettings
+
+    return EncoderSettings(**_given(onnx_dir=args.onnx)).onnx_dir
+
+
+def _given(**options: object) -> dict[str, object]:
+    """The options given on the command line: one left out must not hide its environment variable."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _check_positive(**values: float | None) -> None:
@@ -177,7 +190,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     # Everything is checked before the model loads: settings, the port, the index, the weights, then the socket.
     settings = load_settings(
-        index_dir=args.index, model=args.model, onnx_dir=args.onnx, allow_untrained=args.allow_untrained
+        index_dir=args.index, model=args.model, allow_untrained=args.allow_untrained, **_given(onnx_dir=args.onnx)
     )
     _refuse_untrained(args)  # here too, so the command fails in one line instead of serving "not ready"
     check_port(args.port)
@@ -218,7 +231,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"exported the text encoder to {out}")  # noqa: T201
     if args.audio:
         export_audio_onnx(model, out)
-        print(f"exported the audio encoder to {out}; set AUDIOSEARCH_ONNX_DIR={out} for index and serve")  # noqa: T201
+        print(f"exported the audio encoder to {out}; give index and serve --onnx {out} (or AUDIOSEARCH_ONNX_DIR)")  # noqa: T201
     return 0
 
 

@@ -37,6 +37,16 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
 
 
+def _onnx_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        help="an export-onnx directory for both sides (text export for queries, --audio export for audio); "
+        "default $AUDIOSEARCH_ONNX_DIR",
+    )
+
+
 def _untrained_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-untrained",
@@ -49,6 +59,7 @@ def index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio_dir", type=Path, help="library root; searched recursively for audio files")
     p.add_argument("--index", type=Path, required=True, help="index directory (created if missing)")
     _model_arg(p)
+    _onnx_arg(p)
     _untrained_arg(p)
     p.add_argument("--batch-size", type=int, default=32, help="windows per model forward")
     p.add_argument(
@@ -96,6 +107,7 @@ def search_args(p: argparse.ArgumentParser) -> None:
         help="flag no_close_match below this best score (default: the mode's calibrated threshold)",
     )
     _model_arg(p)
+    _onnx_arg(p)
     _untrained_arg(p)
     p.add_argument("--quiet", action="store_true", help="no info logs")
 
@@ -112,13 +124,14 @@ def _address_args(p: argparse.ArgumentParser) -> None:
 def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=Path, required=True, help="index directory (built by `audiosearch index`)")
     _address_args(p)
-    p.add_argument("--onnx", type=Path, default=None, help="use this export-onnx directory for query encoding")
     _model_arg(p)
+    _onnx_arg(p)
     _untrained_arg(p)
 
 
 def eval_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
+    _onnx_arg(p)
     p.add_argument(
         "--data",
         required=True,
@@ -152,7 +165,7 @@ def export_args(p: argparse.ArgumentParser) -> None:
         "--audio",
         action="store_true",
         help="also export the audio tower (aisfx: ~3x faster indexing on CPU); `index` and `serve` use it "
-        "when AUDIOSEARCH_ONNX_DIR names the directory",
+        "when --onnx or AUDIOSEARCH_ONNX_DIR names the directory",
     )
 
 

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class CacheCounts:
+    """The live service's query-cache hits and misses, read at each scrape: counts that only grow are counters
+    (exposed as audiosearch_query_cache_{hits,misses}_total)."""
+
+    def __init__(self) -> None:
+        self.cache: Any = None  # app.search_service.QueryCache, once the service is up
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        if self.cache is not None:
+            yield CounterMetricFamily("audiosearch_query_cache_hits", "query-vector cache hits", self.cache.hits)
+            yield CounterMetricFamily("audiosearch_query_cache_misses", "query-vector cache misses", self.cache.misses)
 
 
 class Metrics:
@@ -24,14 +39,14 @@ class Metrics:
         )
         self.files = Gauge("audiosearch_index_files", "files in the live index", registry=self.registry)
         self.windows = Gauge("audiosearch_index_windows", "windows (vectors) in the live index", registry=self.registry)
-        self.cache_hits = Gauge("audiosearch_query_cache_hits", "query-vector cache hits", registry=self.registry)
+        self.cache_counts = CacheCounts()
+        self.registry.register(self.cache_counts)
         self.in_flight = Gauge(
             "audiosearch_work_in_flight",
             "heavy requests whose work runs in a worker thread",
             ["route"],
             registry=self.registry,
         )
-        self.cache_misses = Gauge("audiosearch_query_cache_misses", "query-vector cache misses", registry=self.registry)
         self.batch_size = Histogram(
             "audiosearch_query_batch_size",
             "text queries per batched forward + search",
@@ -54,8 +69,7 @@ class Metrics:
         if service is not None:
             self.files.set(service.searcher.n_files)
             self.windows.set(service.searcher.index.ntotal)
-            self.cache_hits.set(service.cache.hits)
-            self.cache_misses.set(service.cache.misses)
+            self.cache_counts.cache = service.cache
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -99,18 +99,6 @@ class SearchService:
         mode and filters. A query that cannot be answered gets its error in its place (see Searcher.search_many)."""
         return self.searcher.search_many(self.text_vectors(texts), queries)
 
-    def search_text(
-        self,
-        texts: list[str],
-        k: int,
-        offset: int = 0,
-        filters: Filters | None = None,
-        mode: str = "hybrid",
-        min_score: float | None = None,
-    ) -> list[Page]:
-        """Pages for text queries; `mode` hybrid (audio and the library's words), audio or text (search.fusion)."""
-        return self.searcher.search(self.text_vectors(texts), k, offset, filters, texts, mode, min_score)
-
     # -- query by example: bounded read, model lock per batch, stops when the client goes away ----------
 
     def search_audio(

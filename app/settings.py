@@ -10,13 +10,24 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class EncoderSettings(BaseSettings):
+    """What every command that loads a model reads (index, search, eval), the service included."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIOSEARCH_", env_file=None, extra="ignore")
+
+    onnx_dir: Path | None = Field(
+        None,
+        description="an `audiosearch export-onnx` directory for both sides: its text export encodes queries, "
+        "its audio export (--audio) audio on the CPU; the CLI's --onnx sets it",
+    )
+
+
+class Settings(EncoderSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIOSEARCH_", env_file=None, extra="ignore")
 
     index_dir: Path = Path("index")
     model: str = Field("lite", description="'lite', 'paper' or a model directory; must match the index")
     device: str = Field("cpu", description="cpu, cuda or auto: where the model runs and the index is searched")
-    onnx_dir: Path | None = Field(None, description="text-encoder export from `audiosearch export-onnx`")
     allow_untrained: bool = Field(
         False, description="serve a model with random (never trained or loaded) parts; refused otherwise"
     )

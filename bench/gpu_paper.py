@@ -129,7 +129,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     from audiosearch.app.search_service import SearchService
     from audiosearch.core.threads import configure_threads
-    from audiosearch.indexer import IndexOptions, build_index
+    from audiosearch.indexer import IndexOptions, QuerySpec, build_index
     from audiosearch.models import load_model
     from audiosearch.models.embedder import embed_files
     from audiosearch.models.reference import import_checkpoint
@@ -168,9 +168,9 @@ def main() -> None:
         service = SearchService(model, tmp / "idx", cache_size=0, device=device)
         row.update(pages_vs_cpu(service, tmp / "idx", model))
         queries = [f"{q} number {i}" for i, q in zip(range(args.queries), QUERIES * args.queries, strict=False)]
-        service.search_text(queries[:2], k=10)  # warm-up
+        service.search_batch(queries[:2], [QuerySpec(10, text=q) for q in queries[:2]])  # warm-up
         times, encode, rank = [], [], []
-        for q in queries:  # the two halves of search_text, timed apart: where a query's time goes
+        for q in queries:  # the two halves of search_batch, timed apart: where a query's time goes
             t0 = time.perf_counter()
             vec = service.text_vectors([q])
             t1 = time.perf_counter()

@@ -21,7 +21,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     key TEXT PRIMARY KEY,          -- sha1 | model fingerprint | window | hop
     duration REAL NOT NULL, sample_rate INTEGER NOT NULL, channels INTEGER NOT NULL,
-    n_windows INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0
+    n_windows INTEGER NOT NULL     -- caches made before may also hold an unused column `used` (default 0)
 );
 CREATE TABLE IF NOT EXISTS windows (
     key TEXT NOT NULL, idx INTEGER NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL, vec BLOB NOT NULL,

@@ -29,6 +29,7 @@ import numpy as np
 from audiosearch.core.atomic import atomic_write, fsync_dir
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
 from audiosearch.indexer.faiss_index import new_index, read_faiss
+from audiosearch.indexer.sql_in import select_in
 from audiosearch.indexer.words.extract import FileWords
 from audiosearch.indexer.words.store import WORDS_VERSION, WordsReader, WordsWriter
 
@@ -44,7 +45,6 @@ CREATE TABLE windows (id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL REFERENCE
 CREATE INDEX windows_file ON windows(file_id);
 """
 
-IN_CHUNK = 10_000  # window ids per SELECT ... IN (...)
 FileRow = tuple[str, int, int, str, float, int, int]  # path, size, mtime_ns, sha1, duration, sample_rate, channels
 
 
@@ -317,36 +317,29 @@ class SnapshotReader:
     def windows(self, window_ids: list[int], filters: Filters) -> dict[int, WindowRow]:
         """The rows of these windows whose files pass `filters`, by window id."""
         where, args = filters.sql()
-        out: dict[int, WindowRow] = {}
-        # In chunks: SQLite caps the parameters of one statement (32766 in many builds), and a sparse filter
-        # with a deep offset can ask for hundreds of thousands of windows.
-        for at in range(0, len(window_ids), IN_CHUNK):
-            chunk = window_ids[at : at + IN_CHUNK]
-            rows = self._all(
-                'SELECT w.id, f.id, f.path, w.start, w."end", f.duration FROM windows w JOIN files f '
-                f"ON f.id = w.file_id WHERE w.id IN ({','.join('?' * len(chunk))}) AND {where}",
-                [*chunk, *args],
-            )
-            out.update((r[0], WindowRow(*r)) for r in rows)
-        return out
+        # A sparse filter with a deep offset can ask for hundreds of thousands of windows: select_in chunks them.
+        sql = (
+            'SELECT w.id, f.id, f.path, w.start, w."end", f.duration FROM windows w JOIN files f '
+            f"ON f.id = w.file_id WHERE w.id IN ({{marks}}) AND {where}"
+        )
+        return {r[0]: WindowRow(*r) for r in select_in(self._all, sql, window_ids, after=args)}
 
     def files(self, file_ids: list[int], filters: Filters) -> dict[int, tuple[str, float]]:
         """id -> (path, duration) of those of these files that pass `filters`."""
-        if not file_ids:
-            return {}
         where, args = filters.sql()
-        marks = ",".join("?" * len(file_ids))
-        rows = self._all(f"SELECT id, path, duration FROM files WHERE id IN ({marks}) AND {where}", [*file_ids, *args])
-        return {r[0]: (r[1], r[2]) for r in rows}
+        sql = f"SELECT id, path, duration FROM files WHERE id IN ({{marks}}) AND {where}"
+        return {r[0]: (r[1], r[2]) for r in select_in(self._all, sql, file_ids, after=args)}
+
+    def file_ids(self) -> list[int]:
+        """Every file's id, ascending (ids are stable across snapshots, so not 1..n_files)."""
+        return [r[0] for r in self._all("SELECT id FROM files ORDER BY id", [])]
 
     def file_windows(self, file_ids: list[int]) -> dict[int, list[tuple[int, float, float]]]:
         """file id -> its windows as (window id, start, end), in order."""
         out: dict[int, list[tuple[int, float, float]]] = {}
-        if file_ids:
-            marks = ",".join("?" * len(file_ids))
-            sql = f'SELECT file_id, id, start, "end" FROM windows WHERE file_id IN ({marks}) ORDER BY id'
-            for fid, wid, start, end in self._all(sql, list(file_ids)):
-                out.setdefault(fid, []).append((wid, start, end))
+        sql = 'SELECT file_id, id, start, "end" FROM windows WHERE file_id IN ({marks}) ORDER BY id'
+        for fid, wid, start, end in select_in(self._all, sql, file_ids):  # a file's windows are in one chunk
+            out.setdefault(fid, []).append((wid, start, end))
         return out
 
     def count_worded(self, filters: Filters) -> int:

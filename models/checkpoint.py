@@ -47,10 +47,12 @@ def load_model(
     device: str | torch.device = "cpu",
     audio_options: dict[str, Any] | None = None,
     text_options: dict[str, Any] | None = None,
+    onnx_dir: str | Path | None = None,
 ) -> DualEncoder:
     """The torch model of a profile or directory (for training, GPUs and towers without a numpy core).
 
     audio_options / text_options override tower options, e.g. a local PaSST checkpoint or RoBERTa dir.
+    onnx_dir: an `export-onnx --audio` directory whose audio graph encodes audio on the CPU.
     Inference elsewhere goes through audiosearch.models.encoder.load_encoder, which avoids torch where it can.
     """
     source = resolve(name_or_path)
@@ -65,7 +67,7 @@ def load_model(
     model.provenance = provenance.of_source(source)
     model = model.to(torch.device(device)).eval()
     if model.device.type == "cpu":  # onnxruntime's CPU graph; on a GPU torch is the fast path
-        attach_audio_onnx(model)  # an `export-onnx --audio` directory named by $AUDIOSEARCH_ONNX_DIR, if any
+        attach_audio_onnx(model, onnx_dir)
     return model
 
 

@@ -8,7 +8,6 @@ then runs on an ONNX export when one is given. Both return numpy at this boundar
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +18,6 @@ from audiosearch.core.errors import ModelLoadError
 from audiosearch.models.batching import Waveforms
 from audiosearch.models.config import ModelConfig
 from audiosearch.models.model_dir import resolve
-from audiosearch.models.onnx.audio import ENV as ONNX_DIR_ENV
 
 BACKENDS = ("auto", "slim", "torch")
 
@@ -54,15 +52,17 @@ def load_encoder(
     backend: str = "auto",
     threads: int = 0,
 ) -> Encoder:
-    """A profile name or model directory, ready to encode. `onnx_dir` (default $AUDIOSEARCH_ONNX_DIR) names a
-    text export to use; without one the runtime finds or makes its cached export."""
+    """A profile name or model directory, ready to encode. `onnx_dir` (the service's ONNX setting: `--onnx`,
+    $AUDIOSEARCH_ONNX_DIR) is an `export-onnx` directory for both sides: its text export encodes queries, its
+    audio export (if any) audio on the CPU; without a text export the runtime finds or makes its cached one."""
     from audiosearch.models import slim
+    from audiosearch.models.onnx.audio import META as AUDIO_META
 
     if backend not in BACKENDS:
         raise ModelLoadError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if onnx_dir is not None and _text_export(Path(onnx_dir)) is None:
-        raise ModelLoadError(f"{onnx_dir}: not an ONNX text export (no export.json; see `audiosearch export-onnx`)")
-    onnx = Path(onnx_dir) if onnx_dir else (Path(os.environ[ONNX_DIR_ENV]) if os.environ.get(ONNX_DIR_ENV) else None)
+    onnx = Path(onnx_dir) if onnx_dir else None
+    if onnx is not None and _text_export(onnx) is None and not (onnx / AUDIO_META).is_file():
+        raise ModelLoadError(f"{onnx}: not an ONNX export (no export.json nor export_audio.json; see export-onnx)")
     source = resolve(name_or_path)
     if backend != "torch" and device == "cpu" and slim.supports(source.config):
         return slim.SlimEncoder(name_or_path, source, _text_export(onnx), threads)
@@ -75,7 +75,7 @@ def load_encoder(
         )
     from audiosearch.models.checkpoint import load_model
 
-    model = load_model(name_or_path, device=device)
+    model = load_model(name_or_path, device=device, onnx_dir=onnx)
     text_export = _text_export(onnx)
     if text_export is not None and device == "cpu":
         from audiosearch.models.onnx.text import OnnxTextSide
@@ -85,7 +85,7 @@ def load_encoder(
 
 
 def _text_export(directory: Path | None) -> Path | None:
-    """An explicit folder counts only if it holds a text export ($AUDIOSEARCH_ONNX_DIR may hold audio alone)."""
+    """The folder, if it holds a text export (it may hold the audio export alone)."""
     from audiosearch.models.onnx.text import META
 
     return directory if directory is not None and (directory / META).is_file() else None

@@ -148,7 +148,7 @@ def _link(src: Path, dst: Path) -> None:
 def whole_signals(lib: Library, model) -> Signals:  # noqa: ANN001
     searcher = Searcher(lib.index)
     ranker = HybridRanker(searcher.audio)
-    rows = searcher.reader.files(list(range(1, searcher.n_files + 1)), _no_filters())
+    rows = searcher.reader.files(searcher.reader.file_ids(), _no_filters())  # ids are stable, not 1..n
     ids, paths = list(rows), [rows[i][0] for i in rows]
     queries = sorted(set(lib.captions.values()))
     vecs = model.encode_text(queries)

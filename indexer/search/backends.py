@@ -42,11 +42,6 @@ def holds_exact(index: faiss.Index) -> bool:
     return ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
 
 
-def exact_vectors(index: faiss.Index) -> np.ndarray | None:
-    """All stored vectors when the index holds them exactly, else None."""
-    return index.reconstruct_n(0, index.ntotal) if holds_exact(index) and index.ntotal else None
-
-
 class TorchExactIndex:
     """Exact inner-product top-k over a (N, d) matrix held by torch on `device` (fp32 unless `dtype` says)."""
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError
 from audiosearch.indexer.search.backends import BlockedFlatScan, flat_storage
+from audiosearch.indexer.sql_in import select_in
 from audiosearch.indexer.words.extract import FileWords
 
 WORDS_VERSION = 1
@@ -98,11 +99,7 @@ class WordsReader:
         return FileWords(tuple(path.split()), tuple(tags.split()), json.loads(fields))
 
     def worded(self, file_ids: Iterable[int]) -> set[int]:
-        ids = list(file_ids)
-        if not ids:
-            return set()
-        rows = self._query(f"SELECT rowid FROM words_fts WHERE rowid IN ({','.join('?' * len(ids))})", ids)
-        return {r[0] for r in rows}
+        return {r[0] for r in select_in(self._query, "SELECT rowid FROM words_fts WHERE rowid IN ({marks})", file_ids)}
 
     def lexical(
         self, terms: list[str], limit: int | None = None, file_ids: list[int] | None = None
@@ -118,16 +115,16 @@ class WordsReader:
         total_idf = sum(self._idf(t) for t in terms)
         sql = "SELECT rowid, -bm25(words_fts), highlight(words_fts, 0, ?, ?) FROM words_fts WHERE words_fts MATCH ?"
         args: list[Any] = [*MARK, " OR ".join(_quoted(t) for t in terms)]
-        if file_ids is not None:
-            sql += f" AND rowid IN ({','.join('?' * len(file_ids))})"
-            args += list(file_ids)
-        sql += " ORDER BY bm25(words_fts), rowid"  # a list cut inside a tie keeps the lowest ids, as pages order ties
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        order = " ORDER BY bm25(words_fts), rowid"  # a list cut inside a tie keeps the lowest ids, as pages order ties
+        cut = (" LIMIT ?", [limit]) if limit is not None else ("", [])
+        if file_ids is None:
+            rows = self._query(sql + order + cut[0], args + cut[1])
+        else:  # chunks of the ids, each cut alone, then merged in the same order and cut again
+            rows = select_in(self._query, sql + " AND rowid IN ({marks})" + order + cut[0], file_ids, args, cut[1])
+            rows = sorted(rows, key=lambda r: (-r[1], r[0]))[:limit]
         return {
             fid: (min(1.0, score / total_idf), tuple(dict.fromkeys(HIGHLIGHT.findall(marked))))
-            for fid, score, marked in self._query(sql, args)
+            for fid, score, marked in rows
         }
 
     def _idf(self, term: str) -> float:

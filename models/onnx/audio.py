@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from audiosearch.models.dual_encoder import DualEncoder
 
 GRAPH, META = "audio.onnx", "export_audio.json"
-ENV = "AUDIOSEARCH_ONNX_DIR"
 MIN_SECONDS, MAX_SECONDS = 1.0, 30.0  # the exported length range; the indexer's windows are 10 s
 
 
@@ -85,14 +84,13 @@ def _reopen(directory: str, fingerprint: str, threads: int | None) -> OnnxAudioE
     return enc
 
 
-def attach_audio_onnx(model: DualEncoder, directory: str | Path | None = None) -> bool:
+def attach_audio_onnx(model: DualEncoder, directory: str | Path | None) -> bool:
     """Route `model.encode_audio` through `directory`'s audio export, if it has one; True if attached.
 
-    The default directory is $AUDIOSEARCH_ONNX_DIR, the variable that gives the service its text export, so one
-    `export-onnx --audio` directory serves both sides and `audiosearch index` picks the audio graph up too.
-    A directory with only a text export is left alone; one exported from another model is refused.
+    The directory is the ONNX setting (`--onnx` / $AUDIOSEARCH_ONNX_DIR) that also gives the text export, so one
+    `export-onnx --audio` directory serves both sides. A directory with only a text export is left alone; one
+    exported from another model is refused.
     """
-    directory = directory or os.environ.get(ENV)
     if not directory or not (Path(directory) / META).is_file():
         return False
     model.audio_onnx = OnnxAudioEncoder(directory, model)

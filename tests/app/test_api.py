@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -210,6 +211,20 @@ def test_health_ready_metrics_index(client) -> None:
     info = client.get("/index").json()
     assert info["files"] == 11 and info["windows"] == 11
     assert info["manifest"]["model"]["name"] == "fusion"  # `lite` names the default profile's checkpoint
+
+
+def _cache_counts(client: httpx.Client) -> tuple[float, float]:
+    m = client.get("/metrics").text
+    assert "# TYPE audiosearch_query_cache_hits_total counter" in m  # counts that only grow: counters, not gauges
+    hits, misses = (re.search(rf"^audiosearch_query_cache_{n}_total (\S+)$", m, re.M) for n in ("hits", "misses"))
+    return float(hits.group(1)), float(misses.group(1))
+
+
+def test_query_cache_counts_are_counters(client) -> None:
+    hits, misses = _cache_counts(client)
+    for _ in range(2):  # a query never asked before: one miss, then one hit
+        assert client.get("/search", params={"q": "a cache counter check"}).status_code == 200
+    assert _cache_counts(client) == (hits + 1, misses + 1)
 
 
 def test_openapi_documents_every_route(client) -> None:

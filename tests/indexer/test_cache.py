@@ -3,6 +3,7 @@ killed), entries are per model fingerprint and window settings, and pruning drop
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -125,3 +126,19 @@ def test_prune_drops_unused_entries_of_its_own_setting_only(tmp_path: Path) -> N
     assert a.prune(["q"]) == 0
     a.put("p", 10.0, 16000, 1, [0.0], [10.0], _vectors(1, 9))  # a pruned hash can come back
     np.testing.assert_array_equal(a.get("p").vectors, _vectors(1, 9))
+
+
+def test_a_cache_made_with_the_old_used_column_still_reads_and_writes(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    with sqlite3.connect(path) as db:  # the files table as caches made before were created
+        db.execute(
+            "CREATE TABLE files (key TEXT PRIMARY KEY, duration REAL NOT NULL, sample_rate INTEGER NOT NULL, "
+            "channels INTEGER NOT NULL, n_windows INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0)"
+        )
+    db.close()
+    cache = EmbeddingCache(path, "model-aaaa", 10.0, 5.0)
+    vecs = _vectors(2, 3)
+    cache.put("sha-old", 7.5, 16000, 1, np.array([0.0, 5.0]), np.array([7.5, 7.5]), vecs)
+    np.testing.assert_array_equal(cache.get("sha-old").vectors, vecs)
+    assert cache.done_hashes() == {"sha-old"}
+    cache.close()

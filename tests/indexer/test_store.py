@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,9 @@ from audiosearch.indexer.store import (
     previous_files,
     prune_snapshots,
 )
+from audiosearch.indexer.words.extract import FileWords
 from tests.conftest import REPO
-from tests.indexer.snapshots import File, unit, write_snapshot
+from tests.indexer.snapshots import File, manifest, unit, write_snapshot
 
 FILES = [
     File("dogs/a.wav", unit([1], [0, 1])),
@@ -255,3 +257,27 @@ def test_a_read_only_snapshot_is_read_without_writing_anything(index: Path, mmap
         for p in paths:
             p.chmod(0o755 if p.is_dir() else 0o644)
     assert _tree(index) == before  # no journal, no WAL, no rewritten file (root ignores the modes above)
+
+
+def test_reads_of_more_ids_than_sqlite_takes_in_one_statement(tmp_path: Path) -> None:
+    """SQLite caps a statement's parameters at 32766: lists of ids longer than that are read in chunks."""
+    ids = {7: ("dog", "bark"), 20_004: ("rain",), 39_999: ()}  # file id -> its words; the ids fall in three chunks
+    writer = SnapshotWriter(tmp_path / "idx", 8, "Flat")
+    for n, fid in enumerate(ids):
+        writer.add_file(fid, (f"f{fid}.wav", 1, 1, f"sha-{fid}", 4.0, 16000, 1), np.array([0.0, 2.0]), [2.0, 4.0])
+        writer.add_vectors(unit([1, n], [n, 1]))
+    writer.add_words([(fid, FileWords(w, ())) for fid, w in ids.items()], unit([1], [0, 1]))
+    writer.commit(manifest())
+    reader = SnapshotReader(tmp_path / "idx")
+    reader.db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)  # stock SQLite's cap; some builds allow more
+    asked = list(range(1, 40_001))  # mostly ids no file has
+    assert reader.file_ids() == list(ids)
+    assert reader.files(asked, Filters()) == {fid: (f"f{fid}.wav", 4.0) for fid in ids}
+    assert reader.files(asked, Filters(path_prefix="f2")) == {20_004: ("f20004.wav", 4.0)}
+    windows = reader.file_windows(asked)
+    assert windows == {fid: [(2 * n, 0.0, 2.0), (2 * n + 1, 2.0, 4.0)] for n, fid in enumerate(ids)}
+    assert reader.words.worded(asked) == {7, 20_004}
+    terms = ["bark", "rain"]
+    assert reader.words.lexical(terms, file_ids=asked) == reader.words.lexical(terms)
+    assert list(reader.words.lexical(terms, limit=1, file_ids=asked)) == list(reader.words.lexical(terms, limit=1))
+    reader.close()

@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from audiosearch.app.search_service import SearchService
-from audiosearch.indexer import IndexOptions, Searcher, build_index
+from audiosearch.indexer import IndexOptions, QuerySpec, Searcher, build_index
 from audiosearch.indexer.errors import IndexMismatchError
 from audiosearch.models import load_encoder
 from audiosearch.models.profiles import CHECKPOINTS
@@ -58,9 +58,9 @@ def test_padded_index_answers_the_new_model_then_converts_without_embedding(
     ]
 
     service = SearchService(new, idx)  # the upgraded service on the index it finds: answers, same ranking
-    served = [[(h.path, round(h.score, 5)) for h in p.hits] for p in service.search_text(QUERIES, k=9, mode="audio")]
-    assert served == before
-    hybrid = service.search_text(QUERIES, k=9)  # the words (from the old model's text side) count too
+    served = service.search_batch(QUERIES, [QuerySpec(9, text=q, mode="audio") for q in QUERIES])
+    assert [[(h.path, round(h.score, 5)) for h in p.hits] for p in served] == before
+    hybrid = service.search_batch(QUERIES, [QuerySpec(9, text=q) for q in QUERIES])  # the old model's words count too
     assert [h.path.split("/")[0] for h in hybrid[0].hits[:3]] == ["dog_bark"] * 3
 
     report = build_index(lib, idx, new, FAST)  # the next indexing run

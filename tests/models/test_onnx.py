@@ -62,7 +62,7 @@ def test_onnx_refuses_another_model(exported, lite_torch, tmp_path) -> None:
         OnnxTextSide(tmp_path, lite_torch.fingerprint)
     with pytest.raises(ModelLoadError, match="not an ONNX text export"):
         OnnxTextSide(tmp_path / "missing", lite_torch.fingerprint)
-    with pytest.raises(ModelLoadError, match="not an ONNX text export"):
+    with pytest.raises(ModelLoadError, match="not an ONNX export"):  # neither side's export
         load_encoder("lite", onnx_dir=tmp_path / "missing")
 
 

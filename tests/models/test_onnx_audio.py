@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from audiosearch.app.cli import _onnx_dir as onnx_dir
 from audiosearch.app.cli import main as cli
+from audiosearch.app.cli_args import COMMANDS, build_parser
+from audiosearch.app.settings import load_settings
 from audiosearch.core.errors import ModelLoadError
-from audiosearch.models import load_audio, load_model
+from audiosearch.models import load_audio, load_encoder, load_model
 from audiosearch.models.checkpoint import fingerprint
 from audiosearch.models.dual_encoder import DualEncoder
-from audiosearch.models.onnx.audio import ENV, OnnxAudioEncoder, attach_audio_onnx
+from audiosearch.models.onnx.audio import OnnxAudioEncoder, attach_audio_onnx
 from audiosearch.models.onnx.export import export_audio_onnx
+from audiosearch.models.onnx.text import OnnxTextSide
 from tests.models.tiny import tiny_paper_config
 
 
@@ -37,8 +41,7 @@ def aisfx_export(tmp_path_factory):
 
 @pytest.mark.slow
 def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeypatch) -> None:
-    monkeypatch.setenv(ENV, str(aisfx_export))
-    model = load_model("aisfx")  # the indexer's and service's load path
+    model = load_model("aisfx", onnx_dir=aisfx_export)  # as load_encoder loads it for the indexer and the service
     assert isinstance(model.audio_onnx, OnnxAudioEncoder)
     widths: list[int] = []
     embed = model.audio_onnx.embed
@@ -55,12 +58,26 @@ def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeyp
 
 
 @pytest.mark.slow
-def test_another_model_refuses_the_export(aisfx_export, monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv(ENV, str(aisfx_export))
+def test_another_model_refuses_the_export(aisfx_export, tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="export again"):
-        load_model("lite")
-    monkeypatch.setenv(ENV, str(tmp_path))  # a directory without an audio export is left alone
-    assert attach_audio_onnx(torch.nn.Module()) is False  # type: ignore[arg-type]
+        load_model("lite", onnx_dir=aisfx_export)
+    assert attach_audio_onnx(torch.nn.Module(), tmp_path) is False  # type: ignore[arg-type]  # no audio export
+    assert attach_audio_onnx(torch.nn.Module(), None) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("given", ["--onnx", "AUDIOSEARCH_ONNX_DIR"])
+def test_one_onnx_setting_reaches_both_sides(aisfx_export, monkeypatch, given: str) -> None:
+    monkeypatch.delenv("AUDIOSEARCH_ONNX_DIR", raising=False)
+    argv = ["search", "a dog", "--index", "idx", "--model", "aisfx"]
+    if given == "--onnx":
+        argv += ["--onnx", str(aisfx_export)]
+    else:
+        monkeypatch.setenv(given, str(aisfx_export))
+    args = build_parser(dict.fromkeys(COMMANDS, lambda _: 0)).parse_args(argv)
+    assert load_settings().onnx_dir == (aisfx_export if given != "--onnx" else None)  # the service's setting
+    model = load_encoder(args.model, "cpu", onnx_dir(args))
+    assert isinstance(model.audio_onnx, OnnxAudioEncoder)
+    assert isinstance(model.text_onnx, OnnxTextSide) and model.text_onnx.directory == aisfx_export
 
 
 def test_export_refused_where_it_does_not_pay(tmp_path, capsys) -> None:

@@ -284,11 +284,19 @@ def test_caps_on_stages_and_data_entries(tmp_path: Path, shared_data: Path) -> N
         assert str(err.value) == f"run.yaml: stages[0].{key}: must have at most 1000 entries, got 1001"
 
 
-def test_eval_specs_and_model_errors_name_their_field(tmp_path: Path, shared_data: Path) -> None:
-    captions = str(shared_data / "animals_cc0" / "captions.csv")
+@pytest.fixture
+def linked_data(shared_data: Path, tmp_path: Path) -> Path:
+    """The test audio through a symlink, as a checkout whose ../shared is one sees it (parsed paths are resolved)."""
+    link = tmp_path / "linked-data"
+    link.symlink_to(shared_data, target_is_directory=True)
+    return link
+
+
+def test_eval_specs_and_model_errors_name_their_field(tmp_path: Path, linked_data: Path) -> None:
+    captions = str(linked_data / "animals_cc0" / "captions.csv")
     specs = parse_data_specs([{"file": captions, "caption_column": "keywords"}], tmp_path)
-    assert [(s.csv, s.caption_column, s.format, s.audio_root) for s in specs] == [
-        (Path(captions), "keywords", "csv", None)
+    assert [(s.csv.resolve(), s.caption_column, s.format, s.audio_root) for s in specs] == [
+        (Path(captions).resolve(), "keywords", "csv", None)
     ]
     with pytest.raises(DatasetError) as err:
         parse_data_specs([{"file": captions, "format": "tsv"}], tmp_path, "eval")
@@ -300,15 +308,15 @@ def test_eval_specs_and_model_errors_name_their_field(tmp_path: Path, shared_dat
     assert str(err.value) == "eval: model: must be a string, got 5"
 
 
-def test_stage_options_survive_the_job_round_trip(tmp_path: Path, shared_data: Path) -> None:
+def test_stage_options_survive_the_job_round_trip(tmp_path: Path, linked_data: Path) -> None:
     """Frozen sides, patchout and extra captions as written to a job's config.json and parsed back."""
-    captions = str(shared_data / "animals_cc0" / "captions.csv")
-    config = _minimal(tmp_path, shared_data, frozen={"text": False}, patchout={"time": 3}, extra_captions=captions)
+    captions = str(linked_data / "animals_cc0" / "captions.csv")
+    config = _minimal(tmp_path, linked_data, frozen={"text": False}, patchout={"time": 3}, extra_captions=captions)
     config["stages"].append({**config["stages"][0], "name": "s2", "patchout": None, "frozen": None, "val": None})
     cfg = parse_run_config(config, tmp_path)
     again = parse_run_config(json.loads(json.dumps(cfg.to_dict())), tmp_path / "elsewhere")
     first, second = again.stages
     assert (first.frozen, first.patchout.time, first.patchout.frequency) == ({"text": False}, 3, 2)
-    assert first.extra_captions == Path(captions)
+    assert first.extra_captions.resolve() == Path(captions).resolve()
     assert (second.frozen, second.patchout, second.val) == ({}, None, [])  # null: the tower's own sizes
     assert again.to_dict() == cfg.to_dict()

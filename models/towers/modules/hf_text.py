@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ from audiosearch.models.text import normalize_caption
 from audiosearch.models.towers.modules.base import TextTower
 
 log = logging.getLogger(__name__)
+# A fast tokenizer's call sets padding/truncation on its Rust object, which raises "Already borrowed" while another
+# thread encodes with it (huggingface/tokenizers#537). One lock for all towers: a lock attribute would not pickle.
+_TOKENIZE = threading.Lock()
 
 
 class HFTextTower(TextTower):
@@ -49,7 +53,8 @@ class HFTextTower(TextTower):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         if self.normalize_text:
             texts = [normalize_caption(t, self.normalize_text) for t in texts]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        with _TOKENIZE:
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
 import urllib.error
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -71,22 +73,26 @@ class PasstTower(AudioTower):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         mel = self.mel(waveforms).unsqueeze(1)  # (B, 1, 128, frames)
         # PaSST applies structured patchout (and the mel front end its band jitter) only when training.
-        with contextlib.redirect_stdout(io.StringIO()):
-            _, features = self.net(mel)  # features: mean of CLS and distillation tokens, (B, 768)
+        _, features = self.net(mel)  # features: mean of CLS and distillation tokens, (B, 768)
         return features
+
+
+@functools.cache
+def _passt_module() -> ModuleType:
+    from hear21passt.models import passt as passt_module
+
+    # Its forward prints shapes while this global is set; a stdout swap per forward would race between threads.
+    passt_module.first_RUN = False
+    return passt_module
 
 
 def _build_net(
     arch: str, input_tdim: int, patchout_t: int, patchout_f: int, embed_dim: int, depth: int, num_heads: int
 ) -> torch.nn.Module:
-    from hear21passt.models import passt as passt_module
-
     stride = ARCH_STRIDES[arch]
-    # hear21passt prints shapes on construction and first forward; keep that off users' consoles. It also
-    # reads values (.item()) while building, which a meta default device (shape-only models) cannot give.
-    passt_module.first_RUN = False
-    with contextlib.redirect_stdout(io.StringIO()), torch.device("cpu"):
-        net = passt_module.PaSST(
+    # hear21passt reads values (.item()) while building, which a meta default device (shape-only models) cannot give.
+    with torch.device("cpu"):
+        net = _passt_module().PaSST(
             img_size=(128, input_tdim),
             stride=(stride, stride),
             patch_size=16,

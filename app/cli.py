@@ -169,10 +169,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _like_id(searcher, like: str) -> int:  # noqa: ANN001 - an indexer Searcher, imported lazily
-    """--like: a clip id (an integer) or a file's path in the library, as results print it."""
+    """--like: a clip id (an integer), a file's path in the library as results print it, or its absolute path."""
+    from pathlib import Path, PurePosixPath
+
     if like.strip().isdigit():
         return int(like)
-    file_id = searcher.reader.file_id(like.removeprefix("./"))
+    path = Path(like)
+    library = searcher.library.resolve()
+    if path.is_absolute() and path.resolve().is_relative_to(library):
+        like = path.resolve().relative_to(library).as_posix()
+    file_id = searcher.reader.file_id(str(PurePosixPath(like)))  # "./a/b.wav" -> "a/b.wav"
     if file_id is None:
         raise AudioSearchError(f"--like {like!r}: no indexed file has that id or library path (e.g. dog/bark.wav)")
     return file_id

@@ -142,7 +142,8 @@ def test_cli_like_by_id_and_by_path_ranks_as_http(client, searcher, built) -> No
     http = client.get(f"/clips/{clip_id}/similar", params={"k": 6, "offset": 1}).json()
     by_id = cli("--like", str(clip_id), "--index", str(built[1]), "-k", "6", "--offset", "1", "--quiet")
     by_path = cli("--like", "long/mix.wav", "--index", str(built[1]), "-k", "6", "--offset", "1", "--quiet")
-    for r in (by_id, by_path):
+    by_abs = cli("--like", str(built[0] / "long" / "mix.wav"), "--index", str(built[1]), "-k", "6", "--offset", "1")
+    for r in (by_id, by_path, by_abs):
         assert r.returncode == 0, r.stderr
         out = SearchResponse.model_validate_json(r.stdout).model_dump()
         assert out["query"] == http["query"] == "<like:long/mix.wav>" and out["total"] == http["total"]

@@ -134,41 +134,68 @@ def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, In
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    """One JSON document shaped like HTTP's SearchResponse, with HTTP's limits and messages."""
+    import time
+
+    from audiosearch.app.schemas import MAX_K, SearchResponse, audio_path, clean_query, like_query
     from audiosearch.indexer import Searcher
 
-    if not 1 <= args.k <= 1000:
-        raise AudioSearchError("-k must be between 1 and 1000")
-    _refuse_untrained(args)
-    searcher = Searcher(args.index)
-    model = _load(args)
-    searcher.check_model(model.fingerprint, model.config.supersedes)
-    page = searcher.search(
-        model.encode_text([args.query]), k=args.k, texts=[args.query], mode=args.mode, min_score=args.min_score
-    )[0]
-    hits = [
-        {
-            "path": h.path,
-            "score": round(h.score, 4),
-            "start": h.start,
-            "end": h.end,
-            **({"evidence": _evidence(h.evidence)} if h.evidence else {}),
-        }
-        for h in page.hits
-    ]
-    out = {
-        "query": args.query,
-        "mode": page.mode,
-        "no_close_match": not page.close_match,
-        "min_score": page.min_score,
-        "results": hits,
-    }
-    print(json.dumps(out, indent=2))  # noqa: T201
+    if not 1 <= args.k <= MAX_K:
+        raise AudioSearchError(f"-k must be between 1 and {MAX_K}, got {args.k}")
+    if not 0 <= args.offset <= 10_000:
+        raise AudioSearchError(f"--offset must be between 0 and 10000, got {args.offset}")
+    if args.like is not None:
+        if args.query is not None:
+            raise AudioSearchError("give a text query or --like, not both")
+        if args.min_score is not None:
+            raise AudioSearchError("--min-score applies to text queries, not --like")
+        searcher = Searcher(args.index)  # the clip's stored vectors are the query: no model loads
+        t0 = time.perf_counter()
+        clip, page = searcher.similar(
+            _like_id(searcher, args.like), args.k, args.offset, args.start, args.mode or "audio"
+        )
+        query = like_query(clip.path)
+    else:
+        if args.query is None:
+            raise AudioSearchError("give a text query, or --like PATH_OR_ID")
+        if args.start is not None:
+            raise AudioSearchError("--start applies to --like")
+        try:
+            query = clean_query(args.query)
+        except ValueError as err:  # the words of HTTP's 422
+            raise AudioSearchError(str(err)) from None
+        _refuse_untrained(args)
+        searcher = Searcher(args.index)
+        model = _load(args)
+        searcher.check_model(model.fingerprint, model.config.supersedes)
+        t0 = time.perf_counter()
+        (page,) = searcher.search(
+            model.encode_text([query]),
+            args.k,
+            args.offset,
+            texts=[query],
+            mode=args.mode or "hybrid",
+            min_score=args.min_score,
+        )
+    took = round((time.perf_counter() - t0) * 1e3, 3)
+    print(SearchResponse.of(query, page, took, audio_path).model_dump_json(indent=2))  # noqa: T201
     return 0
 
 
-def _evidence(e) -> dict:  # noqa: ANN001 - audiosearch.indexer.search.fusion.Evidence, imported lazily
-    scores = {"audio": round(e.audio, 4), "text": round(e.text, 4), "lexical": round(e.lexical, 4)}
-    return {**scores, "words": list(e.words)}
+def _like_id(searcher, like: str) -> int:  # noqa: ANN001 - an indexer Searcher, imported lazily
+    """--like: a clip id (an integer), a file's path in the library as results print it, or its absolute path."""
+    from pathlib import Path, PurePosixPath
+
+    if like.strip().isdigit():
+        return int(like)
+    path = Path(like)
+    library = searcher.library.resolve()
+    if path.is_absolute() and path.resolve().is_relative_to(library):
+        like = path.resolve().relative_to(library).as_posix()
+    file_id = searcher.reader.file_id(str(PurePosixPath(like)))  # "./a/b.wav" -> "a/b.wav"
+    if file_id is None:
+        raise AudioSearchError(f"--like {like!r}: no indexed file has that id or library path (e.g. dog/bark.wav)")
+    return file_id
 
 
 def _serving_threads() -> None:

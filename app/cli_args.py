@@ -90,15 +90,38 @@ def index_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+SEARCH_EPILOG = """Output: one JSON document shaped like the HTTP API's SearchResponse (GET /search):
+{"query", "results": [{"id", "path", "score", "start", "end", "duration", "audio_url", "evidence"}], "total",
+"took_ms", "mode", "min_score", "no_close_match"}; audio_url is the clip's path on a server of the same index.
+--like ranks like GET /clips/{id}/similar: the clip first, then the files that sound closest (query "<like:PATH>")."""
+
+
 def search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("query", help="text query, e.g. 'a dog barking'")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = SEARCH_EPILOG
+    p.add_argument("query", nargs="?", help="text query, e.g. 'a dog barking' (or --like)")
+    p.add_argument(
+        "--like",
+        metavar="PATH_OR_ID",
+        help="more like this indexed file instead of a text query: its id (an integer, as in results) or its path "
+        "in the library, as results print it; ranked by audio from the stored vectors (no model loads)",
+    )
+    p.add_argument(
+        "--start",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --like: query with the window at this moment (default: the mean of the file's windows)",
+    )
     p.add_argument("--index", type=Path, required=True, help="index directory")
-    p.add_argument("-k", type=int, default=10, help="number of files to return")
+    p.add_argument("-k", type=int, default=10, help="number of files to return, 1-100 (as HTTP)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many files first, 0-10000 (a later page)")
     p.add_argument(
         "--mode",
-        default="hybrid",
+        default=None,
         choices=["hybrid", "audio", "text"],
-        help="hybrid: the audio and the library's words (file names, folders, tags); audio or text alone",
+        help="hybrid (default for text): the audio and the library's words (file names, folders, tags); audio or "
+        "text alone; --like ranks by audio only",
     )
     p.add_argument(
         "--min-score",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audiosearch.core.errors import InvalidInputError
-from audiosearch.indexer.search.searcher import Filters, QuerySpec
+from audiosearch.indexer.search.searcher import Filters, Hit, Page, QuerySpec
 
 MAX_QUERY_CHARS = 1000
+MAX_K = 100  # results per page, for HTTP and the CLI alike
+CLIPS_PREFIX = "/clips"  # app.api.routes.clips
 SearchMode = Literal["hybrid", "audio", "text"]  # audiosearch.indexer.search.fusion.MODES
 MODE_HELP = (
     "hybrid (default): the audio and the library's words (file names, folders, tags) fused; audio: the audio "
@@ -47,7 +50,7 @@ class SearchFilters(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, examples=["a dog barking"])
-    k: int = Field(10, ge=1, le=100, description="results per page")
+    k: int = Field(10, ge=1, le=MAX_K, description="results per page")
     offset: int = Field(0, ge=0, le=10_000)
     filters: SearchFilters | None = None
     mode: SearchMode = Field("hybrid", description=MODE_HELP)
@@ -66,7 +69,7 @@ class SearchRequest(BaseModel):
 class BatchSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     queries: list[str] = Field(..., min_length=1, max_length=64)
-    k: int = Field(10, ge=1, le=100)
+    k: int = Field(10, ge=1, le=MAX_K)
     filters: SearchFilters | None = None
     mode: SearchMode = Field("hybrid", description=MODE_HELP)
     min_score: float | None = Field(None, ge=-10, le=10, description=MIN_SCORE_HELP)
@@ -101,15 +104,53 @@ class SearchHit(BaseModel):
     audio_url: str
     evidence: Evidence | None = Field(None, description="what matched (text queries)")
 
+    @classmethod
+    def of(cls, h: Hit, audio_url: str) -> SearchHit:
+        ev = h.evidence
+        evidence = Evidence(audio=ev.audio, text=ev.text, lexical=ev.lexical, words=list(ev.words)) if ev else None
+        return cls(
+            id=h.file_id,
+            path=h.path,
+            score=round(h.score, 6),
+            start=h.start,
+            end=h.end,
+            duration=h.duration,
+            audio_url=audio_url,
+            evidence=evidence,
+        )
+
 
 class SearchResponse(BaseModel):
-    query: str
+    query: str = Field(..., description="the query; `<like:PATH>` for similar files, `<audio:NAME>` for an upload")
     results: list[SearchHit]
     total: int = Field(..., description="files matching the filters (text mode: those with words)")
     took_ms: float
     mode: str = Field("audio", description="the ranking used (hybrid on an index without words is audio)")
     min_score: float | None = Field(None, description="the close-match threshold applied")
     no_close_match: bool = Field(False, description="true when even the best result scores below min_score")
+
+    @classmethod
+    def of(cls, query: str, page: Page, took_ms: float, audio_url: Callable[[int], str]) -> SearchResponse:
+        """The response to one page of results (HTTP and the CLI print the same); audio_url(id) is a hit's."""
+        return cls(
+            query=query,
+            results=[SearchHit.of(h, audio_url(h.file_id)) for h in page.hits],
+            total=page.total,
+            took_ms=took_ms,
+            mode=page.mode,
+            min_score=page.min_score,
+            no_close_match=not page.close_match,
+        )
+
+
+def audio_path(clip_id: int) -> str:
+    """The path of a clip's audio route (app.api.routes.clips.clip_audio): a hit's audio_url, on HTTP and the CLI."""
+    return f"{CLIPS_PREFIX}/{clip_id}/audio"
+
+
+def like_query(path: str) -> str:
+    """What a similar-files response says was searched: the clip's library path (as `<audio:NAME>` says an upload)."""
+    return f"<like:{path}>"
 
 
 class AudioQuery(BaseModel):

@@ -169,3 +169,9 @@ class SearchService:
         if not path.is_relative_to(library) or not path.is_file():
             raise IndexNotFoundError(f"clip {clip_id} is not available")
         return path
+
+    def similar(
+        self, clip_id: int, k: int, offset: int = 0, start: float | None = None, mode: str = "audio"
+    ) -> tuple[Clip, Page]:
+        """More like this: the library ranked by the clip's stored vectors (Searcher.similar), no forward."""
+        return self.searcher.similar(clip_id, k, offset, start, mode)

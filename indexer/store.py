@@ -356,6 +356,11 @@ class SnapshotReader:
         )
         return Clip(*row) if row and row[0] is not None else None
 
+    def file_id(self, path: str) -> int | None:
+        """The id of the file at `path` (relative to the library, as the index stores it); None if not indexed."""
+        row = self._one("SELECT id FROM files WHERE path = ?", [path])
+        return int(row[0]) if row else None
+
     def window_vectors(self, file_id: int) -> np.ndarray:
         """(windows, dim) vectors of one file, in window order."""
         ids = [r[0] for r in self._all("SELECT id FROM windows WHERE file_id = ? ORDER BY id", [file_id])]

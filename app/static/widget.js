@@ -26,6 +26,9 @@
  *   mount(element, options): options are server (base URL of the API; default: where widget.js came from),
  *   k, placeholder, label, query, mode. The element may also be a selector string.
  *
+ * Each result has a "More like this" button (data-role="similar"): it lists the sounds most like that clip in
+ * place of the results (GET /clips/{id}/similar), the clip itself first.
+ *
  * When nothing matches well the server says so (no_close_match) and the widget shows "No close match" with
  * the nearest sounds one click away, instead of a list of weak results.
  *
@@ -75,6 +78,8 @@
     "audio { grid-column: 1 / 3; width: 100%; height: 32px; margin-top: 4px; }",
     ".why { grid-column: 1 / 3; color: var(--as-muted); font-size: 13px; }",
     "mark { background: var(--as-play); color: inherit; border-radius: 4px; padding: 0 3px; }",
+    "button.similar { grid-column: 1 / 3; justify-self: start; margin-top: 4px; padding: 2px 8px; font-size: 13px;",
+    "  background: transparent; color: var(--as-accent); }",
     "ol.weak li { opacity: .75; border-style: dashed; }",
     "[hidden] { display: none !important; }"
   ].join("\n");
@@ -132,13 +137,17 @@
     root.appendChild(el("style", { text: CSS }));
     root.appendChild(box);
 
-    var state = { q: "", shown: 0, total: 0, seq: 0, ctrl: null, noClose: false };
+    // state.req: the text query {q} or the clip whose similar files are listed {like: {id, path}}
+    var state = { q: "", req: null, shown: 0, total: 0, seq: 0, ctrl: null, noClose: false };
 
     function showError(msg) { error.textContent = msg; error.hidden = !msg; }
 
-    function fetchPage(q, offset, signal) {
-      var url = new URL("search", server);
-      url.search = new URLSearchParams({ q: q, k: String(k), offset: String(offset), mode: mode }).toString();
+    function baseName(path) { return path.slice(path.lastIndexOf("/") + 1); }
+
+    function fetchPage(req, offset, signal) {
+      var page = { k: String(k), offset: String(offset) };
+      var url = new URL(req.like ? "clips/" + encodeURIComponent(req.like.id) + "/similar" : "search", server);
+      url.search = new URLSearchParams(req.like ? page : { q: req.q, k: page.k, offset: page.offset, mode: mode }).toString();
       return fetch(url.href, { signal: signal, headers: { Accept: "application/json" } }).then(function (res) {
         return res.json().catch(function () { return null; }).then(function (body) {
           if (!res.ok) {
@@ -171,6 +180,12 @@
         });
         li.insertBefore(why, audio);
       }
+      var like = el("button", {
+        className: "similar", type: "button", "data-role": "similar", text: "More like this",
+        "aria-label": "More like " + hit.path + ": list the sounds most like it"
+      });
+      like.addEventListener("click", function () { similar({ id: hit.id, path: hit.path }); });
+      li.appendChild(like);
       li.setAttribute("data-score", String(hit.score));
       audio.addEventListener("loadedmetadata", function () {
         if (audio.currentTime + 0.05 < hit.start) audio.currentTime = hit.start;
@@ -199,9 +214,13 @@
     }
 
     function update() {
+      var like = state.req && state.req.like;
       if (!state.shown) status.textContent = "No sounds match “" + state.q + "”.";
       else if (state.noClose) status.textContent = "No close match for “" + state.q + "”.";
-      else status.textContent = "Showing " + state.shown + " of " + state.total + (state.total === 1 ? " sound" : " sounds");
+      else {
+        status.textContent = "Showing " + state.shown + " of " + state.total + (state.total === 1 ? " sound" : " sounds") +
+          (like ? " like “" + baseName(like.path) + "”" : "");  // says what was searched: a clip's sound
+      }
       more.hidden = state.shown >= state.total || list.hidden;
       nearest.hidden = !(state.noClose && list.hidden && state.shown > 0);
     }
@@ -210,25 +229,36 @@
       q = String(q || "").trim();
       if (!q) return Promise.resolve();
       input.value = q;
+      return run({ q: q }, "Searching…");
+    }
+
+    function similar(like) {
+      return run({ like: like }, "Looking for sounds like “" + baseName(like.path) + "”…");
+    }
+
+    function run(req, busy) {
       if (state.ctrl) state.ctrl.abort();
       var ctrl = typeof AbortController === "function" ? new AbortController() : null;
       var seq = ++state.seq;
       state.ctrl = ctrl;
-      status.textContent = "Searching…";
-      return fetchPage(q, 0, ctrl && ctrl.signal).then(function (body) {
+      status.textContent = busy;
+      return fetchPage(req, 0, ctrl && ctrl.signal).then(function (body) {
         if (seq !== state.seq) return;
-        state.q = q; state.shown = body.results.length; state.total = body.total; state.noClose = !!body.no_close_match;
+        state.req = req; state.q = req.q || "";
+        state.shown = body.results.length; state.total = body.total; state.noClose = !!body.no_close_match;
         showError("");
         while (list.firstChild) list.removeChild(list.firstChild);
         body.results.forEach(function (h, i) { list.appendChild(row(h, i + 1)); });
         list.hidden = state.noClose;  // weak results are not shown as if they matched
         list.className = state.noClose ? "weak" : "";
         update();
+        if (req.like && list.firstChild) list.firstChild.focus();  // the button pressed is gone
       }).catch(function (err) {
         if (err.name === "AbortError" || seq !== state.seq) return;
         while (list.firstChild) list.removeChild(list.firstChild);
         state.shown = state.total = 0;
         state.noClose = false;
+        state.req = null;
         list.hidden = false;
         more.hidden = nearest.hidden = true;
         status.textContent = "";
@@ -248,7 +278,7 @@
     more.addEventListener("click", function () {
       var seq = state.seq;
       more.disabled = true;
-      fetchPage(state.q, state.shown).then(function (body) {
+      fetchPage(state.req, state.shown).then(function (body) {
         if (seq !== state.seq) return;
         var first = null;
         body.results.forEach(function (h, i) {

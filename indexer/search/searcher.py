@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from audiosearch.core.errors import AudioSearchError, InvalidInputError
-from audiosearch.indexer.errors import IndexMismatchError
+from audiosearch.indexer.errors import IndexMismatchError, IndexNotFoundError
 from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.fusion import FUSION, MODES, HybridRanker
 from audiosearch.indexer.search.results import Evidence, Hit
@@ -131,6 +131,45 @@ class Searcher:
             hits = r.hits[s.offset - first : s.offset - first + s.k]
             pages.append(Page(hits, total, mode, threshold, _close(r.top, threshold)))
         return pages
+
+    def similar(
+        self, file_id: int, k: int = 10, offset: int = 0, start: float | None = None, mode: str = "audio"
+    ) -> tuple[Clip, Page]:
+        """More like this: the library ranked by audio against one indexed file's own stored window vectors
+        (nothing is decoded or encoded). The query is the mean of the file's windows, normalised (the whole file),
+        or, with `start` (seconds, 0 <= start < duration), the one window that holds that moment. The file itself
+        is listed first, whatever its score: a copy of it ties, and for a file whose windows differ another
+        file's window may even lie closer to their mean than any of its own. The other files follow by audio,
+        best window each. Only mode `audio`: the query is a sound, not words. Returns the clip and the page."""
+        if mode != "audio":
+            raise InvalidInputError(
+                f"similar files are ranked by audio only: the query is the clip's sound, not text; got mode {mode!r}, "
+                "use mode=audio"
+            )
+        clip = self.clip(file_id)
+        if clip is None:
+            raise IndexNotFoundError(f"no clip with id {file_id}")
+        windows = self.reader.file_windows([file_id])[file_id]  # (window id, start, end), in window order
+        vectors = self.window_vectors(file_id)  # the same order
+        if start is None:
+            q = vectors.mean(axis=0)
+        elif not 0 <= start < clip.duration:  # NaN fails too
+            raise InvalidInputError(
+                f"start must lie within the clip: 0 <= start < {clip.duration:g} seconds; got {start:g}"
+            )
+        else:
+            q = vectors[max((i for i, w in enumerate(windows) if w[1] <= start), default=0)]  # the last to start
+        norm = float(np.linalg.norm(q))
+        if not norm > 0:
+            raise InvalidInputError(f"clip {file_id} has no usable stored vector")
+        q = (q / norm).astype(np.float32)
+        own = np.einsum("ij,j->i", vectors, q)  # as HybridRanker._audio scores stored windows
+        j = int(np.argmax(own))
+        first = Hit(file_id, clip.path, float(own[j]), windows[j][1], windows[j][2], clip.duration)
+        # The others: the audio ranking with the clip taken out (it may be anywhere in it, or absent from a page).
+        (page,) = self.search(q[None], k=offset + k, mode="audio")
+        ranked = [first, *(h for h in page.hits if h.file_id != file_id)]
+        return clip, Page(ranked[offset : offset + k], page.total, "audio", None, True)
 
     def effective_mode(self, mode: str) -> str:
         """The mode a query gets: hybrid on an index built before words were indexed is audio."""

@@ -424,3 +424,46 @@ def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("search-page.png", "widget.png"):
             shutil.copyfile(tmp_path / name, dest / name)
+
+
+def test_more_like_this_on_the_page_and_in_the_widget(servers, page) -> None:
+    api = servers["api"]
+    page.goto(f"{api}/?q=a+rooster+crowing")
+    rows = page.locator("#results .result")
+    sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"^Showing 1–\d+ of \d+ sounds for"))
+    first = rows.first.locator(".name").get_attribute("title")
+    button = rows.first.locator("[data-role=similar]")
+    assert button.get_attribute("aria-label").startswith(f"More like {first}")
+    button.click()
+    name = first.rsplit("/", 1)[-1]
+    sync_api.expect(page.locator("#status")).to_contain_text(
+        re.compile(rf"^Showing 1–\d+ of 8 sounds like “{re.escape(name)}”")
+    )
+    assert rows.first.locator(".name").get_attribute("title") == first  # the clip itself first
+    assert rows.first.evaluate("el => el === document.activeElement")
+    assert float(rows.first.get_attribute("data-score")) == pytest.approx(1.0, abs=1e-4)  # one window: itself
+    listed = rows.locator(".name").evaluate_all("els => els.map(e => e.title)")
+    with httpx.Client(base_url=api, timeout=30) as c:
+        clip_id = int(page.evaluate("new URLSearchParams(location.search).get('like')"))
+        want = [h["path"] for h in c.get(f"/clips/{clip_id}/similar", params={"k": 10}).json()["results"]]
+    assert listed == want and len(set(listed)) == len(listed)
+    page.screenshot(path=ARTIFACTS / "more-like-this.png", full_page=True)
+
+    # the widget, on another origin: its first result's button lists that clip's similar files
+    page.goto(f"{servers['host']}/")
+    widget = page.locator("#sounds")
+    box = widget.locator("input[type=search]")
+    box.fill("rain")
+    box.press("Enter")
+    items = widget.locator("li")
+    sync_api.expect(items.first).to_be_visible()
+    first = items.first.locator(".name").get_attribute("title")
+    items.first.locator("[data-role=similar]").click()
+    name = first.rsplit("/", 1)[-1]
+    sync_api.expect(widget.locator(".status")).to_contain_text(f"Showing 4 of 8 sounds like “{name}”")
+    assert items.first.locator(".name").get_attribute("title") == first
+    widget.get_by_role("button", name="More results").click()  # paging goes on with the similar files
+    sync_api.expect(items).to_have_count(8)
+    paths = items.locator(".name").evaluate_all("els => els.map(e => e.title)")
+    assert len(set(paths)) == 8
+    assert page.problems == []

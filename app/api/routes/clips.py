@@ -10,10 +10,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse
 
 from audiosearch.app.api.deps import ServiceDep
-from audiosearch.app.schemas import ClipInfo, ClipWords, ErrorResponse
+from audiosearch.app.schemas import CLIPS_PREFIX, ClipInfo, ClipWords, ErrorResponse
 
 router = APIRouter(
-    prefix="/clips", tags=["clips"], responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+    prefix=CLIPS_PREFIX, tags=["clips"], responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 )
 # File ids are SQLite row ids: positive 64-bit integers. Larger ones are a 422, never an overflow inside SQLite.
 ClipId = Annotated[int, Path(ge=1, le=2**63 - 1, description="clip (file) id from a search result")]
@@ -29,11 +29,6 @@ CONTENT_TYPES = {
     ".aif": "audio/aiff",
     ".aiff": "audio/aiff",
 }
-
-
-def audio_path(clip_id: int) -> str:
-    """The path of a clip's audio route (clip_audio below)."""
-    return f"{router.prefix}/{clip_id}/audio"
 
 
 @router.get("/{clip_id}", response_model=ClipInfo, summary="Metadata of one indexed file")

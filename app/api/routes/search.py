@@ -10,10 +10,11 @@ from fastapi import APIRouter, File, HTTPException, Query, Request, Response, Up
 from pydantic import BaseModel
 
 from audiosearch.app.api.deps import BatcherDep, ServiceDep, SettingsDep
-from audiosearch.app.api.routes.clips import audio_path
+from audiosearch.app.api.routes.clips import ClipId
 from audiosearch.app.cancel import run_cancellable
 from audiosearch.app.limits import limited
 from audiosearch.app.schemas import (
+    MAX_K,
     MAX_QUERY_CHARS,
     MIN_SCORE_HELP,
     MODE_HELP,
@@ -22,13 +23,13 @@ from audiosearch.app.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
     ErrorResponse,
-    Evidence,
     SearchFilters,
-    SearchHit,
     SearchMode,
     SearchRequest,
     SearchResponse,
+    audio_path,
     clean_query,
+    like_query,
 )
 from audiosearch.indexer import Page
 from audiosearch.models import AUDIO_EXTENSIONS
@@ -38,33 +39,9 @@ router = APIRouter(tags=["search"], responses={422: {"model": ErrorResponse}, 40
 
 def _response(request: Request, query: str, page: Page, t0: float) -> SearchResponse:
     root = request.scope.get("root_path", "")  # a path prefix set by a reverse proxy, as url_for would add
-    hits = [
-        SearchHit(
-            id=h.file_id,
-            path=h.path,
-            score=round(h.score, 6),
-            start=h.start,
-            end=h.end,
-            duration=h.duration,
-            audio_url=root + audio_path(h.file_id),  # not url_for: it tries every route, per hit
-            evidence=Evidence(
-                audio=h.evidence.audio, text=h.evidence.text, lexical=h.evidence.lexical, words=list(h.evidence.words)
-            )
-            if h.evidence
-            else None,
-        )
-        for h in page.hits
-    ]
     took = round((time.perf_counter() - t0) * 1e3, 3)
-    return SearchResponse(
-        query=query,
-        results=hits,
-        total=page.total,
-        took_ms=took,
-        mode=page.mode,
-        min_score=page.min_score,
-        no_close_match=not page.close_match,
-    )
+    # audio_path, not url_for: url_for tries every route, per hit
+    return SearchResponse.of(query, page, took, lambda clip_id: root + audio_path(clip_id))
 
 
 @router.get(
@@ -78,7 +55,7 @@ async def search_get(
     request: Request,
     batcher: BatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="text query")],
-    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     path_prefix: Annotated[str | None, Query(max_length=1024)] = None,
     min_duration: Annotated[float | None, Query(ge=0)] = None,
@@ -153,7 +130,7 @@ async def search_by_audio(
     service: ServiceDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="an audio file (wav, flac, ogg, mp3, ...)")],
-    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
 ) -> AudioSearchResponse:
     t0 = time.perf_counter()
@@ -173,3 +150,35 @@ async def search_by_audio(
     base = _response(request, f"<audio:{file.filename}>", page, t0)
     audio = AudioQuery(seconds=round(read.seconds, 3), truncated=read.truncated, max_seconds=settings.max_query_seconds)
     return AudioSearchResponse(**base.model_dump(), audio=audio)
+
+
+SIMILAR_HELP = """Ranks the library by the clip's own stored vectors (nothing is decoded): the clip itself first,
+whatever its score, then the closest other files, best window each, as `GET /search` lists them (`query` is
+`<like:PATH>`).
+
+The query is the mean of the clip's windows, normalised (the whole clip), or with `start` the one window that holds
+that moment (0 <= start < the clip's duration; 422 otherwise). The ranking is by audio only: `mode` accepts `audio`
+(hybrid and text rank by words, and the query has none: 422). An unknown clip id is a 404."""
+
+
+@router.get(
+    "/clips/{clip_id}/similar",
+    response_model=SearchResponse,
+    summary="More like this: files that sound like an indexed clip",
+    description=SIMILAR_HELP,
+    tags=["clips"],
+    responses={404: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
+    dependencies=[limited("search")],
+)
+def search_similar(
+    request: Request,
+    service: ServiceDep,
+    clip_id: ClipId,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    mode: Annotated[str, Query(max_length=16, description="audio (the only ranking of a sound by a sound)")] = "audio",
+    start: Annotated[float | None, Query(description="seconds: the window of the clip to query with")] = None,
+) -> Response:
+    t0 = time.perf_counter()
+    clip, page = service.similar(clip_id, k, offset, start, mode)
+    return _json(_response(request, like_query(clip.path), page, t0))

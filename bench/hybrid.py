@@ -65,7 +65,7 @@ def naive(s: Searcher, q: np.ndarray, text: str, k: int = 10) -> list[int]:
     wv = words.index.search(q[None], words.index.ntotal)
     t[wv[1][0] - 1] = wv[0][0]
     lex = np.zeros_like(a)
-    for fid, (score, _) in words.lexical(query_terms(text)).items():
+    for fid, (score, _) in words.bm25.rank(query_terms(text)).items():
         lex[fid - 1] = score
     fused = s.fusion.score("hybrid", a, t, lex)
     top = np.argpartition(-fused, k)[:k]

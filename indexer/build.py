@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +82,6 @@ class IndexReport:
             f"{self.seconds:.1f} s, {self.clips_per_second:.1f} clips/s"
             + (f"; nothing changed, snapshot {self.snapshot} kept" if self.unchanged else "")
         )
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "clips_per_second": round(self.clips_per_second, 2)}
 
 
 def build_index(audio_dir: Path, index_dir: Path, model: Encoder, options: IndexOptions | None = None) -> IndexReport:

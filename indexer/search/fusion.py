@@ -173,7 +173,7 @@ class HybridRanker:
         # vectors (the search's differ in the last bits): copies of one sound tie exactly, a file's score does
         # not depend on which list found it, and a CPU and a GPU backend rank alike. Text cosines likewise.
         text_ids = tv_ids[tv_ids >= 0].tolist()
-        lexical = words.lexical(terms, limit=c) if words is not None and mode != "audio" else {}
+        lexical = words.bm25.rank(terms, limit=c) if words is not None and mode != "audio" else {}
         sig.lexical.update(lexical)
         ids = list(dict.fromkeys([*(h.file_id for h in audio_hits), *text_ids, *sig.lexical]))
         sig.rows.update(self.reader.files([i for i in ids if i not in sig.rows], filters))
@@ -225,7 +225,7 @@ class HybridRanker:
             sig.no_words.update(i for i in todo if i not in vecs)
         if "lexical" in needs:
             todo = [i for i in ids if i not in sig.lexical and i not in sig.no_match]
-            found = words.lexical(terms, file_ids=todo)
+            found = words.bm25.rank(terms, file_ids=todo)
             sig.lexical.update(found)
             sig.no_match.update(i for i in todo if i not in found)
 

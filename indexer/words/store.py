@@ -11,11 +11,7 @@ before them has neither and is searched by audio alone.
 from __future__ import annotations
 
 import json
-import math
-import re
 import sqlite3
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,7 @@ import numpy as np
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError
 from audiosearch.indexer.search.backends import BlockedFlatScan, flat_storage
 from audiosearch.indexer.sql_in import select_in
+from audiosearch.indexer.words.bm25 import Bm25
 from audiosearch.indexer.words.extract import FileWords
 
 WORDS_VERSION = 1
@@ -35,11 +32,6 @@ CREATE TABLE words (file_id INTEGER PRIMARY KEY REFERENCES files(id), path_words
                     tag_words TEXT NOT NULL, tags TEXT NOT NULL);
 CREATE VIRTUAL TABLE words_fts USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2');
 """
-BM25_K1 = 1.2  # FTS5's bm25() constants
-MAX_TERMS = 32  # of one query: longer queries keep their first 32 distinct words
-DF_CACHE = 8192  # query terms whose document frequency is remembered
-MARK = ("\x02", "\x03")  # around matched words in FTS5's highlight(); never part of a word
-HIGHLIGHT = re.compile(f"{MARK[0]}([^{MARK[1]}]*){MARK[1]}")
 
 
 class WordsWriter:
@@ -71,8 +63,8 @@ class WordsWriter:
 
 
 class WordsReader:
-    """Read side: a file's words, BM25 over them, and their text vectors. `query` runs SQL under the
-    snapshot reader's connection lock."""
+    """Read side: a file's words, BM25 over them (`bm25`: indexer.words.bm25), and their text vectors. `query`
+    runs SQL under the snapshot reader's connection lock."""
 
     def __init__(self, snapshot: Path, query: Callable[[str, list[Any]], list[Any]], read_index: Callable) -> None:
         self._query = query
@@ -88,8 +80,7 @@ class WordsReader:
         self.n_docs = self._query("SELECT COUNT(*) FROM words_fts", [])[0][0]
         if self.n_docs != self.index.ntotal:
             raise IndexCorruptError(f"{snapshot}: {self.n_docs} files with words but {self.index.ntotal} vectors")
-        self._lock = threading.Lock()  # document frequencies of recent query terms (an LRU: memory stays bounded)
-        self._df: OrderedDict[str, int] = OrderedDict()
+        self.bm25 = Bm25(query, self.n_docs)
 
     def of(self, file_id: int) -> FileWords | None:
         rows = self._query("SELECT path_words, tag_words, tags FROM words WHERE file_id = ?", [file_id])
@@ -100,46 +91,6 @@ class WordsReader:
 
     def worded(self, file_ids: Iterable[int]) -> set[int]:
         return {r[0] for r in select_in(self._query, "SELECT rowid FROM words_fts WHERE rowid IN ({marks})", file_ids)}
-
-    def lexical(
-        self, terms: list[str], limit: int | None = None, file_ids: list[int] | None = None
-    ) -> dict[int, tuple[float, tuple[str, ...]]]:
-        """file id -> (score, matched words) for the files whose words hold any of `terms`, best first; `limit`
-        files at most, or only those of `file_ids`. The score is BM25 relative to a perfect match, in [0, 1]:
-        FTS5's bm25() over the sum of the terms' idf (what a file holding each term once, at average length,
-        scores), capped at 1. Matched words are the file's words that FTS5's stemmer matched ('barking' for
-        'bark')."""
-        terms = list(dict.fromkeys(terms))[:MAX_TERMS]
-        if not terms or self.n_docs == 0 or (file_ids is not None and not file_ids):
-            return {}
-        total_idf = sum(self._idf(t) for t in terms)
-        sql = "SELECT rowid, -bm25(words_fts), highlight(words_fts, 0, ?, ?) FROM words_fts WHERE words_fts MATCH ?"
-        args: list[Any] = [*MARK, " OR ".join(_quoted(t) for t in terms)]
-        order = " ORDER BY bm25(words_fts), rowid"  # a list cut inside a tie keeps the lowest ids, as pages order ties
-        cut = (" LIMIT ?", [limit]) if limit is not None else ("", [])
-        if file_ids is None:
-            rows = self._query(sql + order + cut[0], args + cut[1])
-        else:  # chunks of the ids, each cut alone, then merged in the same order and cut again
-            rows = select_in(self._query, sql + " AND rowid IN ({marks})" + order + cut[0], file_ids, args, cut[1])
-            rows = sorted(rows, key=lambda r: (-r[1], r[0]))[:limit]
-        return {
-            fid: (min(1.0, score / total_idf), tuple(dict.fromkeys(HIGHLIGHT.findall(marked))))
-            for fid, score, marked in rows
-        }
-
-    def _idf(self, term: str) -> float:
-        """FTS5's idf: log((N - n + 0.5) / (n + 0.5)), at least 1e-6; n = files holding the (stemmed) term."""
-        with self._lock:
-            n = self._df.get(term)
-            if n is not None:
-                self._df.move_to_end(term)
-        if n is None:
-            n = self._query("SELECT COUNT(*) FROM words_fts WHERE words_fts MATCH ?", [_quoted(term)])[0][0]
-            with self._lock:
-                self._df[term] = n
-                while len(self._df) > DF_CACHE:
-                    self._df.popitem(last=False)
-        return max(1e-6, math.log((self.n_docs - n + 0.5) / (n + 0.5)))
 
     def vector_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, n) cosines and file ids of the files whose words are closest to each query (-1: none)."""
@@ -162,7 +113,3 @@ class WordsReader:
         rows = self._order[at[found]]
         vecs = self._matrix[rows] if self._matrix is not None else [self.index.reconstruct(int(i)) for i in ids[found]]
         return dict(zip(ids[found].tolist(), vecs, strict=True))
-
-
-def _quoted(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'

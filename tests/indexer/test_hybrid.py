@@ -65,17 +65,17 @@ def test_words_are_indexed_per_file(named) -> None:
 
 def test_bm25_ranks_by_the_query_words(named, lite_model) -> None:
     s = Searcher(named / "idx")
-    lex = s.reader.words.lexical(["sea", "waves"])
+    lex = s.reader.words.bm25.rank(["sea", "waves"])
     assert {s.clip(i).path.split("/")[0] for i in lex} == {"sea_waves"} and len(lex) == 8
     assert all(score == pytest.approx(1.0, abs=0.25) and m == ("sea", "waves") for score, m in lex.values())
     # stemming: 'barking' finds 'bark'; a file matching every query word ranks above those matching one
-    lex = s.reader.words.lexical(["dog", "barking", "rain"])
+    lex = s.reader.words.bm25.rank(["dog", "barking", "rain"])
     dog, rain = ([v for i, v in lex.items() if s.clip(i).path.startswith(p)] for p in ("dog_bark/", "rain/"))
     assert len(dog) == len(rain) == 8
     assert min(v[0] for v in dog) > max(v[0] for v in rain) > 0
     assert {v[1] for v in dog} == {("dog", "bark")} and {v[1] for v in rain} == {("rain",)}
     assert list(lex)[:8] == [i for i in lex if s.clip(i).path.startswith("dog_bark/")]  # best first
-    assert s.reader.words.lexical(["violin"]) == {} and s.reader.words.lexical([]) == {}
+    assert s.reader.words.bm25.rank(["violin"]) == {} and s.reader.words.bm25.rank([]) == {}
 
 
 def test_hashed_names_rank_exactly_as_audio(named, lite_model) -> None:

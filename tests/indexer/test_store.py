@@ -278,6 +278,6 @@ def test_reads_of_more_ids_than_sqlite_takes_in_one_statement(tmp_path: Path) ->
     assert windows == {fid: [(2 * n, 0.0, 2.0), (2 * n + 1, 2.0, 4.0)] for n, fid in enumerate(ids)}
     assert reader.words.worded(asked) == {7, 20_004}
     terms = ["bark", "rain"]
-    assert reader.words.lexical(terms, file_ids=asked) == reader.words.lexical(terms)
-    assert list(reader.words.lexical(terms, limit=1, file_ids=asked)) == list(reader.words.lexical(terms, limit=1))
+    assert reader.words.bm25.rank(terms, file_ids=asked) == reader.words.bm25.rank(terms)
+    assert list(reader.words.bm25.rank(terms, limit=1, file_ids=asked)) == list(reader.words.bm25.rank(terms, limit=1))
     reader.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from audiosearch.indexer.cache import EmbeddingCache, WordCache
+from audiosearch.indexer.cache import EmbeddingCache
 from audiosearch.indexer.decode import decode_job, init_pool_worker, init_worker
 from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from audiosearch.indexer.embed import embed_decoded
@@ -32,6 +32,7 @@ from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
 from audiosearch.indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
 from audiosearch.indexer.words.build import WordSource, library_words, open_word_cache
+from audiosearch.indexer.words.cache import WordCache
 from audiosearch.models.aggregate import min_tail_seconds
 from audiosearch.models.audio import STREAM_OVER_SECONDS
 from audiosearch.models.encoder import Encoder

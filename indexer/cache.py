@@ -8,14 +8,13 @@ never embedded twice. Snapshots are assembled from this cache.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from audiosearch.indexer.sqlite import open_work_db, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -42,10 +41,7 @@ class CachedFile:
 
 class EmbeddingCache:
     def __init__(self, path: Path, model_fingerprint: str, window_s: float, hop_s: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_work_db(path)
         self.db.executescript(SCHEMA)
         self.window_s, self.hop_s = window_s, hop_s
         self.suffix = self._suffix(model_fingerprint)
@@ -132,88 +128,4 @@ class EmbeddingCache:
         self.db.close()
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        return _transaction(self.db)
-
-
-WORDS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tags (key TEXT PRIMARY KEY, fields TEXT NOT NULL);        -- sha1 | tag reader version
-CREATE TABLE IF NOT EXISTS text_vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL);   -- sha1(text) | model fingerprint
-"""
-
-
-class WordCache:
-    """Tags by content hash and text vectors by text, in the same cache file: a rerun reads no tags of unchanged
-    files and encodes no text twice (a renamed file re-encodes only its new words)."""
-
-    def __init__(self, path: Path, model_fingerprint: str, tags_version: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(WORDS_SCHEMA)
-        self.tag_suffix, self.vec_suffix = f"|{tags_version}", f"|{model_fingerprint}"
-
-    def tags(self, sha1s: Iterable[str]) -> dict[str, dict[str, str]]:
-        out = {}
-        for chunk in _chunks([h + self.tag_suffix for h in sha1s]):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT key, fields FROM tags WHERE key IN ({marks})", chunk)
-            out.update({k[: -len(self.tag_suffix)]: json.loads(f) for k, f in rows})
-        return out
-
-    def put_tags(self, items: dict[str, dict[str, str]]) -> None:
-        with _transaction(self.db):
-            self.db.executemany(
-                "INSERT OR REPLACE INTO tags (key, fields) VALUES (?, ?)",
-                [(h + self.tag_suffix, json.dumps(t, ensure_ascii=False)) for h, t in items.items()],
-            )
-
-    def vectors(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
-        keys = {self._text_key(t): t for t in texts}
-        out = {}
-        for chunk in _chunks(list(keys)):
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT key, vec FROM text_vectors WHERE key IN ({marks})", chunk)
-            out.update({keys[k]: np.frombuffer(v, dtype=np.float32) for k, v in rows})
-        return out
-
-    def put_vectors(self, texts: list[str], vectors: np.ndarray) -> None:
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        with _transaction(self.db):
-            self.db.executemany(
-                "INSERT OR REPLACE INTO text_vectors (key, vec) VALUES (?, ?)",
-                [(self._text_key(t), v.tobytes()) for t, v in zip(texts, vecs, strict=True)],
-            )
-
-    def prune(self, sha1s: Iterable[str], texts: Iterable[str]) -> None:
-        """Drop tags of contents and vectors (of this model) of texts that the last snapshot no longer uses."""
-        keep_tags = {h + self.tag_suffix for h in sha1s}
-        keep_vecs = {self._text_key(t) for t in texts}
-        stale_tags = [(k,) for (k,) in self.db.execute("SELECT key FROM tags") if k not in keep_tags]
-        mine = self.db.execute("SELECT key FROM text_vectors WHERE key LIKE ?", (f"%{self.vec_suffix}",))
-        stale_vecs = [(k,) for (k,) in mine if k not in keep_vecs]
-        with _transaction(self.db):
-            self.db.executemany("DELETE FROM tags WHERE key = ?", stale_tags)
-            self.db.executemany("DELETE FROM text_vectors WHERE key = ?", stale_vecs)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def _text_key(self, text: str) -> str:
-        return hashlib.sha1(text.encode("utf-8")).hexdigest() + self.vec_suffix
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+        return transaction(self.db)

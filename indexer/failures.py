@@ -7,10 +7,10 @@ tried again, and `IndexOptions.retry_failed` (`audiosearch index --retry-failed`
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from audiosearch.indexer.decoded import Decoded
+from audiosearch.indexer.sqlite import open_work_db, transaction
 
 # Keyed by content hash alone: whether bytes decode does not depend on the model or the window settings.
 SCHEMA = """
@@ -24,9 +24,7 @@ class FailureMemory:
     """The failures of the last run, and this run's as they come (saved at its end, replacing the last's)."""
 
     def __init__(self, path: Path, retry: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = open_work_db(path)
         self.db.executescript(SCHEMA)
         rows = [] if retry else self.db.execute("SELECT sha1, path, size, mtime_ns, reason FROM failures").fetchall()
         self.rows = {r[0]: r[1:] for r in rows}
@@ -46,14 +44,9 @@ class FailureMemory:
 
     def save(self) -> None:
         """This run's failures replace the last run's: contents gone from the library are forgotten."""
-        self.db.execute("BEGIN")
-        try:
+        with transaction(self.db):
             self.db.execute("DELETE FROM failures")
             self.db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?)", [(h, *v) for h, v in self.now.items()])
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()

@@ -29,7 +29,7 @@ import numpy as np
 from audiosearch.core.atomic import atomic_write, fsync_dir
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
 from audiosearch.indexer.faiss_index import new_index, read_faiss
-from audiosearch.indexer.sql_in import select_in
+from audiosearch.indexer.sqlite import select_in
 from audiosearch.indexer.words.extract import FileWords
 from audiosearch.indexer.words.store import WORDS_VERSION, WordsReader, WordsWriter
 

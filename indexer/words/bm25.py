@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from audiosearch.indexer.sql_in import select_in
+from audiosearch.indexer.sqlite import select_in
 
 MAX_TERMS = 32  # of one query: longer queries keep their first 32 distinct words
 DF_CACHE = 8192  # query terms whose document frequency is remembered

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosearch.indexer.cache import WordCache
+from audiosearch.indexer.words.cache import WordCache
 from audiosearch.indexer.words.extract import FileWords, file_words
 from audiosearch.indexer.words.tags import VERSION as TAGS_VERSION
 from audiosearch.indexer.words.tags import read_tags

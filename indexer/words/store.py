@@ -21,7 +21,7 @@ import numpy as np
 
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError
 from audiosearch.indexer.search.backends import BlockedFlatScan, flat_storage
-from audiosearch.indexer.sql_in import select_in
+from audiosearch.indexer.sqlite import select_in
 from audiosearch.indexer.words.bm25 import Bm25
 from audiosearch.indexer.words.extract import FileWords
 

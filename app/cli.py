@@ -128,7 +128,8 @@ def _index_on_ray(args: argparse.Namespace, opts: IndexOptions) -> tuple[str, In
 
     address = args.ray or None
     check_ray(address)  # before the model loads: a wrong address fails in seconds, in one line
-    ray_opts = RayOptions(address=address, model_spec=args.model, device=args.device)
+    onnx = _onnx_dir(args)
+    ray_opts = RayOptions(address, args.model, args.device, onnx_dir=str(onnx.resolve()) if onnx else None)
     result = build_index_ray(args.audio_dir, args.index, _load(args), opts, ray_opts)
     return result.summary(), result.index
 

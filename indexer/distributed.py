@@ -53,6 +53,7 @@ class RayOptions:
     shard_files: int = 64  # average files per shard
     gpus_per_task: float = 0.5  # two tasks share a GPU, so one decodes while the other runs the model
     max_retries: int = 3  # per shard, for crashed workers and CUDA/IO errors
+    onnx_dir: str | None = None  # an `export-onnx --audio` folder every node can read (audio on the CPU)
 
 
 @dataclass
@@ -199,7 +200,7 @@ def _run_shards(
     # Only what the model cannot already skip travels: the content hashes already embedded (renamed files).
     done_ref = ray.put(frozenset(done))
     spec = _model_spec(ropts.model_spec)
-    args = (settings, spec, device, model.fingerprint, opts.batch_size, done_ref)
+    args = (settings, spec, device, model.fingerprint, ropts.onnx_dir, opts.batch_size, done_ref)
     for shard, result in _completed(task, todo, args, _in_flight(ray, gpus), ropts.max_retries):
         _write_shard(shard_dir / f"{shard.id}.npz", result)
         stats.embedded += _import(result, cache, done)
@@ -261,7 +262,7 @@ def _first_line(err: BaseException) -> str:
 
 # -- on the workers ------------------------------------------------------------------------------------
 
-_MODELS: dict[tuple[str, str], Encoder] = {}  # Ray reuses worker processes: load the model once each
+_MODELS: dict[tuple[str, str, str | None], Encoder] = {}  # Ray reuses worker processes: load the model once each
 
 
 def _embed_shard(
@@ -270,11 +271,12 @@ def _embed_shard(
     spec: str,
     device: str,
     fingerprint: str,
+    onnx_dir: str | None,
     batch_size: int,
     done: frozenset[str],
 ) -> dict[str, Any]:
     """Decode and embed one shard: {'files': [...], 'vectors', 'starts', 'ends'} in file order."""
-    model = _worker_model(spec, device, fingerprint)
+    model = _worker_model(spec, device, fingerprint, onnx_dir)
     init_worker(done, settings)
     files: list[dict[str, Any]] = []
     out: list[np.ndarray] = []
@@ -288,12 +290,13 @@ def _embed_shard(
     return {"files": files, "vectors": vectors, "starts": np.array(starts), "ends": np.array(ends)}
 
 
-def _worker_model(spec: str, device: str, fingerprint: str) -> Encoder:
-    if (spec, device) not in _MODELS:
+def _worker_model(spec: str, device: str, fingerprint: str, onnx_dir: str | None) -> Encoder:
+    key = (spec, device, onnx_dir)
+    if key not in _MODELS:
         from audiosearch.models import load_encoder
 
-        _MODELS[(spec, device)] = load_encoder(spec, device=device)
-    model = _MODELS[(spec, device)]
+        _MODELS[key] = load_encoder(spec, device=device, onnx_dir=onnx_dir)
+    model = _MODELS[key]
     if model.fingerprint != fingerprint:
         raise IndexBuildError(
             f"the Ray workers load model {model.fingerprint}, the driver has {fingerprint}: "

@@ -3,6 +3,7 @@ environment with its own `app`, `models` or `core` package keeps both working.""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -36,8 +37,14 @@ def test_own_app_and_models_packages_live_beside_ours(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_wheel_holds_audiosearch_alone(tmp_path: Path) -> None:
     """Built as users install it (pip wheel): every module under audiosearch/, the package data beside them."""
+    src = tmp_path / "src"  # a copy of the tracked files: setuptools writes build/ beside the sources
+    for name in subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, src / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
         check=True,
         capture_output=True,
         timeout=600,

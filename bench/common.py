@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+CLI = [sys.executable, "-m", "audiosearch.app.cli"]  # the service and indexer as users start them
 RESULTS = Path(os.environ.get("AUDIOSEARCH_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import append_csv, machine
+from bench.common import CLI, append_csv, machine
 
 QUERIES = ("dog barking", "rain falling", "a rooster crowing")
 BASELINE = (
@@ -90,9 +90,9 @@ def main() -> None:
         index = args.index
         if index is None:
             index = Path(tmp) / "demo-index"
-            cmd = [sys.executable, "-m", "audiosearch.app.cli", "demo", "--no-serve", "--index", str(index)]
+            cmd = [*CLI, "demo", "--no-serve", "--index", str(index)]
             subprocess.run(cmd, check=True, capture_output=True, text=True)
-        variants = {"slim": [sys.executable, "-m", "audiosearch.app.cli"]}
+        variants = {"slim": CLI}
         if not args.no_baseline:
             variants["torch loaded"] = [sys.executable, "-c", BASELINE]
         load = os.getloadavg()[0]

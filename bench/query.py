@@ -22,7 +22,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import append_csv, load_avg, machine, random_unit, synthetic_index
+from bench.common import CLI, append_csv, load_avg, machine, random_unit, synthetic_index
 
 WORDS = "dog bark rain thunder glass engine bird door crowd water wind footsteps bell siren car music".split()  # noqa: SIM905
 
@@ -123,18 +122,7 @@ def batches(url: str) -> tuple[float, float]:
 
 
 def serve(index: Path, port: int) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "audiosearch.app.cli",
-        "serve",
-        "--index",
-        str(index),
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-    ]
+    cmd = [*CLI, "serve", "--index", str(index), "--port", str(port), "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -23,7 +23,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -33,7 +32,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from bench.common import append_csv, load_avg, machine
+from bench.common import CLI, append_csv, load_avg, machine
 from bench.query import queries
 
 TOKEN = "soak-test-token-0123456789"
@@ -146,18 +145,7 @@ class Load:
 
 def start_server(index: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "AUDIOSEARCH_ADMIN_TOKEN": TOKEN}
-    cmd = [
-        sys.executable,
-        "-m",
-        "audiosearch.app.cli",
-        "serve",
-        "--index",
-        str(index),
-        "--port",
-        "0",
-        "--device",
-        "cpu",
-    ]
+    cmd = [*CLI, "serve", "--index", str(index), "--port", "0", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     port = re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1)
     url = f"http://127.0.0.1:{port}"
@@ -172,18 +160,7 @@ def start_server(index: Path) -> tuple[subprocess.Popen, str]:
 
 
 def index(lib: Path, idx: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "audiosearch.app.cli",
-        "index",
-        str(lib),
-        "--index",
-        str(idx),
-        "--workers",
-        "0",
-        "--quiet",
-    ]
+    cmd = [*CLI, "index", str(lib), "--index", str(idx), "--workers", "0", "--quiet"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "audiosearch.app.cli"]  # the command line as a subprocess, as users run it
 
 
 def shared_data_dir() -> Path:

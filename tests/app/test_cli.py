@@ -6,20 +6,17 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "audiosearch.app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,7 @@ def test_a_port_in_use_names_the_port_and_the_option(indexed: Path) -> None:
 
 def test_port_zero_picks_a_free_port_and_prints_it(indexed: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "audiosearch.app.cli", "serve", "--index", str(indexed / "idx"), "--port", "0"],
+        [*CLI, "serve", "--index", str(indexed / "idx"), "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

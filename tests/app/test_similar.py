@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from audiosearch.app.schemas import SearchResponse
 from audiosearch.app.settings import Settings
 from audiosearch.indexer import IndexOptions, Searcher, build_index
 from tests.app.live import live_server
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def ids_of(clip_path: str, searcher: Searcher) -> int:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "audiosearch.app.cli", "search", *args],
+        [*CLI, "search", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ from audiosearch.app.main import create_app
 from audiosearch.app.settings import Settings
 from audiosearch.training.run_config import MAX_EPOCHS
 from tests.app.live import live_server
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -166,9 +166,7 @@ def test_routes_are_off_without_a_data_root(lite_model, tmp_path: Path) -> None:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "audiosearch.app.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from audiosearch.indexer import Filters, IndexBuildError, IndexMismatchError, IndexOptions, Searcher, build_index
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 
 FAST = IndexOptions(workers=0, progress=False)
 
@@ -170,18 +169,7 @@ def test_killed_run_resumes_without_duplicates(shared_data, tmp_path) -> None:
     lib = tmp_path / "lib"
     copy_clips(shared_data, lib, {"dog_bark": 2})
     idx = tmp_path / "idx"
-    cmd = [
-        sys.executable,
-        "-m",
-        "audiosearch.app.cli",
-        "index",
-        str(lib),
-        "--index",
-        str(idx),
-        "--quiet",
-        "--batch-size",
-        "4",
-    ]
+    cmd = [*CLI, "index", str(lib), "--index", str(idx), "--quiet", "--batch-size", "4"]
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
     live = (idx / "CURRENT").read_text()
     # enough files that the kill lands mid-run however fast this machine indexes

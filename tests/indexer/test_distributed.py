@@ -23,7 +23,7 @@ import torch
 
 from audiosearch.app.cli import main
 from audiosearch.indexer import IndexOptions, Searcher, build_index
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'audiosearch[ray]')")
 
@@ -195,17 +195,7 @@ def test_cli_index_on_ray(local_ray, library, local_index, lite_model, tmp_path,
 )
 def test_cli_bad_ray_address_is_one_line(library, tmp_path, address: str, reason: str) -> None:
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "audiosearch.app.cli",
-            "index",
-            str(library),
-            "--index",
-            str(tmp_path / "i"),
-            "--ray",
-            address,
-        ],
+        [*CLI, "index", str(library), "--index", str(tmp_path / "i"), "--ray", address],
         cwd=REPO,
         capture_output=True,
         text=True,

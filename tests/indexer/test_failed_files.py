@@ -15,7 +15,7 @@ import soundfile as sf
 
 from audiosearch.core.stderr_capture import captured_stderr
 from audiosearch.indexer import IndexOptions, build_index
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 
 FAST = IndexOptions(workers=0, progress=False)
 NOISE = "Illegal Audio-MPEG-Header"  # what libmpg123 (inside libsndfile) writes to fd 2 on this file
@@ -96,7 +96,7 @@ def test_the_cli_retries_failed_files_when_asked(shared_data, tmp_path, lite_mod
     lib, idx = library(shared_data, tmp_path), tmp_path / "idx"
     build_index(lib, idx, lite_model, FAST)
     swap_for_audio(lib / "corrupt.mp3")
-    cmd = [sys.executable, "-m", "audiosearch.app.cli", "index", str(lib), "--index", str(idx), "--quiet"]
+    cmd = [*CLI, "index", str(lib), "--index", str(idx), "--quiet"]
     plain = subprocess.run([*cmd, "--workers", "0"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert plain.returncode == 0 and "indexed 2 files" in plain.stdout and "skipped corrupt.mp3" in plain.stderr
     retry = subprocess.run(

@@ -7,7 +7,6 @@ import os
 import random
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from audiosearch.indexer import IndexOptions, Searcher, build_index
-from tests.conftest import REPO, copy_clips
+from tests.conftest import CLI, REPO, copy_clips
 from tests.indexer.test_build import assert_consistent, window_rows
 from tests.indexer.test_long_files import real_recording
 
@@ -120,18 +119,7 @@ def test_kills_at_random_points_over_repeated_runs(shared_data, tmp_path, lite_m
     seed = int(os.environ.get("AUDIOSEARCH_KILL_SEED", time.time_ns() % 10**6))
     rng = random.Random(seed)
     lib, idx = tmp_path / "lib", tmp_path / "idx"
-    cmd = [
-        sys.executable,
-        "-m",
-        "audiosearch.app.cli",
-        "index",
-        str(lib),
-        "--index",
-        str(idx),
-        "--quiet",
-        "--batch-size",
-        "4",
-    ]
+    cmd = [*CLI, "index", str(lib), "--index", str(idx), "--quiet", "--batch-size", "4"]
     copy_clips(shared_data, lib, {"dog_bark": 2})
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
     real_recording(shared_data, 12 * 60, 8000, lib / "long" / "twelve_minutes.wav")  # streamed in blocks

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import CLI, REPO
 
 
 def subset_csv(shared_data: Path, dest: Path, per_class: int = 3) -> Path:
@@ -31,7 +30,7 @@ def subset_csv(shared_data: Path, dest: Path, per_class: int = 3) -> Path:
 
 def run_eval(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "audiosearch.app.cli", "eval", "--quiet", *args],
+        [*CLI, "eval", "--quiet", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

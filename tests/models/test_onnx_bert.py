@@ -118,3 +118,27 @@ def test_slim_install_builds_its_export_and_searches_as_with_torchs(shared_data,
     pages = Searcher(tmp_path / "idx").search(lite_model.encode_text(queries), k=4, texts=queries)
     assert slim["hits"] == [[h.path for h in page.hits] for page in pages]
     assert slim["hits"][0][0].startswith("dog_bark/")
+
+
+ROBERTA_WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None
+from audiosearch.core.errors import ModelLoadError
+from audiosearch.models.profiles import profile
+from audiosearch.models.slim import TextContext
+from audiosearch.models.towers.cores.hf_text_onnx import onnx_text_side
+try:
+    onnx_text_side(TextContext("paper", "paper-0123", {}, profile("paper")))
+except ModelLoadError as err:
+    print(err)
+"""
+
+
+def test_roberta_without_torch_still_says_where_to_export(tmp_path) -> None:
+    env = {**os.environ, "AUDIOSEARCH_ONNX_CACHE": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", ROBERTA_WITHOUT_TORCH], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch is not installed to make one" in done.stdout and "export-onnx" in done.stdout
+    assert not list(tmp_path.iterdir())

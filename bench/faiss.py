@@ -1,6 +1,6 @@
 """Recall@10 against exact search, latency and memory for Flat, HNSW32 and IVF-PQ.
 
-Usage: .venv/bin/python -m bench.faiss [--n 1000000] [--queries 200] [--data clustered random]
+Usage: .venv-dev/bin/python -m bench.faiss [--n 1000000] [--queries 200] [--data clustered random]
 Vectors shaped like lite's (`--data lite`: 384-d score-weighted means of YAMNet class-prompt embeddings, what
 users index), random unit vectors (the worst case for approximate indexes: no cluster structure) and vectors
 with synthetic cluster structure. Search settings are the service's

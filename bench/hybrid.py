@@ -7,7 +7,7 @@ through `Searcher.search` (k=10): candidates from the audio index, the word vect
 computed for the candidates only. The naive peer computes all three signals for every file (FAISS over every
 window, every word vector, BM25 over every match) and sorts: the same ranking (checked), no candidate step.
 Threads as the service sets them (audiosearch.core.threads.configure_threads: FAISS single-threaded).
-Usage: .venv/bin/python -m bench.hybrid [--sizes 10000 100000] [--queries 200]; appends to results/hybrid_query.csv.
+Usage: .venv-dev/bin/python -m bench.hybrid [--sizes 10000 100000] [--queries 200]; appends to results/hybrid_query.csv.
 """
 
 from __future__ import annotations

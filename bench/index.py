@@ -1,6 +1,7 @@
 """Indexer throughput on real audio vs the bare model forward (ceiling) and a naive per-file loop.
 
-Usage: .venv/bin/python -m bench.index [--clips 200] [--workers 2] [--clip-seconds 5|10] [--model lite | --paper-random]
+Usage: .venv-dev/bin/python -m bench.index [--clips 200] [--workers 2] [--clip-seconds 5|10]
+       [--model lite | --paper-random]
        [--device cpu|cuda] [--batch-size 32] [--wav]
 Uses ESC-10 clips from ../shared/data (or $AUDIOSEARCH_DATA): as they are (5 s, 44.1 kHz Ogg), or joined in
 pairs into 10 s Ogg files. `--paper-random` measures the paper's PaSST-S tower with random weights (the

@@ -1,6 +1,6 @@
 """Audio tower + projection: torch vs an onnxruntime export, clips/s at batch 1 and 16, in one process.
 
-Usage: .venv/bin/python -m bench.onnx_audio [--models aisfx paper] [--clips 16] [--rounds 3]
+Usage: .venv-dev/bin/python -m bench.onnx_audio [--models aisfx paper] [--clips 16] [--rounds 3]
 `aisfx` is the shipped aisfx model; `paper` is the paper profile's PaSST-S (full size, randomly initialised:
 no model hub here; speed does not depend on the weights) with the offline MiniLM text tower, which the audio side never
 touches. Real ESC-10 clips (5 s) from ../shared/data (or $AUDIOSEARCH_DATA), at the tower's rate; PaSST rows

@@ -1,6 +1,6 @@
 """Uncached text queries over HTTP against a real `audiosearch serve` process vs the naive in-process loop.
 
-Usage: .venv/bin/python -m bench.query [--sizes 1000 100000] [--requests 400] [--concurrency 1 8 32]
+Usage: .venv-dev/bin/python -m bench.query [--sizes 1000 100000] [--requests 400] [--concurrency 1 8 32]
 
 The service runs as its own process (the CLI, as users start it: lite on the slim runtime, micro-batched
 queries); it is driven over loopback at each concurrency, every query a distinct string (no cache hits), by wrk

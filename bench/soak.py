@@ -1,7 +1,7 @@
 """Soak test (not CI): mixed real and hostile load on a real `audiosearch serve` process, one index rebuild and
 /admin/reload in the middle; reports requests, 5xx (must be 0), p50/p99 and the server's RSS (must be flat).
 
-Usage: .venv/bin/python -m bench.soak [--minutes 10] [--concurrency 32] [--warmup 30]
+Usage: .venv-dev/bin/python -m bench.soak [--minutes 10] [--concurrency 32] [--warmup 30]
 
 The service runs as its own process, started as users start it (`audiosearch serve --port 0`, an admin token,
 the index watcher on), over the bundled sample library with one clip held out. `concurrency` asyncio clients

@@ -1,6 +1,6 @@
 """The text side: lite's MiniLM in onnxruntime (the service's default) vs in torch, per query at batch 1/8/32.
 
-Usage: .venv/bin/python -m bench.text_encoder [--rounds 5] [--threads 0]
+Usage: .venv-dev/bin/python -m bench.text_encoder [--rounds 5] [--threads 0]
 
 Both are the same model (the same tokenizer ids; vectors equal to 1e-4, tests/models/test_onnx.py), timed in one
 process on the same distinct queries, rounds alternating so load from elsewhere falls on both; the baseline is

@@ -34,6 +34,7 @@ class TextContext:
     config: ModelConfig
     onnx_dir: Path | None = None
     threads: int = 0
+    directory: Path | None = None  # the model's folder (None: a bare profile), for files it carries
 
 
 def supports(config: ModelConfig) -> bool:
@@ -55,7 +56,7 @@ class SlimEncoder:
         weights = source.weights()
         self.audio_core = audio(**self.config.audio.options)
         self.audio_proj = projection_from(self.config, "audio", weights, self.audio_core.dim)
-        ctx = TextContext(name_or_path, self.fingerprint, weights, self.config, onnx_dir, threads)
+        ctx = TextContext(name_or_path, self.fingerprint, weights, self.config, onnx_dir, threads, source.directory)
         self.text_side = text(ctx, **self.config.text.options)
 
     @property

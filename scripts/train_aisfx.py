@@ -8,8 +8,8 @@ model never saw and numbered variants of one sound never straddle the split). ES
 second run per setting trained without any ESC-10 and scored on all 400 ESC-10 clips, a whole source
 held out, which is what predicts out-of-domain use (see /work/shared/quality-notes.md).
 
-    .venv/bin/python scripts/train_aisfx.py --sweep     # grid over settings, pick by held-out, save
-    .venv/bin/python scripts/train_aisfx.py             # train the chosen defaults and save
+    .venv-dev/bin/python scripts/train_aisfx.py --sweep     # grid over settings, pick by held-out, save
+    .venv-dev/bin/python scripts/train_aisfx.py             # train the chosen defaults and save
 
 Tower features are cached under --cache (default /tmp/audiosearch-features): the first run decodes and
 embeds every clip with aisfx (minutes on 2 cores), later runs only train projections (seconds).

@@ -17,8 +17,8 @@ not out-of-domain ones: /work/shared/quality-notes.md): per setting, 3 sibling r
 and without a third of 0ad's sound categories each; the score is the mean of mAP@10 on those unseen kinds
 of sound ("0ad-newkind") and P@10 on ESC-10 folds 1-4 ("esc10-unseen"; its mAP@10 is 1.0 for the bridge).
 
-    .venv/bin/python scripts/train_fusion.py --sweep    # grid, pick by validation, train the pick, save
-    .venv/bin/python scripts/train_fusion.py            # train the chosen defaults and save
+    .venv-dev/bin/python scripts/train_fusion.py --sweep    # grid, pick by validation, train the pick, save
+    .venv-dev/bin/python scripts/train_fusion.py            # train the chosen defaults and save
 
 Features are cached under --cache (default /tmp/audiosearch-fusion-features): about 3 min on 2 cores once.
 """

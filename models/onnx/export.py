@@ -5,12 +5,9 @@ one needs onnxruntime and tokenizers alone.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -22,7 +19,7 @@ from audiosearch.models.dual_encoder import DualEncoder
 from audiosearch.models.onnx.audio import GRAPH as AUDIO_GRAPH
 from audiosearch.models.onnx.audio import MAX_SECONDS, MIN_SECONDS, WIRED_TOWERS
 from audiosearch.models.onnx.audio import META as AUDIO_META
-from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cache_root
+from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cache_root, export_lock
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +74,7 @@ def cached_text_export(name_or_path: str | Path, fingerprint: str) -> Path:
     out = cache_root() / fingerprint
     if (out / META).is_file():
         return out
-    with _lock(out.with_name(f".{out.name}.lock")):
+    with export_lock(out):
         if not (out / META).is_file():  # another process may have made it while we waited
             from audiosearch.models.checkpoint import load_model
 
@@ -87,14 +84,6 @@ def cached_text_export(name_or_path: str | Path, fingerprint: str) -> Path:
                 raise ModelLoadError(f"{name_or_path} is now model {model.fingerprint}, not {fingerprint}")
             export_text_onnx(model, out)
     return out
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 class _AudioGraph(nn.Module):

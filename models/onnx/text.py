@@ -9,9 +9,12 @@ $AUDIOSEARCH_ONNX_DIR name one explicitly.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +91,13 @@ def find_export(fingerprint: str, directory: str | Path | None = None) -> Path |
         return Path(directory)
     cached = cache_root() / fingerprint
     return cached if (cached / META).is_file() else None
+
+
+@contextlib.contextmanager
+def export_lock(out: Path) -> Iterator[None]:
+    """Held while one process makes the export `out` (its siblings wait, then find it made)."""
+    path = out.with_name(f".{out.name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield

@@ -1,7 +1,8 @@
 """The transformers text towers (MiniLM, RoBERTa) in the slim runtime: their whole text side as an ONNX export.
 
 The export (audiosearch.models.onnx.text) holds tower, projection and normalisation, so it answers for the model it was
-made from. It is found in `--onnx` / the export cache, or made there once where torch is installed.
+made from. It is found in `--onnx` / the export cache, or made there once: with torch's exporter where torch is
+installed, else (MiniLM) from the weights alone by audiosearch.models.onnx.bert_text.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ def onnx_text_side(ctx: Any, **_options: object) -> OnnxTextSide:
     directory = find_export(ctx.fingerprint, ctx.onnx_dir)
     if directory is None:
         if importlib.util.find_spec("torch") is None:
+            from audiosearch.models.onnx import bert_text
+
+            if bert_text.supported(ctx.config):
+                directory = bert_text.cached_bert_export(ctx.config, ctx.weights, ctx.fingerprint, ctx.directory)
+                return OnnxTextSide(directory, ctx.fingerprint, ctx.threads)
             raise ModelLoadError(
                 f"model {ctx.fingerprint} has no ONNX text export here and torch is not installed to make one: "
                 "run `audiosearch export-onnx --model MODEL --cache` where torch is installed, then copy the "

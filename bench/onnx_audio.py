@@ -67,13 +67,13 @@ def rate(fn, waves: np.ndarray, lens: np.ndarray, batch: int) -> float:
 
 
 def compare(name: str, args: argparse.Namespace) -> list[dict]:
-    from audiosearch.models.onnx.audio import OnnxAudioEncoder
+    from audiosearch.models.onnx.audio import OnnxAudioSide
     from audiosearch.models.onnx.export import export_audio_onnx
 
     model = build(name)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = OnnxAudioEncoder(export_audio_onnx(model, Path(tmp) / "onnx"), model)
+        onnx = OnnxAudioSide(export_audio_onnx(model, Path(tmp) / "onnx"), model)
     export_s = time.perf_counter() - t
     waves, lens = clips(args.clips, model.sample_rate, onnx.samples)
 

@@ -87,7 +87,7 @@ def _discover(package: str) -> None:
     for info in pkgutil.iter_modules(pkg.__path__):
         try:
             importlib.import_module(f"{package}.{info.name}")
-        except ImportError as err:  # e.g. torch towers in a runtime without torch: named in unknown_kind
+        except ImportError as err:  # e.g. torch towers in an install without torch: named in unknown_kind
             failed[info.name] = f"{type(err).__name__}: {err}"
             log.debug("tower module %s.%s not importable: %s", package, info.name, err)
     _DISCOVERED[package] = failed

@@ -26,7 +26,7 @@ from audiosearch.models.text import check_texts
 
 @dataclass
 class TextContext:
-    """What a runtime text side may need beyond its tower options."""
+    """What a slim text side may need beyond its tower options."""
 
     name_or_path: str | Path
     fingerprint: str
@@ -38,7 +38,7 @@ class TextContext:
 
 
 def supports(config: ModelConfig) -> bool:
-    """Whether both towers have runtime cores (checked without importing torch)."""
+    """Whether both towers have numpy cores (checked without importing torch)."""
     return core_builder("audio", config.audio.kind) is not None and core_builder("text", config.text.kind) is not None
 
 
@@ -52,7 +52,7 @@ class SlimEncoder:
         self.provenance = provenance.of_source(source)
         audio, text = core_builder("audio", self.config.audio.kind), core_builder("text", self.config.text.kind)
         if audio is None or text is None:
-            raise ModelLoadError(f"model {self.config.name}: a tower has no runtime core (use the torch model)")
+            raise ModelLoadError(f"model {self.config.name}: a tower has no numpy core (use the torch model)")
         weights = source.weights()
         self.audio_core = audio(**self.config.audio.options)
         self.audio_proj = projection_from(self.config, "audio", weights, self.audio_core.dim)

@@ -29,7 +29,7 @@ MIN_SECONDS, MAX_SECONDS = 1.0, 30.0  # the exported length range; the indexer's
 WIRED_TOWERS = frozenset({"aisfx"})
 
 
-class OnnxAudioEncoder:
+class OnnxAudioSide:
     """Runs an exported audio graph on waveforms already at the model's rate and padded to one width."""
 
     def __init__(self, directory: str | Path, model: DualEncoder, threads: int | None = None) -> None:
@@ -78,8 +78,8 @@ class OnnxAudioEncoder:
         return self.session.run(["audio_vector"], feeds)[0].astype(np.float32)
 
 
-def _reopen(directory: str, fingerprint: str, threads: int | None) -> OnnxAudioEncoder:
-    enc = OnnxAudioEncoder.__new__(OnnxAudioEncoder)
+def _reopen(directory: str, fingerprint: str, threads: int | None) -> OnnxAudioSide:
+    enc = OnnxAudioSide.__new__(OnnxAudioSide)
     enc._open(Path(directory), fingerprint, threads)
     return enc
 
@@ -93,5 +93,5 @@ def attach_audio_onnx(model: DualEncoder, directory: str | Path | None) -> bool:
     """
     if not directory or not (Path(directory) / META).is_file():
         return False
-    model.audio_onnx = OnnxAudioEncoder(directory, model)
+    model.audio_onnx = OnnxAudioSide(directory, model)
     return True

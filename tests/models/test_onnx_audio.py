@@ -16,7 +16,7 @@ from audiosearch.core.errors import ModelLoadError
 from audiosearch.models import load_audio, load_encoder, load_model
 from audiosearch.models.checkpoint import fingerprint
 from audiosearch.models.dual_encoder import DualEncoder
-from audiosearch.models.onnx.audio import OnnxAudioEncoder, attach_audio_onnx
+from audiosearch.models.onnx.audio import OnnxAudioSide, attach_audio_onnx
 from audiosearch.models.onnx.export import export_audio_onnx
 from audiosearch.models.onnx.text import OnnxTextSide
 from tests.models.tiny import tiny_paper_config
@@ -42,7 +42,7 @@ def aisfx_export(tmp_path_factory):
 @pytest.mark.slow
 def test_aisfx_export_is_used_by_encode_audio(aisfx_export, shared_data, monkeypatch) -> None:
     model = load_model("aisfx", onnx_dir=aisfx_export)  # as load_encoder loads it for the indexer and the service
-    assert isinstance(model.audio_onnx, OnnxAudioEncoder)
+    assert isinstance(model.audio_onnx, OnnxAudioSide)
     widths: list[int] = []
     embed = model.audio_onnx.embed
     monkeypatch.setattr(model.audio_onnx, "embed", lambda w, n: widths.append(w.shape[1]) or embed(w, n))
@@ -76,7 +76,7 @@ def test_one_onnx_setting_reaches_both_sides(aisfx_export, monkeypatch, given: s
     args = build_parser(dict.fromkeys(COMMANDS, lambda _: 0)).parse_args(argv)
     assert load_settings().onnx_dir == (aisfx_export if given != "--onnx" else None)  # the service's setting
     model = load_encoder(args.model, "cpu", onnx_dir(args))
-    assert isinstance(model.audio_onnx, OnnxAudioEncoder)
+    assert isinstance(model.audio_onnx, OnnxAudioSide)
     assert isinstance(model.text_onnx, OnnxTextSide) and model.text_onnx.directory == aisfx_export
 
 
@@ -91,7 +91,7 @@ def test_tiny_passt_export_matches_torch(shared_data, tmp_path) -> None:
     config = tiny_paper_config()
     model = DualEncoder(config)
     model.fingerprint = fingerprint(None, config)
-    enc = OnnxAudioEncoder(export_audio_onnx(model, tmp_path), model)
+    enc = OnnxAudioSide(export_audio_onnx(model, tmp_path), model)
     width = 10 * 32000
     assert enc.samples == width and enc.accepts(width) and not enc.accepts(width - 1)  # PaSST's fixed input
     waves = _clips(shared_data, 32000, [10.0, 10.0, 4.0])

@@ -75,7 +75,7 @@ def build_text_tower(kind: str, options: dict[str, Any]) -> TextTower:
     module = module_builder("text", kind)
     if module is not None:
         return module(**options)
-    if core_builder("text", kind) is not None:  # e.g. hashed_words: a runtime text side has no torch form
+    if core_builder("text", kind) is not None:  # e.g. hashed_words: a slim text side has no torch form
         raise ModelLoadError(
             f"text tower kind {kind!r} runs only in the slim runtime (models.load_encoder on the CPU); "
             "the torch model cannot build it"

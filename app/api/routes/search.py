@@ -28,6 +28,7 @@ from audiosearch.app.schemas import (
     SearchMode,
     SearchRequest,
     SearchResponse,
+    WindowScore,
     clean_query,
 )
 from audiosearch.indexer import Page
@@ -43,6 +44,7 @@ def _response(request: Request, query: str, page: Page, t0: float) -> SearchResp
             id=h.file_id,
             path=h.path,
             score=round(h.score, 6),
+            relevance=h.relevance,
             start=h.start,
             end=h.end,
             duration=h.duration,
@@ -52,6 +54,7 @@ def _response(request: Request, query: str, page: Page, t0: float) -> SearchResp
             )
             if h.evidence
             else None,
+            windows=[WindowScore(start=a, end=b, score=v) for a, b, v in h.windows],
         )
         for h in page.hits
     ]

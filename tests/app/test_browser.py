@@ -261,6 +261,11 @@ def test_widget_on_another_origin(servers, page) -> None:
     assert got == sorted(got, reverse=True)
     sync_api.expect(widget.locator(".status")).to_contain_text("sounds")
     assert_audio_served(rows.first.locator("audio").evaluate("a => a.src"), api)
+    # each result: its relevance in a word, its waveform (peaks from the API, across origins) with the match marked
+    assert set(rows.locator(".score").all_inner_texts()) <= {"strong", "close", "weak"}
+    sync_api.expect(rows.first.locator("[data-role=waveform] svg path")).to_have_count(1)
+    match = rows.first.locator("[data-role=match]")
+    assert 0 <= pct(match.evaluate("e => e.style.left")) < 100 and 0 < pct(match.evaluate("e => e.style.width")) <= 100
     # the host page's styles do not reach into the widget
     assert box.evaluate("e => getComputedStyle(e).borderTopStyle") != "dashed"
     assert page.evaluate("document.querySelector('#sounds').shadowRoot !== null")
@@ -289,7 +294,9 @@ def test_search_page_says_no_close_match_and_offers_the_nearest(servers, page) -
     page.fill("#q", "a door knocking")
     page.press("#q", "Enter")
     status = page.locator("#status")
-    sync_api.expect(status).to_contain_text("No close match for “a door knocking”")
+    sync_api.expect(status).to_contain_text(
+        "No close match for “a door knocking”: nothing scored above the close-match threshold."
+    )
     rows = page.locator("#results .result")
     assert rows.count() >= 1 and page.locator("#results").is_hidden()  # no confident-looking cards
     sync_api.expect(page.locator("#weak")).to_be_visible()
@@ -337,7 +344,9 @@ def test_widget_no_close_match_and_mode(servers, page) -> None:
     box = widget.locator("input[type=search]")
     box.fill("a door knocking")
     box.press("Enter")
-    sync_api.expect(widget.locator(".status")).to_contain_text("No close match for “a door knocking”")
+    sync_api.expect(widget.locator(".status")).to_contain_text(
+        "No close match for “a door knocking”: nothing scored above the close-match threshold."
+    )
     assert widget.locator("ol").is_hidden()
     widget.locator("button.nearest").click()
     sync_api.expect(widget.locator("li").first).to_be_visible()

@@ -34,9 +34,9 @@ def block_peaks(blocks: Iterable[np.ndarray], frames: int, bins: int = PEAK_BINS
             continue
         idx = (np.arange(at, at + block.size, dtype=np.int64) * bins) // frames
         cuts = np.concatenate(([0], np.flatnonzero(np.diff(idx)) + 1))
-        np.maximum.at(out, idx[cuts], np.maximum.reduceat(block, cuts))
+        np.fmax.at(out, idx[cuts], np.fmax.reduceat(block, cuts))  # fmax: a NaN sample is no peak
         at += block.size
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0), 0.0, 1.0)
 
 
 def wave_peaks(wave: np.ndarray, bins: int = PEAK_BINS) -> bytes:

@@ -80,7 +80,7 @@
     "ol.weak li { opacity: .75; border-style: dashed; }",
     ".wave { grid-column: 1 / 3; position: relative; height: 28px; margin-top: 4px; background: var(--as-bg);",
     "  border-radius: 4px; overflow: hidden; color: var(--as-muted); }",
-    ".wave svg { position: absolute; inset: 0; width: 100%; height: 100%; }",
+    ".wave canvas { position: absolute; inset: 0; width: 100%; height: 100%; }",
     ".match { position: absolute; top: 0; bottom: 0; border: 1px solid var(--as-accent); border-radius: 3px;",
     "  background: color-mix(in srgb, var(--as-accent) 18%, transparent); }",
     "[hidden] { display: none !important; }"
@@ -177,19 +177,16 @@
         return res.ok ? res.json() : null;
       }).then(function (body) {
         if (!body || !body.peaks) return;
-        var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
-        var path = document.createElementNS(ns, "path"), dd = "";
+        // one bar per peak on a canvas of peaks x 100 pixels, stretched to the box
+        var canvas = el("canvas", { width: String(2 * body.peaks.length), height: "100", "aria-hidden": "true" });
+        var g = canvas.getContext("2d");
+        if (!g) return;
+        g.fillStyle = getComputedStyle(box).color;
         body.peaks.forEach(function (p, i) {
-          var h = Math.max(0.5, p * 50);
-          dd += "M" + i + " " + (50 - h).toFixed(2) + "h0.8v" + (2 * h).toFixed(2) + "h-0.8z";
+          var h = Math.max(1, p * 100);
+          g.fillRect(2 * i, 50 - h / 2, 1.6, h);
         });
-        svg.setAttribute("viewBox", "0 0 " + body.peaks.length + " 100");
-        svg.setAttribute("preserveAspectRatio", "none");
-        svg.setAttribute("aria-hidden", "true");
-        path.setAttribute("fill", "currentColor");
-        path.setAttribute("d", dd);
-        svg.appendChild(path);
-        box.insertBefore(svg, match);
+        box.insertBefore(canvas, match);
       }).catch(function () { /* no waveform: the rest of the row stands */ });
       return box;
     }

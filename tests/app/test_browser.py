@@ -263,7 +263,7 @@ def test_widget_on_another_origin(servers, page) -> None:
     assert_audio_served(rows.first.locator("audio").evaluate("a => a.src"), api)
     # each result: its relevance in a word, its waveform (peaks from the API, across origins) with the match marked
     assert set(rows.locator(".score").all_inner_texts()) <= {"strong", "close", "weak"}
-    sync_api.expect(rows.first.locator("[data-role=waveform] svg path")).to_have_count(1)
+    sync_api.expect(rows.first.locator("[data-role=waveform] canvas")).to_have_count(1)
     match = rows.first.locator("[data-role=match]")
     assert 0 <= pct(match.evaluate("e => e.style.left")) < 100 and 0 < pct(match.evaluate("e => e.style.width")) <= 100
     # the host page's styles do not reach into the widget
@@ -419,7 +419,7 @@ def test_waveform_marks_the_match_in_a_long_file(servers, page) -> None:
     start, end = float(row.get_attribute("data-start")), float(row.get_attribute("data-end"))
     assert 10.0 <= start <= 20.0  # a window that holds the bark (20-25 s), not the rain before it
     wave = row.locator("[data-role=waveform]")
-    sync_api.expect(wave.locator("svg path")).to_have_count(1)  # the peaks arrived and were drawn
+    sync_api.expect(wave.locator("svg path[d]")).to_have_count(1)  # the peaks arrived and were drawn
     match = wave.locator("[data-role=match]")
     hit = page.evaluate(
         "async () => (await (await fetch('search?q=a+dog+barking&mode=audio&k=20')).json())"
@@ -535,7 +535,7 @@ def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
     sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"^Showing 1–\d+ of \d+ sounds"))
     assert page.locator("#results .result").count() >= 3
     assert page.locator("#results .result").first.locator(".name").get_attribute("title").startswith("dog_bark/")
-    sync_api.expect(page.locator("#results .result").first.locator("svg path")).to_have_count(1)
+    sync_api.expect(page.locator("#results .result").first.locator("svg path[d]")).to_have_count(1)
     page.screenshot(path=tmp_path / "search-page.png")
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=tmp_path / "search-page-dark.png")

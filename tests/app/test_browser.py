@@ -471,6 +471,18 @@ def test_search_by_example_upload(servers, page, index_dir) -> None:
     picker.set_input_files(lib / "long" / "street.wav")
     sync_api.expect(status).to_contain_text("sounds like street.wav (first 30 s)")
     assert "q=" not in page.url
+    # dropped on the page: the same search (a file made in the page from a clip's audio, renamed)
+    page.evaluate(
+        """async () => {
+            const blob = await (await fetch("clips/1/audio")).blob();
+            const dt = new DataTransfer();
+            dt.items.add(new File([blob], "door.ogg", { type: blob.type }));
+            document.body.dispatchEvent(new DragEvent("dragenter", { dataTransfer: dt, bubbles: true }));
+            document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }"""
+    )
+    sync_api.expect(status).to_contain_text("sounds like door.ogg (all 5 s)")
+    assert "dragging" not in (page.locator("body").get_attribute("class") or "")
     assert page.problems == []
 
 

@@ -94,15 +94,34 @@ class Evidence(BaseModel):
     words: list[str] = Field(..., description="the file's words that the query's words matched")
 
 
+class WindowScore(BaseModel):
+    start: float = Field(..., description="seconds")
+    end: float
+    score: float = Field(..., description="audio cosine of the query and this part of the file")
+
+
+RELEVANCE_HELP = (
+    "the score on one scale for every mode, in [0, 1]: a fixed logistic of the mode's score anchored at its "
+    "calibrated close-match threshold (0.5 = at the threshold, 0.73 one spread of 0.05 above, 0.95 three above); "
+    "ordered like score within a response"
+)
+
+
 class SearchHit(BaseModel):
     id: int = Field(..., description="clip (file) id, for /clips/{id}")
     path: str = Field(..., description="path inside the library")
     score: float = Field(..., description="the mode's score: audio cosine, plus the words' evidence in hybrid")
+    relevance: float = Field(..., ge=0, le=1, description=RELEVANCE_HELP)
     start: float = Field(..., description="start of the best-matching window, seconds")
     end: float
     duration: float = Field(..., description="length of the whole file, seconds")
     audio_url: str
     evidence: Evidence | None = Field(None, description="what matched (text queries)")
+    windows: list[WindowScore] = Field(
+        default_factory=list,
+        description="the audio score along the whole file, in order: one entry per indexed window, adjacent "
+        "windows merged (their best score) into at most 100; the best equals evidence.audio",
+    )
 
     @classmethod
     def of(cls, h: Hit, audio_url: str) -> SearchHit:
@@ -112,11 +131,13 @@ class SearchHit(BaseModel):
             id=h.file_id,
             path=h.path,
             score=round(h.score, 6),
+            relevance=h.relevance,
             start=h.start,
             end=h.end,
             duration=h.duration,
             audio_url=audio_url,
             evidence=evidence,
+            windows=[WindowScore(start=a, end=b, score=v) for a, b, v in h.windows],
         )
 
 
@@ -185,6 +206,19 @@ class ClipInfo(BaseModel):
     windows: int
     audio_url: str
     words: ClipWords | None = Field(None, description="what hybrid search knows of the file (null: index too old)")
+
+
+class ClipPeaks(BaseModel):
+    id: int
+    duration: float = Field(..., description="seconds; peak i covers [i, i+1) * duration / len(peaks)")
+    peaks: list[float] | None = Field(
+        ...,
+        description="largest absolute sample (mono mix, full scale = 1) in each of up to 400 equal parts of the "
+        "file; null when unknown (a file indexed before peaks existed that is too long or unreadable now)",
+    )
+    source: Literal["index", "file", "none"] = Field(
+        ..., description="index: stored at index time; file: computed from the file on request (then kept)"
+    )
 
 
 class IndexInfo(BaseModel):

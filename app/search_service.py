@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+import audiosearch.indexer.peaks as peaks_mod
 from audiosearch.indexer import Clip, Filters, IndexNotFoundError, Page, QuerySpec, Searcher
 from audiosearch.indexer.words.extract import FileWords
 from audiosearch.models import AudioSearchError, Encoder, InvalidInputError
@@ -66,6 +67,10 @@ class SearchService:
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
         self._audio_lock = threading.Lock()  # one query-by-example forward at a time (text has the batcher)
+        # peaks computed on request for files the snapshot has none for: sha1 -> peaks (800 bytes each)
+        self._peaks: OrderedDict[str, bytes | None] = OrderedDict()
+        self._peaks_lock = threading.Lock()
+        self.peaks_cache_size = 4096
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
@@ -160,6 +165,25 @@ class SearchService:
         """The words indexed for a clip; None for an index built before words were indexed."""
         words = self.searcher.reader.words
         return words.of(clip_id) if words is not None else None
+
+    def clip_peaks(self, clip_id: int) -> tuple[list[float] | None, str]:
+        """The clip's waveform peaks and where they came from: the snapshot ("index"), or, for files it has none
+        for, computed from the file once (audiosearch.indexer.peaks, up to ON_DEMAND_MAX_SECONDS long) and kept
+        in an LRU by content hash ("file"); ("none") when neither can give them."""
+        stored = self.searcher.reader.peaks(clip_id)
+        if stored is not None:
+            return peaks_mod.decode(stored), "index"
+        sha1 = self.clip(clip_id).sha1
+        with self._peaks_lock:
+            known = sha1 in self._peaks
+            blob = self._peaks.get(sha1)
+        if not known:
+            blob = peaks_mod.file_peaks(self.clip_file(clip_id), peaks_mod.ON_DEMAND_MAX_SECONDS)
+            with self._peaks_lock:
+                self._peaks[sha1] = blob
+                while len(self._peaks) > self.peaks_cache_size:
+                    self._peaks.popitem(last=False)
+        return (peaks_mod.decode(blob), "file") if blob else (None, "none")
 
     def clip_file(self, clip_id: int) -> Path:
         """The clip's file, resolved and checked to lie inside the indexed library (symlinks included)."""

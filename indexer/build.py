@@ -30,7 +30,14 @@ from audiosearch.indexer.faiss_index import train_if_needed
 from audiosearch.indexer.file_ids import LAST_ID, assign_file_ids, last_file_id
 from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
-from audiosearch.indexer.store import SnapshotWriter, make_manifest, previous_files, prune_snapshots, unchanged_snapshot
+from audiosearch.indexer.store import (
+    SnapshotWriter,
+    current_snapshot,
+    make_manifest,
+    previous_files,
+    prune_snapshots,
+    unchanged_snapshot,
+)
 from audiosearch.indexer.words.build import WordSource, library_words, open_word_cache
 from audiosearch.indexer.words.cache import WordCache
 from audiosearch.models.aggregate import min_tail_seconds
@@ -136,9 +143,11 @@ def _build(audio_dir: Path, index_dir: Path, model: Encoder, opts: IndexOptions)
         )
         known = {**failures.known_hashes(), **(opts.known_hashes or {})}
         jobs = [job_for(e, audio_dir, prev, known) for e in entries]
-        hashes = _embed_missing(jobs, (cache, failures), model, settings, opts, report, index_dir / "work" / "handoff")
+        peaks: dict[str, bytes] = {}  # sha1 -> waveform peaks of the files decoded in this run
+        work = index_dir / "work" / "handoff"
+        hashes = _embed_missing(jobs, (cache, failures), model, settings, opts, report, work, peaks)
         texts = _write_snapshot(
-            index_dir, audio_dir, model, (cache, words), entries, hashes, prev, opts, report, window_s, hop_s
+            index_dir, audio_dir, model, (cache, words), entries, hashes, prev, opts, report, window_s, hop_s, peaks
         )
         cache.prune(hashes.values())
         for old in model.config.supersedes:  # taken over above; the new snapshot no longer needs them
@@ -183,9 +192,11 @@ def _embed_missing(
     opts: IndexOptions,
     report: IndexReport,
     handoff: Path,
+    peaks: dict[str, bytes] | None = None,
 ) -> dict[str, str]:
     """Decode in workers while the model embeds; commit each file to the cache, and remember the files that
-    cannot be decoded. Returns path -> sha1."""
+    cannot be decoded. Returns path -> sha1; `peaks` receives the waveform peaks of the files decoded (sha1 ->
+    peaks, 800 bytes each)."""
     cache, failures = caches
     hashes: dict[str, str] = {}
     done = frozenset(cache.done_hashes())
@@ -199,6 +210,8 @@ def _embed_missing(
             failures.note(d)
             continue
         hashes[d.job.path] = d.sha1
+        if d.peaks and peaks is not None:
+            peaks[d.sha1] = d.peaks
         if e.vectors is not None:
             cache.put(d.sha1, d.duration, d.sample_rate, d.channels, e.starts, e.ends, e.vectors)
             report.embedded += 1
@@ -254,6 +267,7 @@ def _write_snapshot(
     report: IndexReport,
     window_s: float,
     hop_s: float,
+    peaks: dict[str, bytes] | None = None,
 ) -> list[str] | None:
     """Writes and commits the snapshot; returns the texts of the files' words (what the word cache keeps), or
     None when nothing changed and the live snapshot stays."""
@@ -287,6 +301,10 @@ def _write_snapshot(
                 c.ends,
             )
             writer.add_vectors(c.vectors)
+            if peaks and hashes[e.path] in peaks:
+                writer.add_peaks([(file_id, peaks[hashes[e.path]])])
+        # unchanged files: their peaks from the live snapshot (files with none get them on request, see peaks.py)
+        writer.copy_peaks(current_snapshot(index_dir))
         sources = [WordSource(e.path, hashes[e.path], audio_dir / e.path) for e in indexed]
         words = library_words(sources, word_cache, model)
         writer.add_words(list(zip(file_ids, words.words, strict=True)), words.vectors)

@@ -12,6 +12,7 @@ from audiosearch.core.stderr_capture import Captured, captured_stderr
 from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings, relative_reason
 from audiosearch.indexer.failures import recalled
 from audiosearch.indexer.handoff import send
+from audiosearch.indexer.peaks import file_peaks, wave_peaks
 from audiosearch.indexer.scan import file_sha1
 from audiosearch.models.audio import cut_windows, load_audio, probe
 
@@ -95,8 +96,10 @@ def _decode_into(out: Decoded, full: Path, s: DecodeSettings) -> None:
     out.sample_rate, out.channels = info.sample_rate, info.channels
     if info.blockwise and info.duration > s.stream_over_s:
         out.stream, out.duration = True, info.duration
+        out.peaks = file_peaks(full)  # one more pass over the file, block by block
         return
     wave = load_audio(full, s.sample_rate)
     win = cut_windows(wave, s.sample_rate, s.window_s, s.hop_s, s.min_tail_s)
     out.waves, out.starts, out.ends, out.lengths = win.waves, win.starts, win.ends, win.lengths
     out.duration = len(wave) / s.sample_rate
+    out.peaks = wave_peaks(wave)

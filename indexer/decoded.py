@@ -36,6 +36,7 @@ class Decoded:
     stream: bool = False  # too long to decode whole: the embedder reads it in blocks (audiosearch.models.audio_stream)
     handoff: str | None = None  # waves sent as this file (audiosearch.indexer.handoff), to be read back by the parent
     shape: tuple[int, ...] = ()
+    peaks: bytes | None = None  # the waveform outline (audiosearch.indexer.peaks), from the decode
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ CREATE TABLE files (
 CREATE TABLE windows (id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL REFERENCES files(id),
                       start REAL NOT NULL, "end" REAL NOT NULL);
 CREATE INDEX windows_file ON windows(file_id);
+CREATE TABLE peaks (file_id INTEGER PRIMARY KEY REFERENCES files(id), data BLOB NOT NULL);
 """
+# peaks: each file's waveform outline (audiosearch.indexer.peaks). Snapshots written before it have no such
+# table; files whose peaks are unknown have no row. Readers treat both as "not stored".
 
 FileRow = tuple[str, int, int, str, float, int, int]  # path, size, mtime_ns, sha1, duration, sample_rate, channels
 
@@ -253,6 +256,30 @@ class SnapshotWriter:
                 self.n_windows += 1
         self.db.executemany('INSERT INTO windows (id, file_id, start, "end") VALUES (?, ?, ?, ?)', windows)
 
+    def add_peaks(self, rows: list[tuple[int, bytes]]) -> None:
+        """(file id, encoded peaks) of files already added."""
+        self.db.executemany("INSERT OR REPLACE INTO peaks (file_id, data) VALUES (?, ?)", rows)
+
+    def copy_peaks(self, previous: Path | None) -> int:
+        """Give files still without peaks those of the same content (sha1) in a previous snapshot's meta.sqlite,
+        in one statement (nothing is held in memory). Returns how many were copied."""
+        if previous is None or not (previous / META).is_file():
+            return 0
+        self.db.commit()  # ATTACH and DETACH need no open transaction
+        self.db.execute("ATTACH DATABASE ? AS prev", [str(previous / META)])
+        try:
+            has = self.db.execute("SELECT 1 FROM prev.sqlite_master WHERE type = 'table' AND name = 'peaks'")
+            if has.fetchone() is None:
+                return 0
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO peaks (file_id, data) SELECT f.id, p.data FROM files f "
+                "JOIN prev.files o ON o.sha1 = f.sha1 JOIN prev.peaks p ON p.file_id = o.id"
+            )
+            return cur.rowcount
+        finally:
+            self.db.commit()
+            self.db.execute("DETACH DATABASE prev")
+
     def add_vectors(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
@@ -297,6 +324,7 @@ class SnapshotReader:
         self.db = connect_readonly(self.snapshot / META)
         self._lock = threading.Lock()  # one sqlite3 connection; FAISS searches need no lock
         self.n_files = self._one("SELECT COUNT(*) FROM files")[0]
+        self.has_peaks = self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'peaks'") is not None
         if self.index.ntotal != self._one("SELECT COUNT(*) FROM windows")[0]:
             raise IndexCorruptError(f"{self.snapshot}: vector and window counts differ")
         # Snapshots written before words were indexed have none: they are searched by audio alone.
@@ -360,6 +388,13 @@ class SnapshotReader:
         """The id of the file at `path` (relative to the library, as the index stores it); None if not indexed."""
         row = self._one("SELECT id FROM files WHERE path = ?", [path])
         return int(row[0]) if row else None
+
+    def peaks(self, file_id: int) -> bytes | None:
+        """The file's stored peaks (audiosearch.indexer.peaks), or None when this snapshot has none for it."""
+        if not self.has_peaks:
+            return None
+        row = self._one("SELECT data FROM peaks WHERE file_id = ?", [file_id])
+        return bytes(row[0]) if row else None
 
     def window_vectors(self, file_id: int) -> np.ndarray:
         """(windows, dim) vectors of one file, in window order."""

@@ -29,8 +29,10 @@
  * Each result has a "More like this" button (data-role="similar"): it lists the sounds most like that clip in
  * place of the results (GET /clips/{id}/similar), the clip itself first.
  *
- * When nothing matches well the server says so (no_close_match) and the widget shows "No close match" with
- * the nearest sounds one click away, instead of a list of weak results.
+ * When nothing scores above the server's close-match threshold (no_close_match) the widget says so ("No close
+ * match") with the nearest sounds one click away, instead of a list of weak results. Each result shows its
+ * relevance (strong, close or weak: the API's `relevance`, 0.5 being the threshold) and the file's waveform with
+ * the matched part marked.
  *
  * The page's origin must be allowed by the server: AUDIOSEARCH_CORS_ORIGINS=https://your.site,...
  * The widget renders into a shadow root, so the page's CSS does not leak in and the widget's does not leak out.
@@ -81,6 +83,11 @@
     "button.similar { grid-column: 1 / 3; justify-self: start; margin-top: 4px; padding: 2px 8px; font-size: 13px;",
     "  background: transparent; color: var(--as-accent); }",
     "ol.weak li { opacity: .75; border-style: dashed; }",
+    ".wave { grid-column: 1 / 3; position: relative; height: 28px; margin-top: 4px; background: var(--as-bg);",
+    "  border-radius: 4px; overflow: hidden; color: var(--as-muted); }",
+    ".wave canvas { position: absolute; inset: 0; width: 100%; height: 100%; }",
+    ".match { position: absolute; top: 0; bottom: 0; border: 1px solid var(--as-accent); border-radius: 3px;",
+    "  background: color-mix(in srgb, var(--as-accent) 18%, transparent); }",
     "[hidden] { display: none !important; }"
   ].join("\n");
 
@@ -161,15 +168,49 @@
       });
     }
 
+    function relWord(r) { return r >= 0.9 ? "strong" : r >= 0.5 ? "close" : "weak"; }
+
+    function pct(x) { return Math.round(Math.min(1, Math.max(0, x)) * 10000) / 100 + "%"; }
+
+    function waveform(hit) {
+      // The file's waveform (its peaks, fetched after the list) with the matched part marked.
+      var d = hit.duration > 0 ? hit.duration : 1;
+      var match = el("div", { className: "match", "data-role": "match" });
+      match.style.left = pct(hit.start / d);
+      match.style.width = pct((hit.end - hit.start) / d);
+      var box = el("div", { className: "wave", "data-role": "waveform", role: "img",
+        "aria-label": "Waveform of " + hit.path + ", the match " + clock(hit.start) + "–" + clock(hit.end) + " marked"
+      }, [match]);
+      var url = new URL(hit.audio_url.replace(/\/audio$/, "/peaks"), server).href;
+      fetch(url, { headers: { Accept: "application/json" } }).then(function (res) {
+        return res.ok ? res.json() : null;
+      }).then(function (body) {
+        if (!body || !body.peaks) return;
+        // one bar per peak on a canvas of peaks x 100 pixels, stretched to the box
+        var canvas = el("canvas", { width: String(2 * body.peaks.length), height: "100", "aria-hidden": "true" });
+        var g = canvas.getContext("2d");
+        if (!g) return;
+        g.fillStyle = getComputedStyle(box).color;
+        body.peaks.forEach(function (p, i) {
+          var h = Math.max(1, p * 100);
+          g.fillRect(2 * i, 50 - h / 2, 1.6, h);
+        });
+        box.insertBefore(canvas, match);
+      }).catch(function () { /* no waveform: the rest of the row stands */ });
+      return box;
+    }
+
     function row(hit, rank) {
       var when = clock(hit.start) + "–" + clock(hit.end) + " of " + clock(hit.duration);
       var audio = el("audio", { controls: "", preload: "none", "aria-label": "Play " + hit.path });
       audio.src = new URL(hit.audio_url, server).href + "#t=" + num(hit.start) + "," + num(hit.end);
-      var li = el("li", { tabindex: "0", "aria-label": rank + ". " + hit.path + ", score " + hit.score.toFixed(3) +
-        ", match " + when }, [
+      var li = el("li", { tabindex: "0", "aria-label": rank + ". " + hit.path + ", " + relWord(hit.relevance) +
+        " match " + when }, [
         el("span", { className: "name", title: hit.path, text: hit.path }),
-        el("span", { className: "score", text: "score " + hit.score.toFixed(3) }),
+        el("span", { className: "score", text: relWord(hit.relevance),
+          title: "relevance " + Math.round(hit.relevance * 100) + " of 100 (50: the close-match threshold)" }),
         el("span", { className: "when", text: when }),
+        waveform(hit),
         audio
       ]);
       if (hit.evidence && hit.evidence.words.length) {
@@ -216,7 +257,9 @@
     function update() {
       var like = state.req && state.req.like;
       if (!state.shown) status.textContent = "No sounds match “" + state.q + "”.";
-      else if (state.noClose) status.textContent = "No close match for “" + state.q + "”.";
+      else if (state.noClose) {
+        status.textContent = "No close match for “" + state.q + "”: nothing scored above the close-match threshold.";
+      }
       else {
         status.textContent = "Showing " + state.shown + " of " + state.total + (state.total === 1 ? " sound" : " sounds") +
           (like ? " like “" + baseName(like.path) + "”" : "");  // says what was searched: a clip's sound

@@ -47,6 +47,9 @@ MAX_CANDIDATES = 8192
 # is final only when its last score is clearly above the bound, or a tie could hide behind that difference.
 SCORE_EPS = 1e-6
 AUDIO_BLOCK = 16_384  # windows rescored per step (64 MB of 1024-d vectors)
+# Per-window scores returned with a hit: a file with more windows has adjacent ones merged into this many spans
+# (each its windows' best score), so a 24-hour file costs the response no more than a 10-second one.
+MAX_HIT_WINDOWS = 100
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,19 @@ class FusionParams:
     tau: float = 0.35  # cosine below which a file's words are not evidence
     # "close match" thresholds on each mode's score; hybrid scores are in audio units and share its threshold
     min_score: dict[str, float] = field(default_factory=lambda: {"hybrid": 0.511, "audio": 0.511, "text": 0.111})
+    # how far above (below) a mode's threshold a score must be for relevance 0.73 (0.27): see `relevance`
+    spread: dict[str, float] = field(default_factory=lambda: {"hybrid": 0.05, "audio": 0.05, "text": 0.05})
+
+    def relevance(self, mode: str, score: float) -> float:
+        """One figure per hit, in [0, 1], with the same meaning in every mode: the mode's score mapped through a
+        fixed logistic anchored at that mode's calibrated close-match threshold (`min_score`, fitted by
+        scripts/eval_hybrid.py), 1 / (1 + exp(-(score - threshold) / spread)). So 0.5 is the threshold in any mode
+        (below it the page says "no close match"), 0.73 one spread above, 0.95 three spreads above. It is
+        monotone in the score (a response's relevances are ordered like its scores) and independent of the other
+        hits and of a request's own min_score. Not a fitted probability: the spreads are set, not calibrated, to
+        a twentieth of a cosine. Queries by audio example use mode audio's (text-query) calibration."""
+        z = (score - self.min_score[mode]) / self.spread[mode]
+        return round(float(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))), 4)
 
     def evidence(self, text: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         return self.alpha * (text - self.tau) / (1.0 - self.tau) + self.beta * lexical
@@ -193,7 +209,10 @@ class HybridRanker:
         ev = float(self.params.evidence(np.float64(t_c), np.float64(l_c)))
         bound = {"audio": a_c, "text": ev, "hybrid": a_c + max(ev, 0.0)}[mode]
         exact = not np.isfinite(bound) or (len(ranked) >= want and ranked[-1][1] > bound + SCORE_EPS)
-        page = [self._hit(fid, score, sig, self.use_words) for fid, score in ranked[page_from:]]
+        spans = self.window_spans(q, [fid for fid, _ in ranked[page_from:]], sig.audio)
+        page = [
+            self._hit(fid, score, sig, self.use_words, mode, spans.get(fid, ())) for fid, score in ranked[page_from:]
+        ]
         return Ranking(ranked[0][1] if ranked else None, page), exact
 
     @staticmethod
@@ -203,13 +222,31 @@ class HybridRanker:
         lexical = np.array([sig.lexical.get(i, (0.0, ()))[0] for i in ids])
         return audio, text, lexical
 
-    @staticmethod
-    def _hit(fid: int, score: float, sig: _Signals, evidence: bool) -> Hit:
+    def _hit(self, fid: int, score: float, sig: _Signals, evidence: bool, mode: str, spans: tuple = ()) -> Hit:
         audio, start, end = sig.audio[fid]
         path, duration = sig.rows[fid]
         lex, matched = sig.lexical.get(fid, (0.0, ()))
         ev = Evidence(round(audio, 6), round(sig.text.get(fid, 0.0), 6), round(lex, 6), matched) if evidence else None
-        return Hit(fid, path, score, start, end, duration, ev)
+        return Hit(fid, path, score, start, end, duration, ev, self.params.relevance(mode, score), spans)
+
+    def window_spans(
+        self, q: np.ndarray, file_ids: list[int], matched: dict[int, tuple[float, float, float]] | None = None
+    ) -> dict[int, tuple[tuple[float, float, float], ...]]:
+        """Each file's audio score over its whole length: (start, end, score) per window from the stored vectors,
+        adjacent windows merged (best score of each group) down to MAX_HIT_WINDOWS spans. `matched` (file id ->
+        the hit's audio score, start, end): that window scores the hit's own audio score (a backend's score may
+        differ from the recomputed one in the last bits), so the best span's score is the hit's audio evidence."""
+        out = {}
+        for fid, (wins, scores) in self._window_scores(q, file_ids).items():
+            if matched and fid in matched:
+                audio, start, end = matched[fid]
+                scores = scores.astype(np.float64)
+                scores[[j for j, (_, s, e) in enumerate(wins) if (s, e) == (start, end)]] = audio
+            groups = np.array_split(np.arange(len(wins)), min(len(wins), MAX_HIT_WINDOWS))
+            out[fid] = tuple(
+                (wins[g[0]][1], max(wins[j][2] for j in g), round(float(scores[g].max()), 6)) for g in groups
+            )
+        return out
 
     def _fill(self, q: np.ndarray, terms: list[str], ids: list[int], sig: _Signals, needs: tuple[str, ...]) -> None:
         """Compute the signals in `needs` that the candidate lists did not give (no words: text and lexical 0)."""
@@ -230,8 +267,18 @@ class HybridRanker:
             sig.no_match.update(i for i in todo if i not in found)
 
     def _audio(self, q: np.ndarray, file_ids: list[int]) -> dict[int, tuple[float, float, float]]:
-        """Best-window audio score (and the window) of each file, from its stored vectors. einsum sums each row
-        alike wherever it sits (BLAS's matrix-vector product need not): equal vectors, equal scores."""
+        """Best-window audio score (and the window) of each file, from its stored vectors."""
+        out = {}
+        for fid, (wins, scores) in self._window_scores(q, file_ids).items():
+            j = int(np.argmax(scores))
+            out[fid] = (float(scores[j]), wins[j][1], wins[j][2])
+        return out
+
+    def _window_scores(
+        self, q: np.ndarray, file_ids: list[int]
+    ) -> dict[int, tuple[list[tuple[int, float, float]], np.ndarray]]:
+        """file id -> (its windows, their audio scores) from the stored vectors. einsum sums each row alike
+        wherever it sits (BLAS's matrix-vector product need not): equal vectors, equal scores."""
         out = {}
         windows = self.reader.file_windows(file_ids)
         rows = np.array([w for wins in windows.values() for w, _, _ in wins], np.int64)
@@ -241,7 +288,6 @@ class HybridRanker:
             scores[i : i + AUDIO_BLOCK] = np.einsum("ij,j->i", index.reconstruct_batch(rows[i : i + AUDIO_BLOCK]), q)
         at = 0
         for fid, wins in windows.items():
-            j = int(np.argmax(scores[at : at + len(wins)]))
-            out[fid] = (float(scores[at + j]), wins[j][1], wins[j][2])
+            out[fid] = (wins, scores[at : at + len(wins)])
             at += len(wins)
         return out

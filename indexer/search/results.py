@@ -25,3 +25,6 @@ class Hit:
     end: float
     duration: float
     evidence: Evidence | None = None  # what matched (queries with text)
+    relevance: float = 0.0  # the score on one scale for every mode (FusionParams.relevance)
+    # (start, end, audio score) over the whole file, at most MAX_HIT_WINDOWS spans (fusion.window_spans)
+    windows: tuple[tuple[float, float, float], ...] = ()

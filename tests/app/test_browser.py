@@ -23,6 +23,7 @@ from audiosearch.app.main import create_app
 from audiosearch.app.settings import Settings
 from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
+from tests.app.test_page_api import long_file
 from tests.conftest import REPO, copy_clips
 
 
@@ -92,7 +93,9 @@ def index_dir(shared_data, tmp_path_factory, lite_model) -> Path:
     mix = np.concatenate([a.mean(axis=1) for a, sr in parts if sr == rate])
     (lib / "long").mkdir()
     sf.write(lib / "long" / "mix.wav", mix, rate)
-    build_index(lib, root / "idx", lite_model, IndexOptions(workers=0, progress=False))
+    # 40 s with a dog bark at 20-25 s between quieter rain; 10 s windows every 5 s give it several windows
+    long_file(shared_data, lib / "long" / "street.wav")
+    build_index(lib, root / "idx", lite_model, IndexOptions(workers=0, progress=False, window_s=10.0, hop_s=5.0))
     return root / "idx"
 
 
@@ -179,9 +182,9 @@ def test_search_page_ranks_results_and_plays_the_matched_window(servers, page) -
     for text in rows.locator(".when").all_inner_texts():
         assert WHEN.match(text), text
     audio = rows.first.locator("audio")
-    assert audio.get_attribute("preload") == "none" and audio.get_attribute("controls") is not None
+    assert audio.get_attribute("preload") == "none"  # played by the row's button, Space or the waveform
     assert_audio_served(audio.evaluate("a => a.src"), api)
-    assert re.search(r"#t=[\d.]+,[\d.]+$", audio.get_attribute("src"))
+    assert re.search(r"#t=[\d.]+$", audio.get_attribute("src"))
 
     # Keyboard: Down from the search box to the first result, then along to the latest-starting match.
     starts = [float(s) for s in rows.evaluate_all("els => els.map(e => e.dataset.start)")]
@@ -209,7 +212,7 @@ def test_search_page_pagination_empty_state_and_errors(servers, page) -> None:
     page.press("#q", "Enter")
     rows = page.locator("#results .result")
     sync_api.expect(rows).to_have_count(2)
-    sync_api.expect(page.locator("#status")).to_contain_text("Showing 1–2 of 8 sounds")
+    sync_api.expect(page.locator("#status")).to_contain_text("Showing 1–2 of 9 sounds")
     first_two = rows.locator(".name").evaluate_all("els => els.map(e => e.title)")
     page.click("#more")
     sync_api.expect(rows).to_have_count(4)
@@ -258,6 +261,11 @@ def test_widget_on_another_origin(servers, page) -> None:
     assert got == sorted(got, reverse=True)
     sync_api.expect(widget.locator(".status")).to_contain_text("sounds")
     assert_audio_served(rows.first.locator("audio").evaluate("a => a.src"), api)
+    # each result: its relevance in a word, its waveform (peaks from the API, across origins) with the match marked
+    assert set(rows.locator(".score").all_inner_texts()) <= {"strong", "close", "weak"}
+    sync_api.expect(rows.first.locator("[data-role=waveform] canvas")).to_have_count(1)
+    match = rows.first.locator("[data-role=match]")
+    assert 0 <= pct(match.evaluate("e => e.style.left")) < 100 and 0 < pct(match.evaluate("e => e.style.width")) <= 100
     # the host page's styles do not reach into the widget
     assert box.evaluate("e => getComputedStyle(e).borderTopStyle") != "dashed"
     assert page.evaluate("document.querySelector('#sounds').shadowRoot !== null")
@@ -286,7 +294,9 @@ def test_search_page_says_no_close_match_and_offers_the_nearest(servers, page) -
     page.fill("#q", "a door knocking")
     page.press("#q", "Enter")
     status = page.locator("#status")
-    sync_api.expect(status).to_contain_text("No close match for “a door knocking”")
+    sync_api.expect(status).to_contain_text(
+        "No close match for “a door knocking”: nothing scored above the close-match threshold."
+    )
     rows = page.locator("#results .result")
     assert rows.count() >= 1 and page.locator("#results").is_hidden()  # no confident-looking cards
     sync_api.expect(page.locator("#weak")).to_be_visible()
@@ -334,7 +344,9 @@ def test_widget_no_close_match_and_mode(servers, page) -> None:
     box = widget.locator("input[type=search]")
     box.fill("a door knocking")
     box.press("Enter")
-    sync_api.expect(widget.locator(".status")).to_contain_text("No close match for “a door knocking”")
+    sync_api.expect(widget.locator(".status")).to_contain_text(
+        "No close match for “a door knocking”: nothing scored above the close-match threshold."
+    )
     assert widget.locator("ol").is_hidden()
     widget.locator("button.nearest").click()
     sync_api.expect(widget.locator("li").first).to_be_visible()
@@ -393,8 +405,141 @@ def test_redoc_renders_with_the_network_blocked(servers, page) -> None:
     assert [p for p in page.problems if "Failed to load resource" not in p] == []
 
 
+def pct(style: str) -> float:
+    m = re.fullmatch(r"\s*([\d.]+)%\s*", style)
+    assert m, style
+    return float(m.group(1))
+
+
+def test_waveform_marks_the_match_in_a_long_file(servers, page) -> None:
+    page.goto(f"{servers['api']}/?q=a+dog+barking&mode=audio&k=20")
+    sync_api.expect(page.locator("#status")).to_contain_text("sounds for “a dog barking”")
+    row = page.locator("#results .result").filter(has=page.locator(".name[title='long/street.wav']"))
+    sync_api.expect(row).to_have_count(1)
+    start, end = float(row.get_attribute("data-start")), float(row.get_attribute("data-end"))
+    assert 10.0 <= start <= 20.0  # a window that holds the bark (20-25 s), not the rain before it
+    wave = row.locator("[data-role=waveform]")
+    sync_api.expect(wave.locator("svg path[d]")).to_have_count(1)  # the peaks arrived and were drawn
+    match = wave.locator("[data-role=match]")
+    hit = page.evaluate(
+        "async () => (await (await fetch('search?q=a+dog+barking&mode=audio&k=20')).json())"
+        ".results.find(h => h.path === 'long/street.wav')"
+    )
+    duration = hit["duration"]
+    assert duration == pytest.approx(40.0, abs=0.1) and (hit["start"], hit["end"]) == (start, end)
+    left, width = pct(match.evaluate("e => e.style.left")), pct(match.evaluate("e => e.style.width"))
+    assert left == pytest.approx(100 * start / duration, abs=0.01)
+    assert width == pytest.approx(100 * (end - start) / duration, abs=0.01)
+    # drawn where the style says: the box's position inside the waveform's box
+    wb, mb = wave.bounding_box(), match.bounding_box()
+    assert (mb["x"] - wb["x"]) / wb["width"] == pytest.approx(start / duration, abs=0.01)
+    assert mb["width"] / wb["width"] == pytest.approx((end - start) / duration, abs=0.01)
+    # one strip segment per window (40 s, 10 s windows every 5 s), the brightest at the match
+    segs = wave.locator(".strip span")
+    assert segs.count() == len(hit["windows"]) > 3
+    opacity = [float(o) for o in segs.evaluate_all("els => els.map(e => e.style.opacity)")]
+    best = int(np.argmax(opacity))
+    assert hit["windows"][best]["start"] == start and opacity[0] < 0.5 and opacity[-1] < 0.5
+    # a click on the waveform plays from there (three quarters in: 30 s)
+    wave.click(position={"x": wb["width"] * 0.75, "y": wb["height"] / 2})
+    audio = row.locator("audio").element_handle()
+    page.wait_for_function("a => !a.paused && a.currentTime >= 29.5", arg=audio)
+    assert "playing" in row.get_attribute("class")
+    sync_api.expect(row.locator("[data-role=play]")).to_have_attribute("aria-label", "Pause long/street.wav")
+    page.keyboard.press("Escape")
+    row.locator("[data-role=play]").click()  # pauses
+    page.wait_for_function("a => a.paused", arg=audio)
+    assert page.problems == []
+
+
+def test_search_by_example_upload(servers, page, index_dir) -> None:
+    page.goto(f"{servers['api']}/")
+    picker = page.get_by_label("Or search by example")
+    assert picker.get_attribute("type") == "file"
+    lib = Path(read_manifest_library(index_dir))
+    bark = sorted((lib / "dog_bark").glob("*.ogg"))[0]
+    picker.set_input_files(bark)
+    status = page.locator("#status")
+    sync_api.expect(status).to_contain_text(
+        re.compile(rf"^Showing 1–\d+ of \d+ sounds like {re.escape(bark.name)} \(all 5 s\)")
+    )
+    rows = page.locator("#results .result")
+    assert rows.first.locator(".name").get_attribute("title") == f"dog_bark/{bark.name}"  # itself, first
+    rel = [float(r) for r in rows.evaluate_all("els => els.map(e => e.dataset.relevance)")]
+    assert rel == sorted(rel, reverse=True) and all(0 <= r <= 1 for r in rel)
+    # a longer upload: the status says how much of it was used (the server's 30 s limit)
+    picker.set_input_files(lib / "long" / "street.wav")
+    sync_api.expect(status).to_contain_text("sounds like street.wav (first 30 s)")
+    assert "q=" not in page.url
+    # dropped on the page: the same search (a file made in the page from a clip's audio, renamed)
+    page.evaluate(
+        """async () => {
+            const blob = await (await fetch("clips/1/audio")).blob();
+            const dt = new DataTransfer();
+            dt.items.add(new File([blob], "door.ogg", { type: blob.type }));
+            document.body.dispatchEvent(new DragEvent("dragenter", { dataTransfer: dt, bubbles: true }));
+            document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }"""
+    )
+    sync_api.expect(status).to_contain_text("sounds like door.ogg (all 5 s)")
+    assert "dragging" not in (page.locator("body").get_attribute("class") or "")
+    assert page.problems == []
+
+
+def read_manifest_library(index_dir: Path) -> str:
+    from audiosearch.indexer.store import current_snapshot, read_manifest
+
+    return read_manifest(current_snapshot(index_dir))["library"]
+
+
+def test_keyboard_only_and_every_control_named(servers, page) -> None:
+    page.goto(f"{servers['api']}/")
+    page.keyboard.press("Shift+Tab")  # from the autofocused box back to the page's first stop
+    assert page.evaluate("document.activeElement.textContent") == "Skip to results"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("a rooster crowing")
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"^Showing 1–\d+ of \d+ sounds"))
+    for _ in range(12):  # on to the first result's play button
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.role") == "play":
+            break
+    focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
+    assert focused.startswith("Play ") and focused.endswith(" from the match"), focused
+    row = page.locator("#results .result").first
+    assert row.locator("[data-role=play]").evaluate("e => e === document.activeElement")
+    page.keyboard.press("Space")
+    start, end = float(row.get_attribute("data-start")), float(row.get_attribute("data-end"))
+    page.wait_for_function(
+        "([a, s]) => !a.paused && a.currentTime >= s - 0.01", arg=[row.locator("audio").element_handle(), start]
+    )
+    # the matched part only: it stops at the window's end (the clip is longer than the window, or ends there)
+    page.wait_for_function("a => a.paused", arg=row.locator("audio").element_handle(), timeout=(end - start + 5) * 1000)
+    assert row.locator("audio").evaluate("a => a.currentTime") <= end + 0.3
+
+    # every control has an accessible name (computed by Chromium's accessibility tree, through role queries)
+    page.locator("#filters summary").click()
+    for role in ("button", "searchbox", "textbox", "spinbutton", "combobox"):
+        all_of_role = page.get_by_role(role)
+        named = page.get_by_role(role, name=re.compile(r"\w"))
+        assert all_of_role.count() == named.count(), role
+    assert page.get_by_role("button").count() >= 1 + 2 * row.count()
+    assert page.get_by_role("searchbox", name="Describe a sound").count() == 1
+    assert page.get_by_role("combobox", name="Match on").count() == 1
+    assert page.get_by_label("Or search by example").count() == 1
+    plays = page.locator("[data-role=play]")
+    names = plays.evaluate_all("els => els.map(e => e.getAttribute('aria-label'))")
+    assert len(names) == page.locator("#results .result").count() and all(
+        n and "Play" in n or "Pause" in n for n in names
+    )
+    waves = page.locator("[data-role=waveform]").evaluate_all("els => els.map(e => e.getAttribute('aria-label'))")
+    assert all(w and w.startswith("Waveform of ") for w in waves)
+    assert page.problems == []
+
+
 def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
-    """Two screenshots: the search page with results, and the widget on another site. They go to tmp_path;
+    """Screenshots: the search page with results (light and dark), and the widget on another site. They go to tmp_path;
     AUDIOSEARCH_SCREENSHOTS=docs/img copies them there (how the documentation's images are made)."""
     api = servers["api"]
     page.set_viewport_size({"width": 1000, "height": 760})
@@ -402,7 +547,11 @@ def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
     sync_api.expect(page.locator("#status")).to_contain_text(re.compile(r"^Showing 1–\d+ of \d+ sounds"))
     assert page.locator("#results .result").count() >= 3
     assert page.locator("#results .result").first.locator(".name").get_attribute("title").startswith("dog_bark/")
+    sync_api.expect(page.locator("#results .result").first.locator("svg path[d]")).to_have_count(1)
     page.screenshot(path=tmp_path / "search-page.png")
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=tmp_path / "search-page-dark.png")
+    page.emulate_media(color_scheme="light")
 
     page.goto(f"{servers['host']}/")
     box = page.locator("#sounds input[type=search]")
@@ -414,7 +563,7 @@ def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
     page.screenshot(path=tmp_path / "widget.png", full_page=True)
     assert page.problems == []
 
-    for name in ("search-page.png", "widget.png"):
+    for name in ("search-page.png", "search-page-dark.png", "widget.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -422,7 +571,7 @@ def test_screenshots_for_the_docs(servers, page, tmp_path) -> None:
     if out := os.environ.get("AUDIOSEARCH_SCREENSHOTS"):
         dest = Path(out) if Path(out).is_absolute() else REPO / out
         dest.mkdir(parents=True, exist_ok=True)
-        for name in ("search-page.png", "widget.png"):
+        for name in ("search-page.png", "search-page-dark.png", "widget.png"):
             shutil.copyfile(tmp_path / name, dest / name)
 
 

@@ -30,7 +30,9 @@ def test_page_has_an_accessible_search_box(client) -> None:
         assert attr in box.group(0)
     assert '<label for="q">' in html and 'role="search"' in html
     assert 'role="status"' in html and 'role="alert"' in html  # results and errors are announced
-    assert '<audio controls preload="none">' in html
+    assert '<audio preload="none">' in html  # played by the row's labelled button, Space, or a waveform click
+    assert '<button class="play" type="button" data-role="play">' in html
+    assert '<label for="example">' in html and 'id="example" name="example" type="file"' in html
 
 
 @pytest.mark.parametrize("name", ["index.html", "widget.js"])

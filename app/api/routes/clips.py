@@ -6,11 +6,11 @@ import dataclasses
 import mimetypes
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from audiosearch.app.api.deps import ServiceDep
-from audiosearch.app.schemas import CLIPS_PREFIX, ClipInfo, ClipWords, ErrorResponse
+from audiosearch.app.schemas import CLIPS_PREFIX, ClipInfo, ClipPeaks, ClipWords, ErrorResponse
 
 router = APIRouter(
     prefix=CLIPS_PREFIX, tags=["clips"], responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
@@ -39,6 +39,21 @@ def clip_info(request: Request, clip_id: ClipId, service: ServiceDep) -> ClipInf
     return ClipInfo(
         **dataclasses.asdict(c), audio_url=str(request.url_for("clip_audio", clip_id=c.id).path), words=words
     )
+
+
+@router.get(
+    "/{clip_id}/peaks",
+    response_model=ClipPeaks,
+    summary="The file's waveform outline (peaks), for drawing it",
+    description="Stored at index time; for files indexed before that, computed from the file on first request "
+    "(up to 30 minutes long) and kept in the server's memory.",
+)
+def clip_peaks(clip_id: ClipId, service: ServiceDep) -> Response:
+    c = service.clip(clip_id)
+    peaks, source = service.clip_peaks(clip_id)
+    body = ClipPeaks(id=c.id, duration=c.duration, peaks=peaks, source=source)
+    # keyed by content: a changed file under the same id gets new peaks
+    return Response(body.model_dump_json(), media_type="application/json", headers={"ETag": f'"{c.sha1}"'})
 
 
 @router.get(

@@ -586,7 +586,7 @@ def test_more_like_this_on_the_page_and_in_the_widget(servers, page) -> None:
     button.click()
     name = first.rsplit("/", 1)[-1]
     sync_api.expect(page.locator("#status")).to_contain_text(
-        re.compile(rf"^Showing 1–\d+ of 8 sounds like “{re.escape(name)}”")
+        re.compile(rf"^Showing 1–\d+ of 9 sounds like “{re.escape(name)}”")
     )
     assert rows.first.locator(".name").get_attribute("title") == first  # the clip itself first
     assert rows.first.evaluate("el => el === document.activeElement")
@@ -609,7 +609,7 @@ def test_more_like_this_on_the_page_and_in_the_widget(servers, page) -> None:
     first = items.first.locator(".name").get_attribute("title")
     items.first.locator("[data-role=similar]").click()
     name = first.rsplit("/", 1)[-1]
-    sync_api.expect(widget.locator(".status")).to_contain_text(f"Showing 4 of 8 sounds like “{name}”")
+    sync_api.expect(widget.locator(".status")).to_contain_text(f"Showing 4 of 9 sounds like “{name}”")
     assert items.first.locator(".name").get_attribute("title") == first
     widget.get_by_role("button", name="More results").click()  # paging goes on with the similar files
     sync_api.expect(items).to_have_count(8)

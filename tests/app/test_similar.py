@@ -136,6 +136,7 @@ def test_similar_is_documented(client) -> None:
     assert "audio only" in doc["description"] and "mean of the clip's windows" in doc["description"]
 
 
+@pytest.mark.slow
 def test_cli_like_by_id_and_by_path_ranks_as_http(client, searcher, built) -> None:
     clip_id = ids_of("long/mix.wav", searcher)
     http = client.get(f"/clips/{clip_id}/similar", params={"k": 6, "offset": 1}).json()

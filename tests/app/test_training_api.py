@@ -121,6 +121,7 @@ def test_a_job_runs_in_a_child_process_to_the_end(client: httpx.Client, roots: t
     assert r.status_code == 200 and 0 < r.json()["results"]["captions.csv"]["mAP@10"] <= 1
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_running_job(client: httpx.Client, server: str) -> None:
     job_id = client.post("/train", json=config(epochs=MAX_EPOCHS)).json()["id"]  # the longest run a client may ask for
     running = wait_for(client, job_id, {"running"})

@@ -90,7 +90,13 @@ def test_more_results_asked_than_vectors_pads_like_faiss(data) -> None:
 
 @pytest.mark.parametrize(
     ("factory", "exact"),
-    [("Flat", True), ("IVF16,Flat", True), ("HNSW16", True), ("IVF16,PQ16", False), ("SQ8", False)],
+    [
+        ("Flat", True),
+        ("IVF16,Flat", True),
+        ("HNSW16", True),
+        pytest.param("IVF16,PQ16", False, marks=pytest.mark.slow),
+        ("SQ8", False),
+    ],
 )
 def test_holds_exact_only_where_the_index_keeps_the_vectors(data, factory: str, exact: bool) -> None:
     base = data[0][:4000]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from audiosearch.core.stderr_capture import captured_stderr
@@ -92,6 +93,7 @@ def test_a_failed_file_with_new_contents_is_tried_again(shared_data, tmp_path, l
     assert report.errors == [] and report.files == 3
 
 
+@pytest.mark.slow
 def test_the_cli_retries_failed_files_when_asked(shared_data, tmp_path, lite_model) -> None:
     lib, idx = library(shared_data, tmp_path), tmp_path / "idx"
     build_index(lib, idx, lite_model, FAST)
@@ -105,6 +107,7 @@ def test_the_cli_retries_failed_files_when_asked(shared_data, tmp_path, lite_mod
     assert retry.returncode == 0 and "indexed 3 files" in retry.stdout and "skipped" not in retry.stderr
 
 
+@pytest.mark.slow
 def test_a_decode_without_fd_2_still_works(shared_data, tmp_path, lite_model) -> None:
     """A daemon may run with stderr closed: capturing it must not make every file fail."""
     lib = library(shared_data, tmp_path)

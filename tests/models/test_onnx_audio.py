@@ -66,6 +66,7 @@ def test_another_model_refuses_the_export(aisfx_export, tmp_path) -> None:
     assert attach_audio_onnx(torch.nn.Module(), None) is False  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("given", ["--onnx", "AUDIOSEARCH_ONNX_DIR"])
 def test_one_onnx_setting_reaches_both_sides(aisfx_export, monkeypatch, given: str) -> None:
     monkeypatch.delenv("AUDIOSEARCH_ONNX_DIR", raising=False)

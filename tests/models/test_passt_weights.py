@@ -20,6 +20,7 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_offline_without_the_file_is_an_error_naming_it(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     url, cached = audioset_weights("passt_s_p16_s16_128_ap468")

@@ -217,6 +217,7 @@ print(tuple(a.shape), tuple(t.shape))
 """
 
 
+@pytest.mark.slow
 def test_model_files_load_without_network() -> None:
     assert MODEL.is_file() and PROMPTS.is_file()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}

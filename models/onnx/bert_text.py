@@ -58,6 +58,13 @@ def supported(config: ModelConfig) -> bool:
     return config.text.kind in KINDS and opts.get("pooling", "mean") in ("mean", "first") and "config" not in opts
 
 
+def weights_installed(config: ModelConfig) -> bool:
+    """Whether the MiniLM weights a supported model's text side reads are here (its `source`, or the package)."""
+    opts = config.text.options
+    source = Path(opts["source"]) if opts.get("source") else minilm_dir()
+    return source is not None and (source / "config.json").is_file()
+
+
 def read_text_side(
     config: ModelConfig, weights: Mapping[str, np.ndarray], fingerprint: str, directory: Path | None = None
 ) -> BertText:

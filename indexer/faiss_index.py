@@ -100,7 +100,10 @@ def choose_index(factory: str, windows: int, dim: int, policy: IndexPolicy | Non
         why = f"{windows} windows <= {policy.flat_max_windows} (flat_max_windows): exact search is fast enough"
         return IndexChoice("Flat", True, windows, why, flat)
     if hnsw <= budget:
-        why = f"{windows} windows > {policy.flat_max_windows}; HNSW{HNSW_M} needs {_gb(hnsw)} <= memory {_gb(budget)}"
+        why = (
+            f"{windows} windows > {policy.flat_max_windows} (flat_max_windows); "
+            f"HNSW{HNSW_M} needs {_gb(hnsw)} <= memory {_gb(budget)}"
+        )
         return IndexChoice(f"HNSW{HNSW_M}", True, windows, why, hnsw)
     ivf = estimate_ram("IVF", windows, dim)
     if ivf <= budget and windows >= 256:

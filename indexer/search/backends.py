@@ -7,7 +7,9 @@ replaces); PQ/SQ codes stay on FAISS-CPU, and so does an index whose vectors do 
 or any index while torch runs fp32 matmuls as TF32. fp32, not fp16: the hybrid ranker mixes these scores with
 ones it recomputes from the stored vectors and pages by them, so the two must agree to its SCORE_EPS (fp16
 scores differ in the 4th digit). On the CPU a large Flat index is scanned block by block over its own storage,
-in parallel parts (BlockedFlatScan); every other index is searched by FAISS itself.
+in parallel parts (BlockedFlatScan); every other index is searched by FAISS itself. An index of codes whose
+snapshot stores the full vectors beside it (`--faiss auto`'s compressed kind) is wrapped in RerankedSearch by
+search.audio.AudioIndex: its candidates re-scored exactly, on the CPU.
 """
 
 from __future__ import annotations
@@ -206,4 +208,7 @@ def _no_torch_gpu_path(index: faiss.Index) -> str | None:
 
 
 def _gpu_faiss_type(index: faiss.Index) -> bool:
-    return isinstance(faiss.downcast_index(index), faiss.IndexFlat) or faiss.try_extract_index_ivf(index) is not None
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+        return False  # faiss-gpu has no fast-scan codes (the auto compressed index): it stays on the CPU
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat) or ivf is not None

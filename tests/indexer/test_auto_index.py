@@ -103,6 +103,9 @@ def test_mapped_vectors_give_the_pages_of_the_flat_index(shared_data, tmp_path, 
     flat = Searcher(idx)
     assert flat.manifest["faiss"] == "Flat" and flat.reader.vectors is None
     assert flat.manifest["faiss_choice"]["reason"].endswith("(flat_max_windows): exact search is fast enough")
+    size = (flat.snapshot / VECTORS).stat().st_size
+    assert flat.reader.memory() == {"ram_bytes": size, "mapped_bytes": 0}
+    assert SnapshotReader(idx, mmap=True).memory() == {"ram_bytes": 0, "mapped_bytes": size}  # AUDIOSEARCH_MMAP
 
     squeeze = IndexPolicy(flat_max_windows=0, memory_bytes=estimate_ram("HNSW", first.windows, DIM) - 1)
     opts.policy = squeeze

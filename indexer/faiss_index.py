@@ -7,7 +7,7 @@ read snapshots.
             query on 2 cores; search.backends.BlockedFlatScan), exact;
   HNSW32    while its vectors and graph (about 4 d + 272 bytes a window) fit memory_bytes;
   IVF{nlist},PQ{d/2}x4fsr + exact re-ranking  beyond: 4-bit fast-scan PQ codes of the residuals (d/4 bytes a
-            window: 96 B for lite's 384-d vectors, 1.5 kB as fp32) and ids in
+            window: 96 B for lite's 384-d vectors, 1.5 kB as fp32), ids and the id map (16 B) in
             RAM, the full fp32 vectors beside them in vectors.npy, memory-mapped; each search takes RERANK_FACTOR
             times the candidates from the codes and re-scores them exactly from the mapped vectors
             (search.backends.RerankedSearch), so scores are exact and only recall is approximate.
@@ -81,8 +81,8 @@ def estimate_ram(factory_kind: str, windows: int, dim: int) -> int:
     if factory_kind == "HNSW":
         # fp32 vectors, 2M level-0 links of 4 bytes, ~1/M of the windows on upper levels, level and offset tables
         return int(windows * (dim * 4 + 2 * HNSW_M * 4 * (1 + 1 / HNSW_M) + 12))
-    nlist = ivf_nlist(windows)  # IVF-PQ fast-scan: codes, 8-byte ids, the coarse centroids
-    return windows * (pq_subquantizers(dim) // 2 + 8) + nlist * dim * 4
+    nlist = ivf_nlist(windows)  # IVF-PQ fast-scan: codes, 8-byte ids and direct map, the coarse centroids
+    return windows * (pq_subquantizers(dim) // 2 + 16) + nlist * dim * 4
 
 
 def compressed_factory(windows: int, dim: int) -> str:

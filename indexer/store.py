@@ -237,7 +237,7 @@ class SnapshotWriter:
         if self.full is not None:
             self.full.write(b"\0" * NPY_HEADER)
         ivf = faiss.try_extract_index_ivf(self.index)
-        if ivf is not None and self.full is None:  # lets the service look a window's vector up by id
+        if ivf is not None:  # index.reconstruct(id) works (8 bytes a window), full vectors stored or not
             ivf.set_direct_map_type(faiss.DirectMap.Array)
         self.db = sqlite3.connect(str(self.tmp / META))
         self.db.executescript(META_SCHEMA)
@@ -294,10 +294,10 @@ class SnapshotWriter:
         np.lib.format.write_array_header_1_0(
             header, {"descr": "<f4", "fortran_order": False, "shape": (self.index.ntotal, self.index.d)}
         )
-        if len(header.getvalue()) > NPY_HEADER:
+        if len(header.getvalue()) != NPY_HEADER:  # numpy pads it to 128 bytes for any 2-d shape (room to grow)
             raise IndexBuildError(f"internal: a .npy header of {len(header.getvalue())} bytes")
-        self.full.seek(0)  # numpy pads the header with spaces to a multiple of 64 bytes; so does this
-        self.full.write(header.getvalue()[:-1].ljust(NPY_HEADER - 1) + b"\n")
+        self.full.seek(0)
+        self.full.write(header.getvalue())
         self.full.flush()
         os.fsync(self.full.fileno())
         self.full.close()

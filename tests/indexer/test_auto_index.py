@@ -35,7 +35,7 @@ def test_auto_picks_each_kind_at_the_thresholds() -> None:
     assert choose_index("auto", 5000, DIM, IndexPolicy(1000, at)).factory == "HNSW32"
     small = choose_index("auto", 5000, DIM, IndexPolicy(1000, at - 1))
     assert small.factory == "IVF128,PQ192x4fsr"  # 5000 / 39 lists, one 4-bit code per two dimensions
-    assert small.ram_bytes == 5000 * (96 + 8) + 128 * DIM * 4 == estimate_ram("IVF", 5000, DIM)
+    assert small.ram_bytes == 5000 * (96 + 16) + 128 * DIM * 4 == estimate_ram("IVF", 5000, DIM)
     assert small.manifest() == {"auto": True, "windows": 5000, "reason": small.reason, "ram_bytes": small.ram_bytes}
     assert choose_index("auto", 5000, DIM, IndexPolicy(1000, small.ram_bytes)).factory == "IVF128,PQ192x4fsr"
     # a Flat that would not fit the memory is not kept, however few the windows
@@ -44,7 +44,7 @@ def test_auto_picks_each_kind_at_the_thresholds() -> None:
     with pytest.raises(IndexBuildError) as err:
         choose_index("auto", 5000, DIM, IndexPolicy(1000, small.ram_bytes - 1))
     assert str(err.value) == (
-        "5000 windows do not fit the index memory of 0.717 MB: even compressed codes need 0.717 MB; "
+        "5000 windows do not fit the index memory of 0.757 MB: even compressed codes need 0.757 MB; "
         "raise --memory-budget (AUDIOSEARCH_INDEX_MEMORY)"
     )
 

@@ -100,7 +100,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
     _check_positive(batch_size=args.batch_size, window=args.window, hop=args.hop)
     if args.workers < 0:
         raise AudioSearchError("--workers must be 0 or more")
+    from audiosearch.app.settings import load_index_settings
+
+    try:
+        policy = load_index_settings(**_given(index_memory=args.memory_budget)).policy()
+    except AudioSearchError as err:  # the flag's value, not the variable's, when the flag was given
+        flag = "--memory-budget" if args.memory_budget is not None else None
+        raise AudioSearchError(f"{flag}: {str(err).split(': ', 1)[1]}" if flag else str(err)) from None
     opts = IndexOptions(
+        policy=policy,
         batch_size=args.batch_size,
         workers=args.workers,
         window_s=args.window,

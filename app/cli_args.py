@@ -70,7 +70,20 @@ def index_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--window", type=float, default=None, help="window length in seconds (default: model's, 10)")
     p.add_argument("--hop", type=float, default=None, help="hop between windows in seconds (default: window)")
-    p.add_argument("--faiss", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32")
+    p.add_argument(
+        "--faiss",
+        default="auto",
+        help="auto (default): Flat up to $AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS windows (250000), HNSW32 while it "
+        "fits --memory-budget, else IVF-PQ codes re-ranked exactly from memory-mapped vectors; or a FAISS "
+        "index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32",
+    )
+    p.add_argument(
+        "--memory-budget",
+        default=None,
+        metavar="BYTES",
+        help="RAM the search index may take with --faiss auto, e.g. 8GB or 512MiB (default "
+        "$AUDIOSEARCH_INDEX_MEMORY, else 8GiB)",
+    )
     p.add_argument("--strict", action="store_true", help="fail (exit 1) if any file cannot be indexed")
     p.add_argument(
         "--retry-failed",

@@ -39,6 +39,13 @@ class Metrics:
         )
         self.files = Gauge("audiosearch_index_files", "files in the live index", registry=self.registry)
         self.windows = Gauge("audiosearch_index_windows", "windows (vectors) in the live index", registry=self.registry)
+        self.index_memory = Gauge(
+            "audiosearch_index_memory_bytes",
+            "bytes of the live audio index's vectors/codes/graph: read into RAM (where=ram) or memory-mapped "
+            "(where=mapped)",
+            ["where"],
+            registry=self.registry,
+        )
         self.cache_counts = CacheCounts()
         self.registry.register(self.cache_counts)
         self.in_flight = Gauge(
@@ -69,6 +76,8 @@ class Metrics:
         if service is not None:
             self.files.set(service.searcher.n_files)
             self.windows.set(service.searcher.index.ntotal)
+            for where, n in service.searcher.reader.memory().items():
+                self.index_memory.labels(where.removesuffix("_bytes")).set(n)
             self.cache_counts.cache = service.cache
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

@@ -221,11 +221,22 @@ class ClipPeaks(BaseModel):
     )
 
 
+class IndexMemory(BaseModel):
+    ram_bytes: int = Field(..., description="bytes of the audio index's vectors, codes and graph read into RAM")
+    mapped_bytes: int = Field(
+        ...,
+        description="bytes memory-mapped from the snapshot (AUDIOSEARCH_MMAP; the full vectors beside a "
+        "compressed index): in the page cache as they are read, not the service's own memory",
+    )
+
+
 class IndexInfo(BaseModel):
     index_dir: str
     snapshot: str
     files: int
     windows: int
+    faiss: str = Field(..., description="the FAISS index (manifest.faiss); manifest.faiss_choice says why")
+    memory: IndexMemory
     manifest: dict[str, Any]
 
     @classmethod
@@ -237,6 +248,8 @@ class IndexInfo(BaseModel):
             snapshot=s.snapshot.name,
             files=s.n_files,
             windows=int(s.index.ntotal),
+            faiss=str(s.manifest.get("faiss", "")),
+            memory=IndexMemory(**s.reader.memory()),
             manifest=s.manifest,
         )
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -20,6 +20,27 @@ class EncoderSettings(BaseSettings):
         description="an `audiosearch export-onnx` directory for both sides: its text export encodes queries, "
         "its audio export (--audio) audio on the CPU; the CLI's --onnx sets it",
     )
+
+
+class IndexSettings(BaseSettings):
+    """What `audiosearch index --faiss auto` may use (audiosearch.indexer.faiss_index.choose_index)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIOSEARCH_", env_file=None, extra="ignore")
+
+    index_memory: ByteSize = Field(
+        ByteSize(8 << 30),
+        gt=0,
+        description="RAM the search index may take (bytes, or '8GB', '512MiB'): Flat or HNSW32 while they fit, "
+        "else compressed IVF-PQ codes with the full vectors memory-mapped for exact re-ranking; --memory-budget",
+    )
+    index_flat_max_windows: int = Field(
+        250_000, ge=0, description="--faiss auto keeps exact Flat search up to this many windows"
+    )
+
+    def policy(self):  # noqa: ANN201 - an indexer IndexPolicy, imported lazily (FAISS)
+        from audiosearch.indexer.faiss_index import IndexPolicy
+
+        return IndexPolicy(flat_max_windows=self.index_flat_max_windows, memory_bytes=int(self.index_memory))
 
 
 class Settings(EncoderSettings):
@@ -86,8 +107,16 @@ class Settings(EncoderSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and `overrides`; a bad AUDIOSEARCH_* value is one line, not a traceback."""
+    return _load(Settings, overrides)
+
+
+def load_index_settings(**overrides: object) -> IndexSettings:
+    return _load(IndexSettings, overrides)
+
+
+def _load(cls: type, overrides: dict[str, object]):  # noqa: ANN202
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as err:
         from audiosearch.core.errors import InvalidInputError
 

@@ -66,13 +66,15 @@ def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, factory: str = "Flat") -> Path:
-    """An index directory in the real format whose windows are random vectors (one window per file)."""
-    from audiosearch.indexer.faiss_index import train_if_needed
+def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, factory: str = "Flat", policy=None) -> Path:
+    """An index directory in the real format whose windows are random vectors (one window per file). `factory`
+    "auto" chooses as `audiosearch index --faiss auto` does, under `policy` (an IndexPolicy; default the default)."""
+    from audiosearch.indexer.faiss_index import choose_index, train_if_needed
     from audiosearch.indexer.store import SnapshotWriter
 
-    writer = SnapshotWriter(index_dir, vectors.shape[1], factory)
-    train_if_needed(writer.index, vectors[:200_000], factory)
+    choice = choose_index(factory, len(vectors), vectors.shape[1], policy)
+    writer = SnapshotWriter(index_dir, vectors.shape[1], choice.factory)
+    train_if_needed(writer.index, vectors[:200_000], choice.factory)
     one = (np.zeros(1), np.full(1, 10.0))
     row = (1, 0, "0" * 40, 10.0, 32000, 1)  # size, mtime_ns, sha1, duration, sample_rate, channels
     writer.add_files([(i + 1, (f"synthetic/{i:08d}.wav", *row), *one) for i in range(len(vectors))])
@@ -85,6 +87,7 @@ def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, fact
             "window_seconds": 10.0,
             "hop_seconds": 10.0,
             "counts": {"files": len(vectors), "windows": len(vectors), "skipped": 0},
+            "faiss_choice": choice.manifest(),
         }
     )
     return index_dir

@@ -26,7 +26,7 @@ from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from audiosearch.indexer.embed import embed_decoded
 from audiosearch.indexer.errors import IndexBuildError
 from audiosearch.indexer.failures import FailureMemory
-from audiosearch.indexer.faiss_index import train_if_needed
+from audiosearch.indexer.faiss_index import AUTO, IndexPolicy, choose_index, train_if_needed
 from audiosearch.indexer.file_ids import LAST_ID, assign_file_ids, last_file_id
 from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
@@ -55,7 +55,8 @@ class IndexOptions:
     workers: int = 1  # decode processes; 0 decodes in this process
     window_s: float | None = None  # default: the model's config
     hop_s: float | None = None
-    faiss_factory: str = "Flat"
+    faiss_factory: str = AUTO  # or a FAISS index_factory string
+    policy: IndexPolicy = field(default_factory=IndexPolicy)  # what `auto` may use (faiss_index.choose_index)
     strict: bool = False
     progress: bool = True
     max_seconds: float = 24 * 3600  # longer files are refused (a sign of a wrong file, not a recording)
@@ -279,18 +280,20 @@ def _write_snapshot(
         raise IndexBuildError(f"--strict: {len(report.errors)} files could not be indexed, e.g. {report.errors[0]}")
     report.files, report.skipped = len(indexed), len(report.errors)
     files = {e.path: (e.size, e.mtime_ns, hashes[e.path]) for e in indexed}
-    live = unchanged_snapshot(
-        index_dir, files, make_manifest(audio_dir, model, {}, window_s, hop_s), opts.faiss_factory
-    )
+    # Chosen for this run's windows: the same files give the same choice (no new snapshot), a library that grew
+    # past a threshold, or a changed policy, a new one.
+    per_content = cache.n_windows({sha1 for _, _, sha1 in files.values()})
+    windows = sum(per_content[sha1] for _, _, sha1 in files.values())  # a copy of a file has its own windows
+    choice = choose_index(opts.faiss_factory, windows, model.dim, opts.policy)
+    live = unchanged_snapshot(index_dir, files, make_manifest(audio_dir, model, {}, window_s, hop_s), choice.factory)
     if live is not None:  # nothing to serve differently: CURRENT, the snapshots and the service stay as they are
         report.snapshot, report.windows, report.unchanged = live["snapshot"], live["counts"]["windows"], True
         return None
-    writer = SnapshotWriter(index_dir, model.dim, opts.faiss_factory)
+    log.info("FAISS index %s (%s)", choice.factory, choice.reason)
+    writer = SnapshotWriter(index_dir, model.dim, choice.factory)
     try:
         if not writer.index.is_trained:
-            train_if_needed(
-                writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), opts.faiss_factory
-            )
+            train_if_needed(writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), choice.factory)
         file_ids, last_id = assign_file_ids([e.path for e in indexed], prev, last_file_id(index_dir, prev))
         for e, file_id in zip(indexed, file_ids, strict=True):
             c = cache.get(hashes[e.path])
@@ -311,6 +314,7 @@ def _write_snapshot(
         report.tags_read, report.texts_encoded = words.tags_read, words.texts_encoded
         counts = {"files": len(indexed), "windows": writer.n_windows, "skipped": len(report.errors)}
         manifest = {**make_manifest(audio_dir, model, counts, window_s, hop_s), LAST_ID: last_id}
+        manifest["faiss_choice"] = choice.manifest()
         report.snapshot = writer.commit(manifest).name
     except BaseException:
         writer.abort()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosearch.indexer.sqlite import open_work_db, transaction
+from audiosearch.indexer.sqlite import open_work_db, select_in, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -89,6 +89,12 @@ class EmbeddingCache:
         rows = self.db.execute('SELECT start, "end", vec FROM windows WHERE key = ? ORDER BY idx', (key,)).fetchall()
         vecs = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         return CachedFile(duration, sr, channels, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), vecs)
+
+    def n_windows(self, hashes: Iterable[str]) -> dict[str, int]:
+        """sha1 -> windows cached for that content, without reading the vectors."""
+        sql = "SELECT key, n_windows FROM files WHERE key IN ({marks})"
+        rows = select_in(lambda q, a: self.db.execute(q, a).fetchall(), sql, [self.key(h) for h in hashes])
+        return {key[: -len(self.suffix)]: n for key, n in rows}
 
     def adopt_padded(self, old_fingerprint: str, dim: int) -> int:
         """Take over what an earlier fingerprint of this model cached with its vectors zero-padded (lite before

@@ -3,6 +3,7 @@
 INDEX_DIR/
   CURRENT                  name of the live snapshot (replaced atomically with os.replace)
   snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: audiosearch.indexer.words.store)
+                           (+ vectors.npy: the full fp32 vectors, window id order, where vectors.faiss holds codes)
   errors.jsonl             skipped files with reasons, appended per run
   work/cache.sqlite        embeddings by content hash (audiosearch.indexer.cache), decode failures (.failures)
 A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
@@ -12,6 +13,7 @@ and are never reused (audiosearch.indexer.file_ids).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -28,13 +30,15 @@ import numpy as np
 
 from audiosearch.core.atomic import atomic_write, fsync_dir
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
-from audiosearch.indexer.faiss_index import new_index, read_faiss
+from audiosearch.indexer.faiss_index import holds_exact, new_index, read_faiss, read_faiss_mapped
 from audiosearch.indexer.sqlite import select_in
 from audiosearch.indexer.words.extract import FileWords
 from audiosearch.indexer.words.store import WORDS_VERSION, WordsReader, WordsWriter
 
 FORMAT_VERSION = 1
 MANIFEST, VECTORS, META = "manifest.json", "vectors.faiss", "meta.sqlite"
+FULL_VECTORS = "vectors.npy"  # beside a compressed vectors.faiss: what its candidates are re-scored from
+NPY_HEADER = 128  # bytes reserved for the .npy header, written once the number of vectors is known
 META_SCHEMA = """
 CREATE TABLE files (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -231,8 +235,12 @@ class SnapshotWriter:
         self.index = new_index(dim, factory)  # before any folder: a bad factory leaves nothing behind
         self.tmp = index_dir / "snapshots" / f".tmp-{self.id}"
         self.tmp.mkdir(parents=True)
+        # A compressed index (PQ/SQ codes) keeps the full vectors beside it, for exact scores; the others hold them.
+        self.full = None if holds_exact(self.index) else open(self.tmp / FULL_VECTORS, "wb")  # noqa: SIM115
+        if self.full is not None:
+            self.full.write(b"\0" * NPY_HEADER)
         ivf = faiss.try_extract_index_ivf(self.index)
-        if ivf is not None:  # lets the service look a window's vector up by id (query by indexed clip)
+        if ivf is not None:  # index.reconstruct(id) works (8 bytes a window), full vectors stored or not
             ivf.set_direct_map_type(faiss.DirectMap.Array)
         self.db = sqlite3.connect(str(self.tmp / META))
         self.db.executescript(META_SCHEMA)
@@ -281,7 +289,10 @@ class SnapshotWriter:
             self.db.execute("DETACH DATABASE prev")
 
     def add_vectors(self, vectors: np.ndarray) -> None:
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.index.add(vectors)
+        if self.full is not None:
+            self.full.write(vectors.tobytes())
 
     def add_words(self, rows: list[tuple[int, FileWords]], vectors: np.ndarray) -> None:
         """The words of files already added, and the text vectors of those that have any (in row order)."""
@@ -294,6 +305,8 @@ class SnapshotWriter:
         self.db.commit()
         self.db.close()
         faiss.write_index(self.index, str(self.tmp / VECTORS))
+        if self.full is not None:
+            self._finish_full()
         manifest = {**manifest, "format": FORMAT_VERSION, "snapshot": self.id, "faiss": self.factory, "words": words}
         atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=2))
         fsync_dir(self.tmp)
@@ -302,7 +315,23 @@ class SnapshotWriter:
         atomic_write(self.index_dir / "CURRENT", self.id)
         return final
 
+    def _finish_full(self) -> None:
+        """Writes the .npy header (shape known now) into the space reserved before the vectors."""
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (self.index.ntotal, self.index.d)}
+        )
+        if len(header.getvalue()) != NPY_HEADER:  # numpy pads it to 128 bytes for any 2-d shape (room to grow)
+            raise IndexBuildError(f"internal: a .npy header of {len(header.getvalue())} bytes")
+        self.full.seek(0)
+        self.full.write(header.getvalue())
+        self.full.flush()
+        os.fsync(self.full.fileno())
+        self.full.close()
+
     def abort(self) -> None:
+        if self.full is not None:
+            self.full.close()
         self.db.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -320,7 +349,12 @@ class SnapshotReader:
         self.snapshot = require_snapshot(self.index_dir)
         self.manifest = read_manifest(self.snapshot)
         self.library = Path(self.manifest["library"])
-        self.index = read_faiss(self.snapshot / VECTORS, mmap)
+        self.index, self.mapped = read_faiss_mapped(self.snapshot / VECTORS, mmap)
+        # The full vectors of a compressed index: always mapped (the RAM its choice allowed holds the codes only).
+        full = self.snapshot / FULL_VECTORS
+        self.vectors = np.load(full, mmap_mode="r") if full.is_file() else None
+        if self.vectors is not None and self.vectors.shape != (self.index.ntotal, self.index.d):
+            raise IndexCorruptError(f"{self.snapshot}: {FULL_VECTORS} holds {self.vectors.shape}, not the index's")
         self.db = connect_readonly(self.snapshot / META)
         self._lock = threading.Lock()  # one sqlite3 connection; FAISS searches need no lock
         self.n_files = self._one("SELECT COUNT(*) FROM files")[0]
@@ -399,7 +433,23 @@ class SnapshotReader:
     def window_vectors(self, file_id: int) -> np.ndarray:
         """(windows, dim) vectors of one file, in window order."""
         ids = [r[0] for r in self._all("SELECT id FROM windows WHERE file_id = ? ORDER BY id", [file_id])]
-        return np.stack([self.index.reconstruct(i) for i in ids]) if ids else np.zeros((0, self.index.d), "float32")
+        return self.vectors_of(np.array(ids, np.int64))
+
+    def vectors_of(self, window_ids: np.ndarray) -> np.ndarray:
+        """(len(ids), dim) float32 stored vectors of these windows: from vectors.npy beside a compressed index,
+        else from the index itself (which holds them exactly)."""
+        if len(window_ids) == 0:
+            return np.zeros((0, self.index.d), np.float32)
+        if self.vectors is not None:
+            return np.asarray(self.vectors[window_ids], dtype=np.float32)
+        return self.index.reconstruct_batch(np.ascontiguousarray(window_ids, dtype=np.int64))
+
+    def memory(self) -> dict[str, int]:
+        """Bytes of the audio index's vectors, codes and graph in RAM and memory-mapped (the FAISS file's size
+        stands for what it holds; vectors.npy is always mapped)."""
+        size = (self.snapshot / VECTORS).stat().st_size
+        full = (self.snapshot / FULL_VECTORS).stat().st_size if self.vectors is not None else 0
+        return {"ram_bytes": 0 if self.mapped else size, "mapped_bytes": (size if self.mapped else 0) + full}
 
     def close(self) -> None:
         self.db.close()

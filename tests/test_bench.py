@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,19 @@ def test_query_bench_tiny(tmp_path, free_port) -> None:
     )
     assert "300 vectors, concurrency  8:" in out and "mean batch" in out and "| x" in out
     assert (tmp_path / "query.csv").read_text().count("\n") == 4  # header + naive loop + 2 concurrencies
+
+
+def test_scale_bench_tiny(tmp_path) -> None:
+    """The compressed kind forced by the settings on 3000 windows: built, served, measured, one JSON line."""
+    args = ["--windows", "3000", "--queries", "20", "--flat-max-windows", "0", "--memory-budget", "2MB"]
+    out = run_bench("bench.scale", *args, "--cache", str(tmp_path / "cache"), "--json", tmp_path=tmp_path)
+    one = json.loads(out.splitlines()[-1])
+    assert set(one) == {"windows", "index", "recall_at_10", "p50_ms", "p99_ms", "rss_mb", "build_s"}
+    assert (one["windows"], one["index"]) == (3000, "IVF64,PQ192x4fsr") and 0.5 <= one["recall_at_10"] <= 1
+    assert "concurrency 8:" in out and "| x" in out and "load " in out
+    assert (tmp_path / "scale.csv").read_text().count("\n") == 3  # header + concurrency 1 and 8
+    again = run_bench("bench.scale", *args, "--cache", str(tmp_path / "cache"), "--json", tmp_path=tmp_path)
+    assert json.loads(again.splitlines()[-1])["build_s"] == one["build_s"]  # the cached library, reused
 
 
 def test_index_bench_tiny(tmp_path, shared_data) -> None:

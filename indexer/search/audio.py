@@ -1,14 +1,15 @@
 """Audio candidates: query vectors -> the search backend -> the best window of each file, best first.
 
 What both the Searcher (audio pages) and the HybridRanker (the audio list it fuses) search with; it reads the
-snapshot through its SnapshotReader and searches through the backend chosen for the search device.
+snapshot through its SnapshotReader and searches through the backend chosen for the search device (a compressed
+index's candidates re-scored exactly from the full vectors stored beside it: backends.RerankedSearch).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from audiosearch.indexer.search.backends import search_backend
+from audiosearch.indexer.search.backends import RerankedSearch, search_backend
 from audiosearch.indexer.search.results import Hit
 from audiosearch.indexer.store import Filters, SnapshotReader
 
@@ -19,6 +20,8 @@ class AudioIndex:
     def __init__(self, reader: SnapshotReader, device: str = "cpu") -> None:
         self.reader, self.index = reader, reader.index
         self.backend = search_backend(self.index, device)
+        if reader.vectors is not None:  # a compressed index: its candidates re-scored from the full vectors
+            self.backend = RerankedSearch(self.backend, reader.vectors)
 
     def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]:
         """The best n files by audio (best window each) for each of the (shaped) vectors, in one FAISS call

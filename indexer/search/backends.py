@@ -7,7 +7,9 @@ replaces); PQ/SQ codes stay on FAISS-CPU, and so does an index whose vectors do 
 or any index while torch runs fp32 matmuls as TF32. fp32, not fp16: the hybrid ranker mixes these scores with
 ones it recomputes from the stored vectors and pages by them, so the two must agree to its SCORE_EPS (fp16
 scores differ in the 4th digit). On the CPU a large Flat index is scanned block by block over its own storage,
-in parallel parts (BlockedFlatScan); every other index is searched by FAISS itself.
+in parallel parts (BlockedFlatScan); every other index is searched by FAISS itself. An index of codes whose
+snapshot stores the full vectors beside it (`--faiss auto`'s compressed kind) is wrapped in RerankedSearch by
+search.audio.AudioIndex: its candidates re-scored exactly, on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 
+from audiosearch.indexer.faiss_index import RERANK_FACTOR, holds_exact
+
+__all__ = ["BlockedFlatScan", "RerankedSearch", "TorchExactIndex", "holds_exact", "search_backend"]
 log = logging.getLogger(__name__)
 
 
@@ -31,15 +36,6 @@ class SearchBackend(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, d) float32 -> scores (Q, k) float32 and ids (Q, k) int64, best first; -1 ids where fewer exist."""
         ...
-
-
-def holds_exact(index: faiss.Index) -> bool:
-    """Whether the index keeps its vectors exactly (Flat, IVF-Flat, HNSW-Flat), not as codes."""
-    inner = faiss.downcast_index(index)
-    ivf = faiss.try_extract_index_ivf(index)
-    if isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat):
-        return True
-    return ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
 
 
 class TorchExactIndex:
@@ -144,6 +140,28 @@ class BlockedFlatScan:
         return heap
 
 
+class RerankedSearch:
+    """A compressed index's candidates re-scored exactly: `factor` x k candidates from the codes, their inner
+    products recomputed from the full vectors (vectors.npy, memory-mapped), the best k kept. Scores are exact;
+    recall is what the candidates hold (docs/performance.md)."""
+
+    def __init__(self, backend: Any, vectors: np.ndarray, factor: int = RERANK_FACTOR) -> None:
+        self.backend, self.vectors, self.factor = backend, vectors, factor
+        self.ntotal, self.d = vectors.shape
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        _, cand = self.backend.search(queries, min(self.ntotal, k * self.factor))
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        for row, (q, c) in enumerate(zip(queries, cand, strict=True)):
+            c = np.sort(c[c >= 0])  # ascending: the mapped file is read front to back
+            exact = np.einsum("ij,j->i", self.vectors[c], q)  # as HybridRanker._audio scores stored windows
+            best = np.lexsort((c, -exact))[:k]  # ties by id, as a flat scan
+            scores[row, : len(best)], ids[row, : len(best)] = exact[best], c[best]
+        return scores, ids
+
+
 @cache
 def _part_pool(workers: int) -> ThreadPoolExecutor:
     """Shared by every loaded snapshot (a reload must not leak threads); FAISS single-threaded inside each."""
@@ -190,4 +208,7 @@ def _no_torch_gpu_path(index: faiss.Index) -> str | None:
 
 
 def _gpu_faiss_type(index: faiss.Index) -> bool:
-    return isinstance(faiss.downcast_index(index), faiss.IndexFlat) or faiss.try_extract_index_ivf(index) is not None
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+        return False  # faiss-gpu has no fast-scan codes (the auto compressed index): it stays on the CPU
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat) or ivf is not None

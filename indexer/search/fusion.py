@@ -282,10 +282,10 @@ class HybridRanker:
         out = {}
         windows = self.reader.file_windows(file_ids)
         rows = np.array([w for wins in windows.values() for w, _, _ in wins], np.int64)
-        index = self.reader.index
         scores = np.empty(len(rows), np.float32)
         for i in range(0, len(rows), AUDIO_BLOCK):  # in blocks: a long candidate list never copies every window
-            scores[i : i + AUDIO_BLOCK] = np.einsum("ij,j->i", index.reconstruct_batch(rows[i : i + AUDIO_BLOCK]), q)
+            # the index's own vectors, or the full ones mapped beside a compressed index (SnapshotReader.vectors_of)
+            scores[i : i + AUDIO_BLOCK] = np.einsum("ij,j->i", self.reader.vectors_of(rows[i : i + AUDIO_BLOCK]), q)
         at = 0
         for fid, wins in windows.items():
             out[fid] = (wins, scores[at : at + len(wins)])

@@ -55,6 +55,14 @@ def test_ready_with_the_index_it_was_given(client, library, baseline_model) -> N
     assert model == {"name": "baseline", "fingerprint": baseline_model.fingerprint, "dim": 128, "sample_rate": SR}
     assert provenance["audio_tower"]["from"] == "package"
     assert info["manifest"]["window_seconds"] == 2.0
+    # --faiss auto on 12 windows: Flat, read into RAM (no AUDIOSEARCH_MMAP), and /metrics says the same bytes
+    assert info["faiss"] == info["manifest"]["faiss"] == "Flat"
+    assert info["manifest"]["faiss_choice"]["auto"] is True and info["manifest"]["faiss_choice"]["windows"] == 12
+    size = (idx / "snapshots" / ready["snapshot"] / "vectors.faiss").stat().st_size
+    assert size > 12 * 128 * 4 and info["memory"] == {"ram_bytes": size, "mapped_bytes": 0}
+    metrics = client.get("/metrics").text
+    assert f'audiosearch_index_memory_bytes{{where="ram"}} {float(size)}' in metrics
+    assert 'audiosearch_index_memory_bytes{where="mapped"} 0.0' in metrics
 
 
 def test_query_by_example_finds_each_file_first(client, library) -> None:

@@ -1,0 +1,176 @@
+"""`--faiss auto` at library scale: recall@10, latency over HTTP, service RSS and build time.
+
+Usage: .venv/bin/python -m bench.scale --windows 100000 [--json] [--queries 200] [--cache DIR]
+                                       [--memory-budget 8GB] [--flat-max-windows 250000]
+
+Builds (or reuses from --cache) a library of N lite-shaped windows (bench.faiss.lite_like, one window per file) in
+the real snapshot format, its index chosen as `audiosearch index --faiss auto` chooses it (faiss_index.choose_index
+under the index settings: AUDIOSEARCH_INDEX_MEMORY, AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS, or the flags), serves it
+with `audiosearch serve` on a free loopback port, and sends distinct text queries (bench.query.queries) encoded
+there by lite's text tower. recall@10: the service's top 10 files against exact search over the same vectors with
+the same query vectors (lite's encode_text in this process). p50/p99 at concurrency 1 and 8 (each its own
+queries: no cache hits), the service's RSS after the runs, and the build time (of the run that built the cache).
+The baseline, in this process: lite's encode_text for one query and an exact numpy scan of the same vectors, one
+query after the other; the ratio is the service's QPS over the baseline's.
+Appends to bench/results/scale.csv; --json prints one line
+{"windows", "index", "recall_at_10", "p50_ms", "p99_ms", "rss_mb", "build_s"} (concurrency 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import httpx
+import numpy as np
+
+from bench.common import append_csv, load_avg, machine, synthetic_index
+from bench.query import queries, serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def library(cache: Path, n: int, fingerprint: str, policy) -> tuple[Path, float]:  # noqa: ANN001
+    """The index folder of n lite-shaped windows under `policy`, built once per (n, choice); its build seconds."""
+    from audiosearch.indexer.faiss_index import choose_index
+
+    factory = choose_index("auto", n, 384, policy).factory
+    folder = cache / f"lite-{n}-{factory.replace(',', '_')}-{fingerprint[:12]}"
+    done = folder / "bench.json"
+    if done.is_file():
+        return folder / "idx", json.loads(done.read_text())["build_s"]
+    from bench.faiss import lite_like
+
+    vectors = lite_like(n)
+    t = time.perf_counter()
+    synthetic_index(folder / "idx", vectors, fingerprint, "auto", policy)
+    build_s = round(time.perf_counter() - t, 1)
+    done.write_text(json.dumps({"build_s": build_s}))
+    return folder / "idx", build_s
+
+
+async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float], dict[str, list[int]]]:
+    """`concurrency` clients over loopback; latency of each request and the file ids each query got."""
+    lat: list[float] = []
+    got: dict[str, list[int]] = {}
+    todo = iter(qs)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            for q in todo:
+                t = time.perf_counter()
+                r = await client.get("/search", params={"q": q, "k": 10, "mode": "audio"})
+                r.raise_for_status()
+                lat.append(time.perf_counter() - t)
+                got[q] = [hit["id"] for hit in r.json()["results"]]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return lat, got
+
+
+def pct(lat: list[float], p: float) -> float:
+    s = sorted(lat)
+    return round(s[int(p * (len(s) - 1))] * 1e3, 2)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--windows", type=int, required=True)
+    ap.add_argument("--queries", type=int, default=200, help="distinct text queries per concurrency (>= 200)")
+    ap.add_argument("--json", action="store_true", help="print one JSON line (concurrency 1) after the report")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "audiosearch-bench-scale")
+    ap.add_argument("--memory-budget", default=None, help="as `audiosearch index --memory-budget`")
+    ap.add_argument("--flat-max-windows", type=int, default=None, help="as AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS")
+    args = ap.parse_args()
+
+    from audiosearch.app.settings import load_index_settings
+    from audiosearch.indexer.store import SnapshotReader
+    from audiosearch.models import load_encoder
+
+    given = {"index_memory": args.memory_budget, "index_flat_max_windows": args.flat_max_windows}
+    policy = load_index_settings(**{k: v for k, v in given.items() if v is not None}).policy()
+    model = load_encoder("lite")  # also makes sure its text export exists before the service starts
+    idx, build_s = library(args.cache, args.windows, model.fingerprint, policy)
+    reader = SnapshotReader(idx)
+    index_name = reader.manifest["faiss"]
+    vectors = reader.vectors_of(np.arange(reader.index.ntotal))  # exactly what the service scores
+    reader.close()
+    print(
+        f"machine: {machine()}; {args.windows} lite-shaped windows, --faiss auto: {index_name}; "
+        f"load average {load_avg()}",
+        flush=True,
+    )
+
+    qs = {conc: queries(args.queries, seed=200 + conc, block=20 + conc) for conc in (1, 8)}
+    qvec = model.encode_text(qs[1])
+    exact = faiss.knn(qvec, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1] + 1  # file id = window id + 1
+
+    naive = []  # the baseline: one query encoded, then an exact numpy scan
+    t_naive = time.perf_counter()
+    for q in queries(args.queries, seed=300, block=30):
+        t = time.perf_counter()
+        v = model.encode_text([q])[0]
+        s = vectors @ v
+        np.argpartition(-s, 10)[:10]
+        naive.append(time.perf_counter() - t)
+    naive_qps = round(len(naive) / (time.perf_counter() - t_naive), 1)
+
+    port = free_port()
+    proc = serve(idx, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(drive(url, queries(16, seed=7, block=2), 4))  # warm up
+        rows = []
+        for conc in (1, 8):
+            t0 = time.perf_counter()
+            lat, got = asyncio.run(drive(url, qs[conc], conc))
+            seconds = time.perf_counter() - t0
+            row = {"windows": args.windows, "index": index_name, "concurrency": conc,
+                   "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "qps": round(len(lat) / seconds, 1)}  # fmt: skip
+            if conc == 1:
+                hits = [len(set(got[q]) & set(e.tolist())) / 10 for q, e in zip(qs[1], exact, strict=True)]
+                row["recall_at_10"] = round(float(np.mean(hits)), 4)
+            rows.append(row)
+        rss = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    naive_p50 = round(statistics.median(naive) * 1e3, 2)
+    for row in rows:
+        row.update(rss_mb=rss, build_s=build_s, naive_p50_ms=naive_p50, naive_qps=naive_qps, load_avg=load_avg())
+        row["x_naive_qps"] = round(row["qps"] / naive_qps, 2)
+        print(
+            f"{args.windows:>9} windows, {index_name}, concurrency {row['concurrency']}: p50 {row['p50_ms']} ms, "
+            f"p99 {row['p99_ms']} ms, {row['qps']} QPS | naive loop {naive_qps} QPS, p50 {naive_p50} ms | "
+            f"x{row['x_naive_qps']} QPS | "
+            f"recall@10 {rows[0]['recall_at_10']} | RSS {rss} MB | build {build_s} s | load {row['load_avg']}",
+            flush=True,
+        )
+    print(f"appended to {append_csv('scale', rows)}")
+    if args.json:
+        one = rows[0]
+        keys = ("windows", "index", "recall_at_10", "p50_ms", "p99_ms", "rss_mb", "build_s")
+        print(json.dumps({k: one[k] for k in keys}))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,13 +5,14 @@ read snapshots.
 `--faiss auto` (choose_index), by the number of windows N and the memory the index may use (IndexPolicy):
   Flat      N <= flat_max_windows (default 250,000: an exact scan of 250k lite vectors, 384-d, takes ~15 ms a
             query on 2 cores; search.backends.BlockedFlatScan), exact;
-  HNSW32    while its vectors and graph (about 4 d + 272 bytes a window) fit memory_bytes;
   IVF{nlist},PQ{d/2}x4fsr + exact re-ranking  beyond: 4-bit fast-scan PQ codes of the residuals (d/4 bytes a
             window: 96 B for lite's 384-d vectors, 1.5 kB as fp32), ids and the id map (16 B) in
             RAM, the full fp32 vectors beside them in vectors.npy, memory-mapped; each search takes RERANK_FACTOR
             times the candidates from the codes and re-scores them exactly from the mapped vectors
             (search.backends.RerankedSearch), so scores are exact and only recall is approximate.
 A library whose compressed index does not fit memory_bytes either is refused (IndexBuildError, one line).
+HNSW32 is not chosen: on text queries it kept 0.906 of the exact top 10 at 100k windows where the re-ranked
+codes kept 0.999, with more RAM (docs/performance.md, bench.scale); `--faiss HNSW32` still builds it.
 """
 
 from __future__ import annotations
@@ -95,21 +96,16 @@ def choose_index(factory: str, windows: int, dim: int, policy: IndexPolicy | Non
     if factory != AUTO:
         return IndexChoice(factory, False, windows, "--faiss given", 0)
     budget = policy.memory_bytes
-    flat, hnsw = estimate_ram("Flat", windows, dim), estimate_ram("HNSW", windows, dim)
+    flat = estimate_ram("Flat", windows, dim)
     if windows <= policy.flat_max_windows and flat <= budget:
         why = f"{windows} windows <= {policy.flat_max_windows} (flat_max_windows): exact search is fast enough"
         return IndexChoice("Flat", True, windows, why, flat)
-    if hnsw <= budget:
-        why = (
-            f"{windows} windows > {policy.flat_max_windows} (flat_max_windows); "
-            f"HNSW{HNSW_M} needs {_gb(hnsw)} <= memory {_gb(budget)}"
-        )
-        return IndexChoice(f"HNSW{HNSW_M}", True, windows, why, hnsw)
     ivf = estimate_ram("IVF", windows, dim)
     if ivf <= budget and windows >= 256:
+        over = "flat_max_windows" if windows > policy.flat_max_windows else f"Flat needs {_gb(flat)}"
         why = (
-            f"HNSW{HNSW_M} needs {_gb(hnsw)} > memory {_gb(budget)}; compressed codes need {_gb(ivf)}, "
-            f"vectors memory-mapped for exact re-ranking"
+            f"{windows} windows, past Flat ({over}); compressed codes need {_gb(ivf)} <= memory {_gb(budget)}, "
+            "vectors memory-mapped for exact re-ranking"
         )
         return IndexChoice(compressed_factory(windows, dim), True, windows, why, ivf)
     raise IndexBuildError(

@@ -26,14 +26,14 @@ DIM = 384
 def test_auto_picks_each_kind_at_the_thresholds() -> None:
     policy = IndexPolicy(flat_max_windows=1000, memory_bytes=10**9)
     assert choose_index("auto", 1000, DIM, policy).factory == "Flat"
-    hnsw = choose_index("auto", 1001, DIM, policy)
-    assert (hnsw.factory, hnsw.auto, hnsw.windows) == ("HNSW32", True, 1001)
-    assert hnsw.reason == "1001 windows > 1000 (flat_max_windows); HNSW32 needs 1.81 MB <= memory 1 GB"
-    # HNSW32 exactly at the budget, then one byte over it
-    at = estimate_ram("HNSW", 5000, DIM)
-    assert at == 5000 * (4 * DIM + 264 + 12)
-    assert choose_index("auto", 5000, DIM, IndexPolicy(1000, at)).factory == "HNSW32"
-    small = choose_index("auto", 5000, DIM, IndexPolicy(1000, at - 1))
+    past = choose_index("auto", 1001, DIM, policy)
+    assert (past.factory, past.auto, past.windows) == ("IVF16,PQ192x4fsr", True, 1001)  # never HNSW: its recall
+    assert past.reason == (
+        "1001 windows, past Flat (flat_max_windows); compressed codes need 0.137 MB <= memory 1 GB, "
+        "vectors memory-mapped for exact re-ranking"
+    )
+    assert estimate_ram("HNSW", 5000, DIM) == 5000 * (4 * DIM + 264 + 12)  # what --faiss HNSW32 costs
+    small = choose_index("auto", 5000, DIM, IndexPolicy(1000, 10**9))
     assert small.factory == "IVF128,PQ192x4fsr"  # 5000 / 39 lists, one 4-bit code per two dimensions
     assert small.ram_bytes == 5000 * (96 + 16) + 128 * DIM * 4 == estimate_ram("IVF", 5000, DIM)
     assert small.manifest() == {"auto": True, "windows": 5000, "reason": small.reason, "ram_bytes": small.ram_bytes}

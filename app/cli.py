@@ -231,9 +231,45 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     _refuse_untrained(args)  # here too, so the command fails in one line instead of serving "not ready"
     check_port(args.port)
-    require_snapshot(args.index)
+    snapshot = require_snapshot(args.index)
+    if args.ray is None:
+        if args.replicas is not None or args.shards is not None:
+            raise AudioSearchError("--replicas and --shards need --ray (serve on a Ray cluster, or a local one)")
+        sock = bind(args.host, args.port)
+        return serve(settings.model_copy(update={"device": resolve_device(args.device)}), sock)
+    replicas, shards = _check_ray_serve(args, snapshot)
     sock = bind(args.host, args.port)
-    return serve(settings.model_copy(update={"device": resolve_device(args.device)}), sock)
+    from audiosearch.app.ray_server import serve_on_ray
+
+    device = resolve_device(args.device)
+    return serve_on_ray(settings.model_copy(update={"device": device}), sock, args.ray or None, replicas, shards)
+
+
+def _check_ray_serve(args: argparse.Namespace, snapshot: Path) -> tuple[int, int]:
+    """serve --ray: the counts, the index's size and type and the cluster's address, before anything loads."""
+    from audiosearch.indexer.ray_connect import check_ray
+    from audiosearch.indexer.search.shards import shardable
+    from audiosearch.indexer.store import META, connect_readonly, read_manifest
+
+    replicas, shards = args.replicas or 1, args.shards or 1
+    for name, n in (("replicas", args.replicas), ("shards", args.shards)):
+        if n is not None and n < 1:
+            raise AudioSearchError(f"--{name} must be 1 or more, got {n}")
+    factory = read_manifest(snapshot).get("faiss")
+    if shards > 1 and not shardable(factory):
+        raise AudioSearchError(
+            f"--shards {shards}: only a Flat index can be split into shards; {args.index} is {factory!r} "
+            "(serve it with --shards 1, or index it with --faiss Flat)"
+        )
+    db = connect_readonly(snapshot / META)
+    try:
+        windows = db.execute("SELECT COUNT(*) FROM windows").fetchone()[0]
+    finally:
+        db.close()
+    if shards > windows:
+        raise AudioSearchError(f"--shards {shards} is more than the index's {windows} audio windows: use at most that")
+    check_ray(args.ray or None)  # Ray installed, something listening at ADDRESS: seconds, not minutes
+    return replicas, shards
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

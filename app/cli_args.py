@@ -163,6 +163,31 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     _onnx_arg(p)
     _untrained_arg(p)
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="serve on Ray (docs/serving-on-ray.md): join the cluster at HOST:PORT, ray://HOST:PORT or 'auto', or "
+        "without ADDRESS start a local Ray instance; the index must be on storage every node reads at the same path "
+        "(needs audiosearch[ray])",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --ray: N ingress processes on the port, each the whole HTTP service (default 1)",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        metavar="M",
+        help="with --ray: split the index's vectors over M shard actors, each holding 1/M (default 1; more than one "
+        "needs a Flat index)",
+    )
 
 
 def eval_args(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +28,9 @@ from audiosearch.core.errors import Cancelled
 from audiosearch.indexer import IndexBuildError, IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from audiosearch.models import AudioDecodeError, AudioSearchError, Encoder, InvalidInputError, ModelLoadError
 
+if TYPE_CHECKING:
+    from audiosearch.indexer.search.shards import ShardSource
+
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 # Swagger UI and ReDoc, served from the installed `fastapi-offline` package (MIT; it ships swagger-ui-dist,
@@ -45,13 +49,16 @@ STATUS = {  # one place that maps domain errors to HTTP
 }
 
 
-def create_app(settings: Settings | None = None, model: Encoder | None = None) -> FastAPI:
-    """Build the app; pass `model` to share an already loaded model (tests, several apps per process)."""
+def create_app(
+    settings: Settings | None = None, model: Encoder | None = None, shards: ShardSource | None = None
+) -> FastAPI:
+    """Build the app; pass `model` to share an already loaded model (tests, several apps per process), `shards`
+    to search a sharded index (`serve --ray`: audiosearch.indexer.search.ray_shards)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_load, app, settings, model)
+        await run_in_threadpool(_load, app, settings, model, shards)
         watcher = _watch(app, settings)
         yield
         if watcher is not None:
@@ -97,7 +104,7 @@ def create_app(settings: Settings | None = None, model: Encoder | None = None) -
     return app
 
 
-def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
+def _load(app: FastAPI, settings: Settings, model: Encoder | None, shards: ShardSource | None = None) -> None:
     """A broken index keeps the process up and /readyz at 503 with the reason, instead of a crash loop."""
     from audiosearch.core.device import resolve_device
     from audiosearch.core.threads import configure_threads
@@ -115,7 +122,7 @@ def _load(app: FastAPI, settings: Settings, model: Encoder | None) -> None:
         device = resolve_device(settings.device)
         model = model or load_encoder(settings.model, device, settings.onnx_dir, threads=settings.threads)
         configure_threads(settings.threads or None)  # after the load: a torch model's pool is sized too
-        service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap, device)
+        service = SearchService(model, settings.index_dir, settings.query_cache_size, settings.mmap, device, shards)
         app.state.batcher = QueryBatcher(
             service.search_batch, settings.batch_max_size, settings.batch_max_wait_ms, app.state.metrics.observe_batch
         )

@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from audiosearch.models import AudioSearchError, Encoder, InvalidInputError
 from audiosearch.models.aggregate import min_tail_seconds
 from audiosearch.models.audio_stream import ReadLimit, file_windows
 from audiosearch.models.embedder import EncodeFn, checked_encode, for_encoder
+
+if TYPE_CHECKING:
+    from audiosearch.indexer.search.shards import ShardSource
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,11 @@ class SearchService:
         cache_size: int = 4096,
         mmap: bool = False,
         device: str = "cpu",
+        shards: ShardSource | None = None,
     ) -> None:
-        self.model, self.mmap, self.device = model, mmap, device
+        """`shards`: search a sharded index (audiosearch.indexer.search.shards; `serve --ray`): every snapshot
+        opened, the first and each reload's, is loaded on every shard before it serves (two-phase switch)."""
+        self.model, self.mmap, self.device, self.shards = model, mmap, device, shards
         self.index_dir = Path(index_dir)
         self.cache = QueryCache(cache_size)
         self._swap = threading.Lock()
@@ -74,7 +80,7 @@ class SearchService:
         self.searcher = self._open(self.index_dir)
 
     def _open(self, index_dir: Path) -> Searcher:
-        searcher = Searcher(index_dir, mmap=self.mmap, device=self.device)
+        searcher = Searcher(index_dir, mmap=self.mmap, device=self.device, shards=self.shards)
         searcher.check_model(self.model.fingerprint, self.model.config.supersedes)
         return searcher
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiosearch.indexer.search.backends import RerankedSearch, search_backend
+from audiosearch.indexer.search.backends import RerankedSearch, SearchBackend, search_backend
 from audiosearch.indexer.search.results import Hit
 from audiosearch.indexer.store import Filters, SnapshotReader
 
@@ -17,11 +17,16 @@ from audiosearch.indexer.store import Filters, SnapshotReader
 class AudioIndex:
     """One snapshot's audio windows, searched per file. Thread-safe for concurrent searches."""
 
-    def __init__(self, reader: SnapshotReader, device: str = "cpu") -> None:
+    def __init__(self, reader: SnapshotReader, device: str = "cpu", backend: SearchBackend | None = None) -> None:
+        """`backend`: where the windows are searched instead of the reader's own index (a sharded index:
+        audiosearch.indexer.search.shards); it must give that index's ids and scores."""
         self.reader, self.index = reader, reader.index
-        self.backend = search_backend(self.index, device)
-        if reader.vectors is not None:  # a compressed index: its candidates re-scored from the full vectors
-            self.backend = RerankedSearch(self.backend, reader.vectors)
+        if backend is not None:  # sharded: the shards' merged top-k (Flat only)
+            self.backend = backend
+        else:
+            self.backend = search_backend(self.index, device)
+            if reader.vectors is not None:  # a compressed index: its candidates re-scored from the full vectors
+                self.backend = RerankedSearch(self.backend, reader.vectors)
 
     def grouped(self, vectors: np.ndarray, n: int, filters: Filters) -> list[list[Hit]]:
         """The best n files by audio (best window each) for each of the (shaped) vectors, in one FAISS call

@@ -23,6 +23,7 @@ id, so a page would repeat a file of the next page and skip another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -112,14 +113,23 @@ class _Signals:
 class HybridRanker:
     """Ranks one snapshot's files by mode, from its AudioIndex and the words of its files (when it has them)."""
 
-    def __init__(self, audio: AudioIndex, params: FusionParams = FUSION, use_words: bool = True) -> None:
-        """use_words=False (a query by audio example, no text): audio ranking, hits without evidence."""
+    def __init__(
+        self,
+        audio: AudioIndex,
+        params: FusionParams = FUSION,
+        use_words: bool = True,
+        word_search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        """use_words=False (a query by audio example, no text): audio ranking, hits without evidence.
+        `word_search`: the words' vector search instead of the reader's (a sharded index), same contract as
+        WordsReader.vector_search."""
         self.audio, self.reader, self.params = audio, audio.reader, params
         words = self.reader.words if use_words else None
         # A library named by ids only has a words store with no file in it: its words can lift nothing, so it is
         # ranked as audio alone (the same pages, without the candidate lists the words would need).
         self.words = words if words is not None and words.index.ntotal > 0 else None
         self.use_words = use_words
+        self.word_search = word_search
 
     def rank(
         self, queries: np.ndarray, texts: list[str], want: int, filters: Filters, mode: str, page_from: int = 0
@@ -163,7 +173,7 @@ class HybridRanker:
         words = self.words
         if words is None or mode == "audio":
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return words.vector_search(queries, c)
+        return (self.word_search or words.vector_search)(queries, c)
 
     def _rank_one(
         self,

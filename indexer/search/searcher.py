@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.fusion import FUSION, MODES, HybridRanker
 from audiosearch.indexer.search.results import Evidence, Hit
 from audiosearch.indexer.store import Clip, Filters, SnapshotReader
+
+if TYPE_CHECKING:
+    from audiosearch.indexer.search.shards import ShardSource
 
 __all__ = ["Clip", "Evidence", "Filters", "Hit", "Page", "QuerySpec", "Searcher"]
 
@@ -46,13 +49,18 @@ class Page:
 class Searcher:
     """One loaded snapshot. Thread-safe for concurrent searches; a reload builds a new Searcher."""
 
-    def __init__(self, index_dir: Path, mmap: bool = False, device: str = "cpu") -> None:
-        """device 'cuda' searches on the GPU (indexer.search.backends); the FAISS index stays for lookups by id."""
+    def __init__(
+        self, index_dir: Path, mmap: bool = False, device: str = "cpu", shards: ShardSource | None = None
+    ) -> None:
+        """device 'cuda' searches on the GPU (indexer.search.backends); the FAISS index stays for lookups by id.
+        `shards`: the candidate searches run on the shards of this snapshot (indexer.search.shards), opened
+        before this returns; the reader (mmap advised) then serves metadata, words and exact rescoring only."""
         self.reader = SnapshotReader(index_dir, mmap)
         self.index_dir, self.mmap, self.device = self.reader.index_dir, mmap, device
         self.snapshot, self.manifest, self.library = self.reader.snapshot, self.reader.manifest, self.reader.library
         self.index, self.n_files = self.reader.index, self.reader.n_files
-        self.audio = AudioIndex(self.reader, device)
+        self.sharded = shards.open(self.snapshot) if shards is not None else None
+        self.audio = AudioIndex(self.reader, device, backend=self.sharded)
         self.query_dim = self.index.d  # smaller when the index holds an earlier, zero-padded form of the vectors
         self.fusion = FUSION  # hybrid weights and close-match thresholds (audiosearch.indexer.search.fusion)
 
@@ -122,7 +130,8 @@ class Searcher:
         total = self.reader.count_worded(filters) if mode == "text" else self.reader.count(filters)
         want = min(max(s.k + s.offset for s in specs), total)
         first = min(s.offset for s in specs)  # the ranker computes evidence from here on
-        ranker = HybridRanker(self.audio, self.fusion, use_words=with_text)
+        word_search = self.sharded.vector_search if self.sharded is not None else None
+        ranker = HybridRanker(self.audio, self.fusion, use_words=with_text, word_search=word_search)
         texts = [s.text or "" for s in specs]
         pages = []
         for s, r in zip(specs, ranker.rank(vectors, texts, want, filters, mode, page_from=first), strict=True):

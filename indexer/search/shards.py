@@ -1,0 +1,174 @@
+"""A sharded index: the two FAISS candidate searches of a snapshot split over M shards, merged back exactly.
+
+What is sharded is only what grows with the library and costs a scan: the audio windows' vectors (what
+AudioIndex.grouped searches through its backend) and the words' text vectors (WordsReader.vector_search). Shard
+i of M holds rows [lo, hi) of each (`bounds`), copied out of the snapshot's files on shared storage; the metadata
+(SQLite), BM25 (FTS5) and the exact rescoring of every candidate stay with the caller (the Searcher), which reads
+the same snapshot memory-mapped and touches only its candidates' rows.
+
+Exactness: the global top k of a Flat index is contained in the union of every shard's top k, and an inner
+product is computed alike whichever rows share the index with it, so `merge_top` over the shards' lists gives
+the single index's list: the same scores, and the same rows in the same order (tied rows listed highest first,
+as FAISS does), except which rows of a tie across the cut are kept: FAISS's heap picks those by no fixed rule,
+`merge_top` keeps the lowest. The ranker pages only once a page is provably exact (its last score strictly above
+what any file outside the candidate lists could reach, audiosearch.indexer.search.fusion), so which of the tied
+rows at a cut a list holds does not change a page: every page (modes, offsets, filters, ties, no_close_match)
+is the single process's page.
+
+`ShardPart` is one shard (Ray runs each in an actor: audiosearch.indexer.search.ray_shards); `ShardedCandidates`
+is the caller's side, given a function that asks every shard of one snapshot. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import faiss
+import numpy as np
+
+from audiosearch.indexer.errors import IndexMismatchError
+from audiosearch.indexer.faiss_index import read_faiss
+from audiosearch.indexer.search.backends import cpu_backend, flat_storage, inner_flat
+from audiosearch.indexer.store import VECTORS
+from audiosearch.indexer.words.store import WORD_VECTORS
+
+# What a shard answers: per query, scores (Q, k) and global rows (Q, k), best first, -1 rows where fewer exist;
+# the words' search also the file ids of those rows.
+Found = tuple[np.ndarray, np.ndarray]
+
+
+def bounds(n: int, shard: int, shards: int) -> tuple[int, int]:
+    """Rows [lo, hi) of n that shard `shard` of `shards` holds: contiguous, sizes differing by one at most."""
+    return n * shard // shards, n * (shard + 1) // shards
+
+
+def shardable(factory: str | None) -> bool:
+    """Whether a snapshot's FAISS index can be split in rows: a Flat index (exact scores per pair)."""
+    return factory == "Flat"
+
+
+class ShardPart:
+    """Shard `shard` of `shards` of one snapshot: its rows of the audio windows and of the words' vectors, copied
+    into RAM (1/M of each); the snapshot's files are only memory-mapped while it copies them."""
+
+    def __init__(self, snapshot: Path | str, shard: int, shards: int) -> None:
+        self.snapshot, self.shard, self.shards = Path(snapshot), shard, shards
+        self.windows, self.lo, self.ntotal = self._slice(self.snapshot / VECTORS)
+        self.backend = cpu_backend(self.windows)
+        words = self.snapshot / WORD_VECTORS
+        self.words = self.word_ids = None
+        self.words_lo = self.words_total = 0
+        if words.is_file():
+            self.words, self.words_lo, self.words_total = self._slice(words)
+            full = read_faiss(words, mmap=True)
+            ids = faiss.vector_to_array(faiss.downcast_index(full).id_map) if full.ntotal else np.zeros(0)
+            self.word_ids = np.asarray(ids, np.int64)[self.words_lo : self.words_lo + self.words.ntotal]
+
+    def _slice(self, path: Path) -> tuple[faiss.Index, int, int]:
+        """(this shard's rows as a Flat index of their own, its first row, the file's row count)."""
+        full = read_faiss(path, mmap=True)
+        if self.shards == 1 and inner_flat(full) is None:
+            return read_faiss(path), 0, int(full.ntotal)  # one shard of another index type: the index itself
+        flat = inner_flat(full)
+        if flat is None or (path.name == VECTORS and not isinstance(faiss.downcast_index(full), faiss.IndexFlat)):
+            raise IndexMismatchError(f"{path}: only a Flat index can be split into shards; serve it with one shard")
+        lo, hi = bounds(int(full.ntotal), self.shard, self.shards)
+        part = faiss.IndexFlat(flat.d, flat.metric_type)
+        storage = flat_storage(full)
+        if hi > lo and storage is not None:
+            part.add(np.array(storage[lo:hi], dtype=np.float32))  # a copy: the mapping goes with `full`
+        return part, lo, int(full.ntotal)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot.name,
+            "shard": self.shard,
+            "windows": [self.lo, self.lo + int(self.windows.ntotal), self.ntotal],
+            "words": [self.words_lo, self.words_lo + (int(self.words.ntotal) if self.words else 0), self.words_total],
+        }
+
+    def search(self, queries: np.ndarray, k: int) -> Found:
+        """This shard's best k windows per query: scores and global window ids (the single index's ids)."""
+        k = min(k, int(self.windows.ntotal))
+        if k <= 0:
+            return _empty(len(queries))
+        scores, rows = self.backend.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, np.where(rows >= 0, rows + self.lo, -1)
+
+    def search_words(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This shard's best n files by their words' vectors: scores, global rows of words.faiss, file ids."""
+        if self.words is None or self.word_ids is None or min(n, int(self.words.ntotal)) <= 0:
+            return (*_empty(len(queries)), np.zeros((len(queries), 0), np.int64))
+        scores, rows = self.words.search(np.ascontiguousarray(queries, dtype=np.float32), min(n, self.words.ntotal))
+        ids = np.where(rows >= 0, self.word_ids[np.maximum(rows, 0)], -1)
+        return scores, np.where(rows >= 0, rows + self.words_lo, -1), ids
+
+
+def _empty(q: int) -> Found:
+    return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
+
+
+def merge_top(parts: list[tuple[np.ndarray, ...]], k: int) -> tuple[np.ndarray, ...]:
+    """The best k per query over every shard's (scores, rows, *payload) lists, ordered as FAISS orders one
+    index's: of a tie across the cut the lowest rows are kept, tied rows are listed highest row first. Padded
+    with -inf scores and -1 rows (and payloads) where fewer than k exist."""
+    q = len(parts[0][0])
+    width = len(parts[0])
+    cols = [np.concatenate([p[j] for p in parts], axis=1) for j in range(width)]
+    out = [np.full((q, k), -np.inf, np.float32), *(np.full((q, k), -1, np.int64) for _ in range(width - 1))]
+    for i in range(q):
+        scores, rows = cols[0][i], cols[1][i]
+        valid = np.flatnonzero(rows >= 0)
+        keep = valid[np.lexsort((rows[valid], -scores[valid]))][:k]  # best first, lowest row first among ties
+        keep = keep[np.lexsort((-rows[keep], -scores[keep]))]  # FAISS lists the kept tied rows highest first
+        for j in range(width):
+            out[j][i, : len(keep)] = cols[j][i][keep]
+    return tuple(out)
+
+
+class ShardedCandidates:
+    """The caller's side of one snapshot's shards: a search backend over its windows (for AudioIndex) and the
+    words' vector search (for HybridRanker), each asking every shard and merging. `ask(method, queries, k)`
+    returns every shard's answer (Ray: one call per actor, side by side)."""
+
+    def __init__(self, ask: Callable[[str, np.ndarray, int], list[tuple[np.ndarray, ...]]], infos: list[dict]) -> None:
+        self.ask = ask
+        self.ntotal = int(infos[0]["windows"][2]) if infos else 0
+        self.n_words = int(infos[0]["words"][2]) if infos else 0
+        self.snapshot = infos[0]["snapshot"] if infos else None
+        _check_cover(infos, "windows")
+        _check_cover(infos, "words")
+
+    def search(self, queries: np.ndarray, k: int) -> Found:
+        scores, rows = merge_top(self.ask("search", queries, k), k)
+        return scores, rows
+
+    def vector_search(self, queries: np.ndarray, n: int) -> Found:
+        """As WordsReader.vector_search: (Q, n) cosines and file ids, n at most the files with words."""
+        n = min(n, self.n_words)
+        if n == 0:
+            return _empty(len(queries))
+        scores, _, ids = merge_top(self.ask("search_words", queries, n), n)
+        return scores, ids
+
+
+def _check_cover(infos: list[dict], part: str) -> None:
+    """The shards of one snapshot must hold every row once: a shard of another split would give wrong pages."""
+    spans = sorted((i[part][0], i[part][1]) for i in infos)
+    total = {i[part][2] for i in infos}
+    at = 0
+    for lo, hi in spans:
+        if lo != at:
+            break
+        at = hi
+    if len(total) != 1 or at != next(iter(total)) or len({i["snapshot"] for i in infos}) != 1:
+        raise IndexMismatchError(f"the shards do not cover the snapshot's {part} exactly once: {infos}")
+
+
+class ShardSource(Protocol):
+    """Where a Searcher finds the shards of a snapshot: `open` returns once every shard holds it (so a switch of
+    snapshots flips only when the new one is loaded everywhere)."""
+
+    def open(self, snapshot: Path) -> ShardedCandidates: ...

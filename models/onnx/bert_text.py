@@ -22,7 +22,7 @@ import numpy as np
 from audiosearch.core.atomic import atomic_directory
 from audiosearch.core.errors import ModelLoadError
 from audiosearch.models.config import ModelConfig
-from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cache_root, export_lock
+from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cached_export
 from audiosearch.models.projection import projection_from
 
 log = logging.getLogger(__name__)
@@ -258,11 +258,9 @@ def cached_bert_export(
     config: ModelConfig, weights: Mapping[str, np.ndarray], fingerprint: str, directory: Path | None = None
 ) -> Path:
     """The cached export of a MiniLM model's text side, made now without torch (once, under a lock) if missing."""
-    out = cache_root() / fingerprint
-    if (out / META).is_file():
-        return out
-    with export_lock(out):
-        if not (out / META).is_file():  # another process may have made it while we waited
-            log.info("building the ONNX text encoder of %s (no torch needed), once, into %s", fingerprint, out)
-            export_bert_text(read_text_side(config, weights, fingerprint, directory), out)
-    return out
+
+    def make(out: Path) -> None:
+        log.info("building the ONNX text encoder of %s (no torch needed), once, into %s", fingerprint, out)
+        export_bert_text(read_text_side(config, weights, fingerprint, directory), out)
+
+    return cached_export(fingerprint, make)

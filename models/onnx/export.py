@@ -19,7 +19,7 @@ from audiosearch.models.dual_encoder import DualEncoder
 from audiosearch.models.onnx.audio import GRAPH as AUDIO_GRAPH
 from audiosearch.models.onnx.audio import MAX_SECONDS, MIN_SECONDS, WIRED_TOWERS
 from audiosearch.models.onnx.audio import META as AUDIO_META
-from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cache_root, export_lock
+from audiosearch.models.onnx.text import GRAPH, META, TOKENIZER, cached_export
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +71,17 @@ def export_text_onnx(model: DualEncoder, out_dir: str | Path) -> Path:
 
 def cached_text_export(name_or_path: str | Path, fingerprint: str) -> Path:
     """The cached export of a model's text side, made now (once, under a lock) if there is none yet."""
-    out = cache_root() / fingerprint
-    if (out / META).is_file():
-        return out
-    with export_lock(out):
-        if not (out / META).is_file():  # another process may have made it while we waited
-            from audiosearch.models.checkpoint import load_model
 
-            log.info("exporting the text encoder of %s to ONNX, once, into %s", fingerprint, out)
-            model = load_model(name_or_path)
-            if model.fingerprint != fingerprint:
-                raise ModelLoadError(f"{name_or_path} is now model {model.fingerprint}, not {fingerprint}")
-            export_text_onnx(model, out)
-    return out
+    def make(out: Path) -> None:
+        from audiosearch.models.checkpoint import load_model
+
+        log.info("exporting the text encoder of %s to ONNX, once, into %s", fingerprint, out)
+        model = load_model(name_or_path)
+        if model.fingerprint != fingerprint:
+            raise ModelLoadError(f"{name_or_path} is now model {model.fingerprint}, not {fingerprint}")
+        export_text_onnx(model, out)
+
+    return cached_export(fingerprint, make)
 
 
 class _AudioGraph(nn.Module):

@@ -9,12 +9,11 @@ $AUDIOSEARCH_ONNX_DIR name one explicitly.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +92,16 @@ def find_export(fingerprint: str, directory: str | Path | None = None) -> Path |
     return cached if (cached / META).is_file() else None
 
 
-@contextlib.contextmanager
-def export_lock(out: Path) -> Iterator[None]:
-    """Held while one process makes the export `out` (its siblings wait, then find it made)."""
-    path = out.with_name(f".{out.name}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+def cached_export(fingerprint: str, make: Callable[[Path], None]) -> Path:
+    """The cache's export of `fingerprint`, made by `make(folder)` if there is none yet: once, under a file lock,
+    so processes starting together wait for the first one's export instead of each making their own."""
+    out = cache_root() / fingerprint
+    if (out / META).is_file():
+        return out
+    lock = out.with_name(f".{out.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        if not (out / META).is_file():  # another process may have made it while we waited
+            make(out)
+    return out

@@ -5,7 +5,6 @@ requests keep working. The CLI's argument errors are one line, before Ray starts
 
 from __future__ import annotations
 
-import logging
 import shutil
 import socket
 import subprocess
@@ -73,13 +72,6 @@ def test_plain_serve_help_and_cli_stay_free_of_ray() -> None:
 # -- on a local Ray --------------------------------------------------------------------------------------
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'audiosearch[ray]')")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ single-process indexer: same vectors, same index bytes, same search results; res
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -34,13 +33,6 @@ pytestmark = pytest.mark.slow  # minutes in all: make test-all and CI run it
 FAST = IndexOptions(workers=0, progress=False)
 CLASSES = ["dog_bark", "rooster", "rain", "helicopter", "chainsaw", "sea_waves", "clock_tick", "baby_cry"]
 QUERIES = ["a dog barking", "a rooster crowing", "rain falling", "a helicopter flying", "waves on a beach"]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -52,8 +52,12 @@ def stats(lat: list[float], seconds: float) -> dict:
     }
 
 
-async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float], float]:
-    """`concurrency` clients, each sending its next query when the previous answer arrived."""
+async def drive(
+    url: str, qs: list[str], concurrency: int, params: dict | None = None, ids: dict[str, list[int]] | None = None
+) -> tuple[list[float], float]:
+    """`concurrency` clients, each sending its next query when the previous answer arrived: latencies and the
+    seconds of the run. `params` are added to each /search; `ids`, when given, receives each query's file ids
+    (parsing the answers only then, so the plain run's client does no more work than before)."""
     lat: list[float] = []
     todo = iter(qs)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -62,9 +66,11 @@ async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float],
         async def worker() -> None:
             for q in todo:
                 t = time.perf_counter()
-                r = await client.get("/search", params={"q": q, "k": 10})
+                r = await client.get("/search", params={"q": q, "k": 10, **(params or {})})
                 r.raise_for_status()
                 lat.append(time.perf_counter() - t)
+                if ids is not None:
+                    ids[q] = [hit["id"] for hit in r.json()["results"]]
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

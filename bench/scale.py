@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 
 import faiss
-import httpx
 import numpy as np
 
 from bench.common import append_csv, load_avg, machine, synthetic_index
-from bench.query import queries, serve
+from bench.query import drive, queries, serve
 
 
 def free_port() -> int:
@@ -58,26 +57,6 @@ def library(cache: Path, n: int, fingerprint: str, policy) -> tuple[Path, float]
     build_s = round(time.perf_counter() - t, 1)
     done.write_text(json.dumps({"build_s": build_s}))
     return folder / "idx", build_s
-
-
-async def drive(url: str, qs: list[str], concurrency: int) -> tuple[list[float], dict[str, list[int]]]:
-    """`concurrency` clients over loopback; latency of each request and the file ids each query got."""
-    lat: list[float] = []
-    got: dict[str, list[int]] = {}
-    todo = iter(qs)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-
-        async def worker() -> None:
-            for q in todo:
-                t = time.perf_counter()
-                r = await client.get("/search", params={"q": q, "k": 10, "mode": "audio"})
-                r.raise_for_status()
-                lat.append(time.perf_counter() - t)
-                got[q] = [hit["id"] for hit in r.json()["results"]]
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return lat, got
 
 
 def pct(lat: list[float], p: float) -> float:
@@ -141,9 +120,8 @@ def main() -> None:
         asyncio.run(drive(url, queries(16, seed=7, block=2), 4))  # warm up
         rows = []
         for conc in (1, 8):
-            t0 = time.perf_counter()
-            lat, got = asyncio.run(drive(url, qs[conc], conc))
-            seconds = time.perf_counter() - t0
+            got: dict[str, list[int]] = {}
+            lat, seconds = asyncio.run(drive(url, qs[conc], conc, {"mode": "audio"}, got))
             row = {"windows": args.windows, "index": index_name, "concurrency": conc,
                    "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "qps": round(len(lat) / seconds, 1)}  # fmt: skip
             if conc == 1:

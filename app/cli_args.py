@@ -73,9 +73,9 @@ def index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--faiss",
         default="auto",
-        help="auto (default): Flat up to $AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS windows (250000), HNSW32 while it "
-        "fits --memory-budget, else IVF-PQ codes re-ranked exactly from memory-mapped vectors; or a FAISS "
-        "index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32",
+        help="auto (default): Flat up to $AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS windows (250000), else IVF-PQ codes "
+        "within --memory-budget, re-ranked exactly from memory-mapped vectors; or a FAISS index_factory string, "
+        "e.g. Flat, HNSW32, IVF1024,PQ32",
     )
     p.add_argument(
         "--memory-budget",
@@ -104,8 +104,9 @@ def index_args(p: argparse.ArgumentParser) -> None:
 
 
 SEARCH_EPILOG = """Output: one JSON document shaped like the HTTP API's SearchResponse (GET /search):
-{"query", "results": [{"id", "path", "score", "start", "end", "duration", "audio_url", "evidence"}], "total",
-"took_ms", "mode", "min_score", "no_close_match"}; audio_url is the clip's path on a server of the same index.
+{"query", "results": [{"id", "path", "score", "relevance", "start", "end", "duration", "audio_url", "evidence",
+"windows"}], "total", "took_ms", "mode", "min_score", "no_close_match"}; audio_url is the clip's path on a server of
+the same index.
 --like ranks like GET /clips/{id}/similar: the clip first, then the files that sound closest (query "<like:PATH>")."""
 
 

@@ -30,7 +30,7 @@ class IndexSettings(BaseSettings):
     index_memory: ByteSize = Field(
         ByteSize(8 << 30),
         gt=0,
-        description="RAM the search index may take (bytes, or '8GB', '512MiB'): Flat or HNSW32 while they fit, "
+        description="RAM the search index may take (bytes, or '8GB', '512MiB'): Flat while it fits, "
         "else compressed IVF-PQ codes with the full vectors memory-mapped for exact re-ranking; --memory-budget",
     )
     index_flat_max_windows: int = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -139,3 +140,19 @@ def test_footprint_bench_tiny(tmp_path, lite_model) -> None:
     slim, naive = (line for line in out.splitlines() if line.startswith(("slim:", "torch loaded:")))
     assert slim.endswith("torch mapped: False") and naive.endswith("torch mapped: True")
     assert (tmp_path / "footprint.csv").read_text().count("\n") == 3  # header + slim and baseline
+
+
+def test_gpu_lite_bench_smoke(tmp_path, shared_data) -> None:
+    """The prepared device check for lite (bench/gpu_lite.py), prepared and run on the CPU: there the text side is
+    fp32 torch with the pruned MiniLM against the CPU service's ONNX export with the full one."""
+    folder = tmp_path / "gpu-lite"
+    out = run_bench("bench.gpu_lite", "prepare", "--dir", str(folder), "--data", str(shared_data), tmp_path=tmp_path)
+    assert "312 captions, 24 held out on 177 clips" in out, out
+    run_bench("bench.gpu_lite", "run", "--dir", str(folder), "--smoke", tmp_path=tmp_path)
+    with open(tmp_path / "gpu.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["device"], row["audio_provider"], row["text_device"]) == ("cpu", "CPUExecutionProvider", "cpu")
+    assert float(row["fp16_vs_cpu_min"]) > 0.9999 and float(row["fp32_vs_cpu_min"]) > 0.99999
+    assert float(row["audio_vs_cpu_min"]) > 0.9999
+    assert 0.38 < float(row["held_map10_cpu"]) < 0.44  # eval_bridge.py's fusion raw 0ad-held figure: 0.408
+    assert float(row["held_top10_overlap"]) > 0.9

@@ -15,12 +15,21 @@ what any file outside the candidate lists could reach, audiosearch.indexer.searc
 rows at a cut a list holds does not change a page: every page (modes, offsets, filters, ties, no_close_match)
 is the single process's page.
 
+An IVF index (`--faiss auto`'s compressed codes, or a forced IVF) splits by ids too: a shard keeps its rows'
+entries of every list (`ivf_part`), with the whole index's trained quantizer and codes, and re-scores its
+candidates exactly from the snapshot's full vectors (vectors.npy, memory-mapped) as the single process does.
+A row's code score is the same number in a shard as in the whole index (same lists probed, same lookup tables),
+so each shard's candidates hold every one of the single process's candidates among its rows: the merged list
+has exact scores and finds at least what the single process finds (docs/serving-on-ray.md measures how much
+more). An HNSW graph does not split (`unsplittable`).
+
 `ShardPart` is one shard (Ray runs each in an actor: audiosearch.indexer.search.ray_shards); `ShardedCandidates`
 is the caller's side, given a function that asks every shard of one snapshot. Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,9 +38,9 @@ import faiss
 import numpy as np
 
 from audiosearch.indexer.errors import IndexMismatchError
-from audiosearch.indexer.faiss_index import read_faiss
-from audiosearch.indexer.search.backends import cpu_backend, flat_storage, inner_flat
-from audiosearch.indexer.store import VECTORS
+from audiosearch.indexer.faiss_index import read_faiss, tune_for_search
+from audiosearch.indexer.search.backends import RerankedSearch, cpu_backend, flat_storage, inner_flat
+from audiosearch.indexer.store import FULL_VECTORS, VECTORS, read_manifest
 from audiosearch.indexer.words.store import WORD_VECTORS
 
 # What a shard answers: per query, scores (Q, k) and global rows (Q, k), best first, -1 rows where fewer exist;
@@ -44,19 +53,45 @@ def bounds(n: int, shard: int, shards: int) -> tuple[int, int]:
     return n * shard // shards, n * (shard + 1) // shards
 
 
-def shardable(factory: str | None) -> bool:
-    """Whether a snapshot's FAISS index can be split in rows: a Flat index (exact scores per pair)."""
-    return factory == "Flat"
+def unsplittable(factory: str | None) -> str | None:
+    """Why a snapshot's FAISS index (its manifest's factory) cannot be split into shards; None when it can (Flat
+    and IVF split by rows). HNSW is refused rather than rebuilt per shard: a graph cut into rows is no longer
+    searchable, and rebuilding each shard's graph at every load and restart would take minutes (HNSW32: 152 s
+    for 1M lite windows on 2 cores, docs/performance.md), for an index `--faiss auto` never picks."""
+    if factory == "Flat" or re.match(r"IVF\d+,", factory or ""):
+        return None
+    if "HNSW" in (factory or ""):
+        return (
+            f"an HNSW graph ({factory!r}) cannot be split into shards (each would rebuild its graph at every "
+            "load: minutes per million windows); serve it with --shards 1, or index it with --faiss auto"
+        )
+    return f"a {factory!r} index cannot be split into shards (Flat and IVF can); serve it with --shards 1"
+
+
+def ivf_part(path: Path, lo: int, hi: int) -> tuple[faiss.IndexIVF, int]:
+    """The IVF index at `path` holding only ids [lo, hi) of its lists, and its size in bytes. FAISS cannot map
+    an IVF's lists from the file nor copy a range of fast-scan lists (clone and copy_subset_to refuse them), so
+    the whole index is read, every other id removed, and what is left copied out compactly (removal keeps the
+    memory): while it loads, a shard holds the whole index once."""
+    whole = read_faiss(path)
+    ivf = faiss.downcast_index(whole)  # `whole` owns it: kept alive until the copy is made
+    if not isinstance(ivf, faiss.IndexIVF):
+        raise IndexMismatchError(f"{path}: only a plain IVF index splits by ids, not a {type(ivf).__name__}")
+    ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # removal needs none, and a shard looks nothing up by id
+    keep = faiss.IDSelectorRange(lo, hi)
+    ivf.remove_ids(faiss.IDSelectorNot(keep))
+    data = faiss.serialize_index(ivf)
+    del ivf, whole
+    return tune_for_search(faiss.deserialize_index(data)), int(data.nbytes)
 
 
 class ShardPart:
-    """Shard `shard` of `shards` of one snapshot: its rows of the audio windows and of the words' vectors, copied
-    into RAM (1/M of each); the snapshot's files are only memory-mapped while it copies them."""
+    """Shard `shard` of `shards` of one snapshot: its rows of the audio windows (a Flat copy of them, or their IVF
+    entries) and of the words' vectors, in RAM (1/M of each); the snapshot's files are only read while it loads."""
 
     def __init__(self, snapshot: Path | str, shard: int, shards: int) -> None:
         self.snapshot, self.shard, self.shards = Path(snapshot), shard, shards
-        self.windows, self.lo, self.ntotal = self._slice(self.snapshot / VECTORS)
-        self.backend = cpu_backend(self.windows)
+        self._windows(self.snapshot / VECTORS)
         words = self.snapshot / WORD_VECTORS
         self.words = self.word_ids = None
         self.words_lo = self.words_total = 0
@@ -66,14 +101,31 @@ class ShardPart:
             ids = faiss.vector_to_array(faiss.downcast_index(full).id_map) if full.ntotal else np.zeros(0)
             self.word_ids = np.asarray(ids, np.int64)[self.words_lo : self.words_lo + self.words.ntotal]
 
+    def _windows(self, path: Path) -> None:
+        """The audio windows this shard searches (`backend`, answering global window ids from `offset` on), the
+        rows it holds [lo, hi) of ntotal, and the bytes they take."""
+        full = read_faiss(path, mmap=True)
+        kind, self.ntotal = faiss.downcast_index(full), int(full.ntotal)
+        self.lo, self.hi = bounds(self.ntotal, self.shard, self.shards)
+        if isinstance(kind, faiss.IndexIVF):
+            del full, kind  # ivf_part reads the index itself, into RAM
+            part, self.nbytes = ivf_part(path, self.lo, self.hi)
+            vectors = self.snapshot / FULL_VECTORS  # a compressed index: candidates re-scored from these
+            self.backend = RerankedSearch(part, np.load(vectors, mmap_mode="r")) if vectors.is_file() else part
+            self.offset = 0  # an IVF's ids are the window ids
+        elif self.shards == 1 and inner_flat(full) is None:  # one shard of another index type: the index itself
+            self.backend, self.offset, self.nbytes = read_faiss(path), 0, path.stat().st_size
+        else:
+            part, _, _ = self._slice(path)
+            self.backend, self.offset, self.nbytes = cpu_backend(part), self.lo, int(part.ntotal) * part.d * 4
+
     def _slice(self, path: Path) -> tuple[faiss.Index, int, int]:
         """(this shard's rows as a Flat index of their own, its first row, the file's row count)."""
         full = read_faiss(path, mmap=True)
-        if self.shards == 1 and inner_flat(full) is None:
-            return read_faiss(path), 0, int(full.ntotal)  # one shard of another index type: the index itself
         flat = inner_flat(full)
         if flat is None or (path.name == VECTORS and not isinstance(faiss.downcast_index(full), faiss.IndexFlat)):
-            raise IndexMismatchError(f"{path}: only a Flat index can be split into shards; serve it with one shard")
+            why = unsplittable(read_manifest(self.snapshot).get("faiss")) or "not a Flat index"
+            raise IndexMismatchError(f"{path}: {why}")
         lo, hi = bounds(int(full.ntotal), self.shard, self.shards)
         part = faiss.IndexFlat(flat.d, flat.metric_type)
         storage = flat_storage(full)
@@ -82,20 +134,24 @@ class ShardPart:
         return part, lo, int(full.ntotal)
 
     def info(self) -> dict[str, Any]:
+        """What this shard holds: rows [lo, hi) of the snapshot's total, of the windows and of the words, and the
+        bytes of its share of the windows' index."""
         return {
             "snapshot": self.snapshot.name,
             "shard": self.shard,
-            "windows": [self.lo, self.lo + int(self.windows.ntotal), self.ntotal],
+            "shards": self.shards,
+            "windows": [self.lo, self.hi, self.ntotal],
             "words": [self.words_lo, self.words_lo + (int(self.words.ntotal) if self.words else 0), self.words_total],
+            "bytes": self.nbytes,
         }
 
     def search(self, queries: np.ndarray, k: int) -> Found:
         """This shard's best k windows per query: scores and global window ids (the single index's ids)."""
-        k = min(k, int(self.windows.ntotal))
+        k = min(k, self.hi - self.lo)
         if k <= 0:
             return _empty(len(queries))
         scores, rows = self.backend.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, np.where(rows >= 0, rows + self.lo, -1)
+        return scores, np.where(rows >= 0, rows + self.offset, -1)
 
     def search_words(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This shard's best n files by their words' vectors: scores, global rows of words.faiss, file ids."""

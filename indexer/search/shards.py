@@ -29,6 +29,8 @@ is the caller's side, given a function that asks every shard of one snapshot. No
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -82,7 +84,16 @@ def ivf_part(path: Path, lo: int, hi: int) -> tuple[faiss.IndexIVF, int]:
     ivf.remove_ids(faiss.IDSelectorNot(keep))
     data = faiss.serialize_index(ivf)
     del ivf, whole
-    return tune_for_search(faiss.deserialize_index(data)), int(data.nbytes)
+    part = tune_for_search(faiss.deserialize_index(data))
+    _release_freed()
+    return part, int(data.nbytes)
+
+
+def _release_freed() -> None:
+    """Give the whole index's freed lists back to the OS: many small blocks, which glibc keeps for reuse unless
+    asked (100k windows, 4 shards: a shard held 27 MB of RSS, 11 MB after this)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class ShardPart:

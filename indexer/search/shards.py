@@ -198,10 +198,17 @@ def merge_top(parts: list[tuple[np.ndarray, ...]], k: int) -> tuple[np.ndarray, 
 class ShardedCandidates:
     """The caller's side of one snapshot's shards: a search backend over its windows (for AudioIndex) and the
     words' vector search (for HybridRanker), each asking every shard and merging. `ask(method, queries, k)`
-    returns every shard's answer (Ray: one call per actor, side by side)."""
+    returns every shard's answer (Ray: one call per actor, side by side); `status()` each shard's info with
+    `ready` (and `detail` when not): by default every shard is ready (in-process shards cannot be down)."""
 
-    def __init__(self, ask: Callable[[str, np.ndarray, int], list[tuple[np.ndarray, ...]]], infos: list[dict]) -> None:
+    def __init__(
+        self,
+        ask: Callable[[str, np.ndarray, int], list[tuple[np.ndarray, ...]]],
+        infos: list[dict],
+        status: Callable[[], list[dict]] | None = None,
+    ) -> None:
         self.ask = ask
+        self.status = status or (lambda: [{**i, "ready": True} for i in infos])
         self.ntotal = int(infos[0]["windows"][2]) if infos else 0
         self.n_words = int(infos[0]["words"][2]) if infos else 0
         self.snapshot = infos[0]["snapshot"] if infos else None

@@ -22,7 +22,7 @@ from audiosearch.app.settings import Settings
 from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.conftest import CLI, REPO, copy_clips
-from tests.indexer.test_shards import tied_library
+from tests.indexer.test_shards import InProcessShards, tied_library
 
 FAST = IndexOptions(workers=0, progress=False)
 
@@ -63,6 +63,28 @@ def test_serve_ray_refuses_to_split_an_index_of_another_type(shared_data, lite_m
     err = one_line_error(capsys, ["serve", "--index", str(tmp_path / "idx"), "--ray", "--shards", "2"])
     assert err.startswith("audiosearch: error: --shards 2: an HNSW graph ('HNSW32') cannot be split into shards"), err
     assert "--shards 1, or index it with --faiss auto" in err
+
+
+def test_readyz_lists_the_shards_and_keeps_its_meaning_without_them(indexed, lite_model) -> None:
+    """One process: /readyz as it always was. With shards (in-process here, as tests/indexer/test_shards.py runs
+    them; on Ray below): each shard of the live snapshot, its rows and bytes, and ready."""
+    _, idx = indexed
+    settings = Settings(index_dir=idx, watch_index_s=0)
+    with live_server(create_app(settings, model=lite_model)) as url:
+        plain = httpx.get(f"{url}/readyz").json()
+    snapshot = plain["snapshot"]
+    assert plain == {"status": "ready", "snapshot": snapshot}
+    sharded = create_app(settings.model_copy(update={"mmap": True}), model=lite_model, shards=InProcessShards(2))
+    with live_server(sharded) as url:
+        r = httpx.get(f"{url}/readyz")
+    windows = sharded.state.service.searcher.index.ntotal
+    assert r.status_code == 200 and r.json()["status"] == "ready" and "replica" not in r.json()
+    shards = r.json()["shards"]
+    assert [(s["snapshot"], s["shard"], s["shards"], s["windows"], s["ready"]) for s in shards] == [
+        (snapshot, 0, 2, [0, windows // 2, windows], True),
+        (snapshot, 1, 2, [windows // 2, windows, windows], True),
+    ]
+    assert [s["bytes"] for s in shards] == [(windows // 2) * 384 * 4, (windows - windows // 2) * 384 * 4]
 
 
 def test_plain_serve_help_and_cli_stay_free_of_ray() -> None:
@@ -140,8 +162,20 @@ def test_two_shards_on_ray_answer_as_the_single_process(local_ray, served, lite_
         infos = ray.get([ray.get_actor(n, namespace=source.namespace).info.remote() for n in names])
         windows = app.state.service.searcher.index.ntotal
         assert sorted(i["windows"][:2] for i in infos) == [[0, windows // 2], [windows // 2, windows]]
-    source.retire(keep=set())
-    assert source.names() == []
+        ready = c2.get("/readyz")  # every shard: where it runs, what it holds
+        assert ready.status_code == 200, ready.json()
+        node = ray.util.get_node_ip_address()
+        assert [(s["shard"], s["windows"], s["node"], s["ready"]) for s in ready.json()["shards"]] == [
+            (0, [0, windows // 2, windows], node, True),
+            (1, [windows // 2, windows, windows], node, True),
+        ]
+        assert {s["pid"] for s in ready.json()["shards"]} == {i["pid"] for i in infos}
+        source.retire(keep=set())  # the shards gone: the replica is not ready, and says which
+        assert source.names() == []
+        down = c2.get("/readyz")
+        assert down.status_code == 503 and down.json()["status"] == "shards not ready"
+        assert [(s["shard"], s["ready"]) for s in down.json()["shards"]] == [(0, False), (1, False)]
+        assert down.json()["detail"].startswith("shard 0/2: ") and "; shard 1/2: " in down.json()["detail"]
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -63,8 +64,8 @@ def connect(address: str | None, namespace: str) -> str:
 
 
 def serve_on_ray(settings: Settings, sock: socket.socket, address: str | None, replicas: int, shards: int) -> int:
-    """Serve until interrupted, then stop every shard actor of the run and the local Ray instance, if this process
-    started one."""
+    """Serve until SIGINT or SIGTERM (uvicorn's handlers: the replicas finish their requests and stop), then stop
+    every shard actor of the run and the local Ray instance, if this process started one."""
     namespace = f"audiosearch-serve-{uuid.uuid4().hex[:8]}"
     name_logs("replica 1/1" if replicas == 1 else "controller")
     slots = Path(tempfile.mkdtemp(prefix="audiosearch-replicas-"))
@@ -72,7 +73,7 @@ def serve_on_ray(settings: Settings, sock: socket.socket, address: str | None, r
     settings = settings.model_copy(update={"mmap": True})  # the ingress reads only its candidates' rows
     source = RayShards(shards, namespace)
     janitor = Janitor(source, settings)
-    try:
+    try:  # from here on Ray's SIGTERM handler (SystemExit) and uvicorn's both end in the cleanup below
         janitor.start()
         where = ray.get_runtime_context().gcs_address
         print(  # noqa: T201
@@ -119,7 +120,9 @@ def replica_app():  # noqa: ANN201 - a FastAPI app; uvicorn calls this in each w
     replica = f"{number}/{replicas}" if number else f"pid {os.getpid()} of {replicas}"
     name_logs(f"replica {replica}")
     namespace = os.environ[ENV_NAMESPACE]
+    sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(address=os.environ[ENV_ADDRESS], namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+    signal.signal(signal.SIGTERM, sigterm)  # Ray's handler exits at once; uvicorn's lets requests finish
     settings = Settings.model_validate_json(os.environ[ENV_SETTINGS])
     app = create_app(settings, shards=RayShards(int(os.environ[ENV_SHARDS]), namespace))
     app.state.replica = replica

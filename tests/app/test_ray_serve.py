@@ -5,7 +5,10 @@ requests keep working. The CLI's argument errors are one line, before Ray starts
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -242,38 +245,93 @@ def test_a_killed_shard_is_restarted_and_requests_keep_working(local_ray, served
 
 
 @pytest.mark.slow
-def test_cli_serves_two_replicas_over_two_shards_and_stops_them(served, lite_model, tmp_path) -> None:
-    """The command as users run it: a local Ray instance of its own, 2 uvicorn replicas, 2 shards; SIGINT stops
-    the replicas, the shards and Ray."""
-    import os
-    import re
-    import signal
-
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_serves_two_replicas_over_two_shards_and_stops_them(served, lite_model, stop) -> None:
+    """The command as users run it: a local Ray instance of its own, 2 uvicorn replicas, 2 shards. Ctrl-C or a
+    SIGTERM (what Kubernetes and systemd send) stops the replicas gracefully, the shards and Ray: no process it
+    started is left. Each replica's log lines and /readyz name it; the shards' log lines name them."""
     _, idx = served
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
         [*CLI, "serve", "--index", str(idx), "--ray", "--replicas", "2", "--shards", "2", "--port", "0"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    out, lines = "", []
     try:
         line = proc.stdout.readline()
         while line and "serving" not in line:
             line = proc.stdout.readline()
         url = re.search(r"at (http://\S+/) on Ray", line).group(1)
         assert "2 replica(s), 2 shard(s)" in line
+        session = re.search(r"the shards log to (\S+)/logs/", proc.stdout.readline()).group(1)
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
         deadline = time.time() + 240
         with httpx.Client(base_url=url, timeout=60) as c:
             while not _ready(c):
                 assert time.time() < deadline and proc.poll() is None
                 time.sleep(1)
             got = responses(c, QUERIES[:12])
+            ready = [c.get("/readyz").json() for _ in range(6)]
+        started = descendants(proc.pid)
         single = create_app(Settings(index_dir=idx, watch_index_s=0), model=lite_model)
         with live_server(single) as u1, httpx.Client(base_url=u1, timeout=60) as c1:
             assert_same_json(got, responses(c1, QUERIES[:12]))
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-2000:]
+        proc.send_signal(stop)
+        proc.wait(timeout=120)
+    time.sleep(2)  # the reader thread takes the last lines
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-3000:]
+    assert {r["replica"] for r in ready} <= {"1/2", "2/2"} and all(len(r["shards"]) == 2 for r in ready)
+    assert len([p for p in started if "ray::ShardActor" in p[1]]) == 2 and any("raylet" in p[1] for p in started)
+    assert [p for p in started if alive(p)] == []  # replicas, shard actors, Ray's own processes: all gone
+    for name in ("controller", "replica 1/2", "replica 2/2"):
+        assert f"[{name}] " in out, out[-3000:]
+    assert "[replica 1/2] uvicorn.error: Waiting for application shutdown." in out  # graceful, not killed
+    assert "Traceback" not in out, out[-3000:]
+    assert "[controller] audiosearch.app.ray_server: stopped 2 shard actor(s) and the local Ray instance" in out
+    shard_logs = "".join(f.read_text(errors="replace") for f in Path(session, "logs").glob("worker-*.err"))
+    for i in (0, 1):
+        assert re.search(rf"\[shard {i}/2 of \S+\] audiosearch.indexer.search.ray_shards: loaded windows", shard_logs)
+
+
+def descendants(pid: int) -> list[tuple[int, str, int]]:
+    """(pid, command line, start time) of every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat:
+                children.setdefault(int(stat[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            stat = _stat(child)
+            if stat:
+                found.append((child, _cmdline(child), int(stat[19])))
+            todo.append(child)
+    return found
+
+
+def alive(proc: tuple[int, str, int]) -> bool:
+    """Whether that process (the same one: its start time too) still runs; a zombie does not."""
+    stat = _stat(proc[0])
+    return stat is not None and int(stat[19]) == proc[2] and stat[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state first, then ppid ...), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _ready(c: httpx.Client) -> bool:

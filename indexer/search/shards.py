@@ -71,10 +71,11 @@ def unsplittable(factory: str | None) -> str | None:
 
 
 def ivf_part(path: Path, lo: int, hi: int) -> tuple[faiss.IndexIVF, int]:
-    """The IVF index at `path` holding only ids [lo, hi) of its lists, and its size in bytes. FAISS cannot map
-    an IVF's lists from the file nor copy a range of fast-scan lists (clone and copy_subset_to refuse them), so
-    the whole index is read, every other id removed, and what is left copied out compactly (removal keeps the
-    memory): while it loads, a shard holds the whole index once."""
+    """The IVF index at `path` holding only ids [lo, hi) of its lists, and its size in bytes. FAISS 1.15 reads
+    fast-scan lists into RAM whatever the flags, clone_index refuses them and copy_subset_to garbles their packed
+    codes (it copies them as one code per entry: wrong neighbours), so the whole index is read, every other id
+    removed, and what is left copied out compactly (removal keeps the memory): while it loads, a shard holds the
+    whole index once."""
     whole = read_faiss(path)
     ivf = faiss.downcast_index(whole)  # `whole` owns it: kept alive until the copy is made
     if not isinstance(ivf, faiss.IndexIVF):

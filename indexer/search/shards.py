@@ -40,7 +40,7 @@ import faiss
 import numpy as np
 
 from audiosearch.indexer.errors import IndexMismatchError
-from audiosearch.indexer.faiss_index import read_faiss, tune_for_search
+from audiosearch.indexer.faiss_index import read_faiss
 from audiosearch.indexer.search.backends import RerankedSearch, cpu_backend, flat_storage, inner_flat
 from audiosearch.indexer.store import FULL_VECTORS, VECTORS, read_manifest
 from audiosearch.indexer.words.store import WORD_VECTORS
@@ -71,28 +71,53 @@ def unsplittable(factory: str | None) -> str | None:
 
 
 def ivf_part(path: Path, lo: int, hi: int) -> tuple[faiss.IndexIVF, int]:
-    """The IVF index at `path` holding only ids [lo, hi) of its lists, and its size in bytes. FAISS 1.15 reads
-    fast-scan lists into RAM whatever the flags, clone_index refuses them and copy_subset_to garbles their packed
-    codes (it copies them as one code per entry: wrong neighbours), so the whole index is read, every other id
-    removed, and what is left copied out compactly (removal keeps the memory): while it loads, a shard holds the
-    whole index once."""
+    """The IVF index at `path` holding only ids [lo, hi) of its lists, and the bytes of those lists. FAISS 1.15
+    reads fast-scan lists into RAM whatever the flags, clone_index refuses them and copy_subset_to garbles their
+    packed codes (it copies them as one code per entry: wrong neighbours), so the whole index is read, every other
+    id removed, and the rest copied into lists of their size: while it loads, a shard holds the whole index once."""
     whole = read_faiss(path)
-    ivf = faiss.downcast_index(whole)  # `whole` owns it: kept alive until the copy is made
+    ivf = faiss.downcast_index(whole)  # `whole` owns it and keeps it alive
     if not isinstance(ivf, faiss.IndexIVF):
         raise IndexMismatchError(f"{path}: only a plain IVF index splits by ids, not a {type(ivf).__name__}")
     ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # removal needs none, and a shard looks nothing up by id
-    keep = faiss.IDSelectorRange(lo, hi)
-    ivf.remove_ids(faiss.IDSelectorNot(keep))
-    data = faiss.serialize_index(ivf)
-    del ivf, whole
-    part = tune_for_search(faiss.deserialize_index(data))
+    if (lo, hi) != (0, ivf.ntotal):
+        keep = faiss.IDSelectorRange(lo, hi)
+        ivf.remove_ids(faiss.IDSelectorNot(keep))
+        _compact(ivf)
+    return whole, list_bytes(ivf)
+
+
+def _compact(ivf: faiss.IndexIVF) -> None:
+    """Copy the lists into new ones of their size: removal keeps the memory of what it removed. Fast-scan lists
+    are copied block by block as they are packed (add_entries to an empty list copies whole blocks)."""
+    old = ivf.invlists
+    if isinstance(ivf, faiss.IndexIVFFastScan):
+        packer = ivf.get_CodePacker()
+        packer.this.disown()  # the new lists delete it
+        new = faiss.BlockInvertedLists(ivf.nlist, packer)
+    else:
+        new = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    for i in range(ivf.nlist):
+        if old.list_size(i):
+            new.add_entries(i, old.list_size(i), old.get_ids(i), old.get_codes(i))
+    ivf.replace_invlists(new, True)  # frees the old lists
+    new.this.disown()  # the index owns them now
     _release_freed()
-    return part, int(data.nbytes)
+
+
+def list_bytes(ivf: faiss.IndexIVF) -> int:
+    """Bytes of an IVF's lists as held: 8 B ids and the codes (fast-scan: whole blocks of bbs codes)."""
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], np.int64)
+    if isinstance(ivf, faiss.IndexIVFFastScan):
+        codes = int((-(-sizes // ivf.bbs)).sum()) * ivf.bbs * ivf.M2 // 2
+    else:
+        codes = int(sizes.sum()) * ivf.code_size
+    return int(sizes.sum()) * 8 + codes
 
 
 def _release_freed() -> None:
-    """Give the whole index's freed lists back to the OS: many small blocks, which glibc keeps for reuse unless
-    asked (100k windows, 4 shards: a shard held 27 MB of RSS, 11 MB after this)."""
+    """Give the removed lists back to the OS: many small blocks, which glibc keeps for reuse unless asked (100k
+    windows, 4 shards: a shard held 27 MB of RSS, 11 MB after this)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: its allocator decides
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

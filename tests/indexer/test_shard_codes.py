@@ -2,8 +2,9 @@
 one process, with real FAISS on 5000 lite-shaped windows (bench.faiss.lite_like) and lite's text queries: each
 shard holds only its rows' entries of the lists (its share of the codes, plus at most one partial block per
 list), every score it returns is the exact inner product, and the merged lists find, query by query, at least
-what the single process finds (a shard's candidates hold the single process's among its rows). An HNSW index is
-refused in one line. The same parts run in Ray actors under `serve --ray` (tests/app/test_ray_serve.py)."""
+what the single process finds (a shard's candidates hold the single process's among its rows). A forced IVF of
+exact vectors splits the same way; an HNSW index is refused in one line. The same parts run in Ray actors
+under `serve --ray` (tests/app/test_ray_serve.py)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,21 @@ def test_each_shard_holds_only_its_share_of_the_codes(compressed) -> None:
             assert nbytes - empty <= (hi - lo) * (8 + whole.code_size) + part.nlist * block
             held += nbytes - empty
         assert abs(held - (whole_bytes - empty)) <= shards * whole.nlist * block
+
+
+def test_a_forced_ivf_of_exact_vectors_splits_too(tmp_path) -> None:
+    """`--faiss IVF32,Flat` (plain lists of fp32 vectors, no vectors.npy): the same cut, scores from its lists."""
+    from bench.faiss import lite_like
+
+    base = lite_like(2000)
+    snapshot = SnapshotReader(synthetic_index(tmp_path, base, "f", "IVF32,Flat")).snapshot
+    scores, rows = merged(snapshot, 3, base[:50], 5)
+    assert rows[:, 0].tolist() == list(range(50))  # a stored window finds itself first
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", base[rows], base[:50]), atol=1e-5)
+    for i in range(3):
+        lo, hi = bounds(2000, i, 3)
+        part, nbytes = ivf_part(snapshot / VECTORS, lo, hi)
+        assert part.ntotal == hi - lo and nbytes == (hi - lo) * (8 + 384 * 4)
 
 
 def test_an_hnsw_index_is_refused_in_one_line(tmp_path) -> None:

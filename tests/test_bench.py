@@ -139,3 +139,15 @@ def test_footprint_bench_tiny(tmp_path, lite_model) -> None:
     slim, naive = (line for line in out.splitlines() if line.startswith(("slim:", "torch loaded:")))
     assert slim.endswith("torch mapped: False") and naive.endswith("torch mapped: True")
     assert (tmp_path / "footprint.csv").read_text().count("\n") == 3  # header + slim and baseline
+
+
+def test_shards_bench_tiny(tmp_path) -> None:
+    """3000 windows of compressed codes in 1 and 2 shards: recall against exact search, memory per shard."""
+    args = ["--windows", "3000", "--shards", "1", "2", "--queries", "20", "--cache", str(tmp_path / "cache")]
+    out = run_bench("bench.shards", *args, "--json", tmp_path=tmp_path)
+    one, two = (json.loads(line) for line in out.splitlines()[-2:])
+    assert (one["shards"], two["shards"], one["index"]) == (1, 2, "IVF64,PQ192x4fsr")
+    assert one["recall_at_10"] == one["single_recall_at_10"] and one["same_as_single"] == 1.0
+    assert 0.5 <= two["single_recall_at_10"] <= two["recall_at_10"] <= 1  # never below the single process
+    assert two["shard_mb"] < one["shard_mb"] <= one["whole_mb"] and two["held_mb"] > 0
+    assert (tmp_path / "shards.csv").read_text().count("\n") == 3  # header + 2 rows

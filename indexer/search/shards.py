@@ -48,6 +48,7 @@ from audiosearch.indexer.words.store import WORD_VECTORS
 # What a shard answers: per query, scores (Q, k) and global rows (Q, k), best first, -1 rows where fewer exist;
 # the words' search also the file ids of those rows.
 Found = tuple[np.ndarray, np.ndarray]
+IVF = re.compile(r"IVF\d+,")  # a factory string of a plain IVF index (the auto compressed one, or one given)
 
 
 def bounds(n: int, shard: int, shards: int) -> tuple[int, int]:
@@ -60,7 +61,7 @@ def unsplittable(factory: str | None) -> str | None:
     and IVF split by rows). HNSW is refused rather than rebuilt per shard: a graph cut into rows is no longer
     searchable, and rebuilding each shard's graph at every load and restart would take minutes (HNSW32: 152 s
     for 1M lite windows on 2 cores, docs/performance.md), for an index `--faiss auto` never picks."""
-    if factory == "Flat" or re.match(r"IVF\d+,", factory or ""):
+    if factory == "Flat" or IVF.match(factory or ""):
         return None
     if "HNSW" in (factory or ""):
         return (
@@ -70,21 +71,21 @@ def unsplittable(factory: str | None) -> str | None:
     return f"a {factory!r} index cannot be split into shards (Flat and IVF can); serve it with --shards 1"
 
 
-def ivf_part(path: Path, lo: int, hi: int) -> tuple[faiss.IndexIVF, int]:
-    """The IVF index at `path` holding only ids [lo, hi) of its lists, and the bytes of those lists. FAISS 1.15
-    reads fast-scan lists into RAM whatever the flags, clone_index refuses them and copy_subset_to garbles their
-    packed codes (it copies them as one code per entry: wrong neighbours), so the whole index is read, every other
-    id removed, and the rest copied into lists of their size: while it loads, a shard holds the whole index once."""
-    whole = read_faiss(path)
+def ivf_part(whole: faiss.Index, lo: int, hi: int) -> int:
+    """Cut an IVF index read into RAM down to ids [lo, hi) of its lists, in place; returns the bytes of those
+    lists. FAISS 1.15 reads fast-scan lists into RAM whatever the flags, clone_index refuses them and
+    copy_subset_to garbles their packed codes (it copies them as one code per entry: wrong neighbours), so every
+    other id is removed and the rest copied into lists of their size: while it loads, a shard holds the whole
+    index once."""
     ivf = faiss.downcast_index(whole)  # `whole` owns it and keeps it alive
     if not isinstance(ivf, faiss.IndexIVF):
-        raise IndexMismatchError(f"{path}: only a plain IVF index splits by ids, not a {type(ivf).__name__}")
+        raise IndexMismatchError(f"only a plain IVF index splits by ids, not a {type(ivf).__name__}")
     ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # removal needs none, and a shard looks nothing up by id
     if (lo, hi) != (0, ivf.ntotal):
         keep = faiss.IDSelectorRange(lo, hi)
         ivf.remove_ids(faiss.IDSelectorNot(keep))
         _compact(ivf)
-    return whole, list_bytes(ivf)
+    return list_bytes(ivf)
 
 
 def _compact(ivf: faiss.IndexIVF) -> None:
@@ -141,14 +142,14 @@ class ShardPart:
     def _windows(self, path: Path) -> None:
         """The audio windows this shard searches (`backend`, answering global window ids from `offset` on), the
         rows it holds [lo, hi) of ntotal, and the bytes they take."""
-        full = read_faiss(path, mmap=True)
-        kind, self.ntotal = faiss.downcast_index(full), int(full.ntotal)
+        ivf = IVF.match(read_manifest(self.snapshot).get("faiss") or "") is not None
+        full = read_faiss(path, mmap=not ivf)  # an IVF is cut in place, so read into RAM (fast-scan lists are anyway)
+        self.ntotal = int(full.ntotal)
         self.lo, self.hi = bounds(self.ntotal, self.shard, self.shards)
-        if isinstance(kind, faiss.IndexIVF):
-            del full, kind  # ivf_part reads the index itself, into RAM
-            part, self.nbytes = ivf_part(path, self.lo, self.hi)
+        if ivf:
+            self.nbytes = ivf_part(full, self.lo, self.hi)
             vectors = self.snapshot / FULL_VECTORS  # a compressed index: candidates re-scored from these
-            self.backend = RerankedSearch(part, np.load(vectors, mmap_mode="r")) if vectors.is_file() else part
+            self.backend = RerankedSearch(full, np.load(vectors, mmap_mode="r")) if vectors.is_file() else full
             self.offset = 0  # an IVF's ids are the window ids
         elif self.shards == 1 and inner_flat(full) is None:  # one shard of another index type: the index itself
             self.backend, self.offset, self.nbytes = read_faiss(path), 0, path.stat().st_size

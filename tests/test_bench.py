@@ -156,3 +156,15 @@ def test_gpu_lite_bench_smoke(tmp_path, shared_data) -> None:
     assert float(row["audio_vs_cpu_min"]) > 0.9999
     assert 0.38 < float(row["held_map10_cpu"]) < 0.44  # eval_bridge.py's fusion raw 0ad-held figure: 0.408
     assert float(row["held_top10_overlap"]) > 0.9
+
+
+def test_shards_bench_tiny(tmp_path) -> None:
+    """3000 windows of compressed codes in 1 and 2 shards: recall against exact search, memory per shard."""
+    args = ["--windows", "3000", "--shards", "1", "2", "--queries", "20", "--cache", str(tmp_path / "cache")]
+    out = run_bench("bench.shards", *args, "--json", tmp_path=tmp_path)
+    one, two = (json.loads(line) for line in out.splitlines()[-2:])
+    assert (one["shards"], two["shards"], one["index"]) == (1, 2, "IVF64,PQ192x4fsr")
+    assert one["recall_at_10"] == one["single_recall_at_10"] and one["same_as_single"] == 1.0
+    assert 0.5 <= two["single_recall_at_10"] <= two["recall_at_10"] <= 1  # never below the single process
+    assert two["shard_mb"] < one["shard_mb"] <= one["whole_mb"] and two["held_mb"] > 0
+    assert (tmp_path / "shards.csv").read_text().count("\n") == 3  # header + 2 rows

@@ -71,6 +71,29 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def nprobe_sweep(reader, qvec: np.ndarray, exact: np.ndarray, nprobes: list[int]) -> None:  # noqa: ANN001
+    """In this process, FAISS on one thread as in the service: recall@10 of the compressed index re-ranked as the
+    service re-ranks it (40 windows asked, as a page of 10 files does), and the search's p50 per query, per nprobe."""
+    from audiosearch.indexer.search.backends import RerankedSearch
+
+    ivf = faiss.extract_index_ivf(reader.index)
+    served, threads = ivf.nprobe, faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    search = RerankedSearch(reader.index, reader.vectors)
+    for nprobe in nprobes:
+        ivf.nprobe = min(nprobe, ivf.nlist)
+        lat, hits = [], []
+        for q, e in zip(qvec, exact, strict=True):
+            t = time.perf_counter()
+            rows = search.search(q[None], 40)[1][0, :10]
+            lat.append(time.perf_counter() - t)
+            hits.append(len(set(rows.tolist()) & set(e.tolist())) / 10)
+        mark = " (served)" if ivf.nprobe == served else ""
+        print(f"  nprobe {ivf.nprobe}{mark}: recall@10 {np.mean(hits):.4f}, search p50 {pct(lat, 0.5)} ms", flush=True)
+    ivf.nprobe = served
+    faiss.omp_set_num_threads(threads)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--windows", type=int, required=True)
@@ -79,10 +102,11 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "audiosearch-bench-scale")
     ap.add_argument("--memory-budget", default=None, help="as `audiosearch index --memory-budget`")
     ap.add_argument("--flat-max-windows", type=int, default=None, help="as AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS")
+    ap.add_argument("--nprobe", type=int, nargs="*", help="also sweep these IVF nprobe values in this process")
     args = ap.parse_args()
 
     from audiosearch.app.settings import load_index_settings
-    from audiosearch.indexer.store import SnapshotReader
+    from audiosearch.indexer.store import FULL_VECTORS, SnapshotReader
     from audiosearch.models import load_encoder
 
     given = {"index_memory": args.memory_budget, "index_flat_max_windows": args.flat_max_windows}
@@ -91,7 +115,7 @@ def main() -> None:
     idx, build_s = library(args.cache, args.windows, model.fingerprint, policy)
     reader = SnapshotReader(idx)
     index_name = reader.manifest["faiss"]
-    # exactly what the service scores: the mapped vectors.npy beside a compressed index, else the Flat index's own
+    # exactly what the service scores: vectors.npy beside a compressed index (a RowFile), else the Flat index's own
     vectors = reader.vectors if reader.vectors is not None else reader.vectors_of(np.arange(reader.index.ntotal))
     print(
         f"machine: {machine()}; {args.windows} lite-shaped windows, --faiss auto: {index_name}; "
@@ -101,15 +125,20 @@ def main() -> None:
 
     qs = {conc: queries(args.queries, seed=200 + conc, block=20 + conc) for conc in (1, 8)}
     qvec = model.encode_text(qs[1])
-    blocks = (vectors[i : i + 500_000] for i in range(0, len(vectors), 500_000))  # the mapped file, a block at a time
+    blocks = (vectors[i : i + 500_000] for i in range(0, len(vectors), 500_000))  # the file, a block at a time
     exact = knn_ground_truth(qvec, blocks, 10, faiss.METRIC_INNER_PRODUCT)[1] + 1  # file id = window id + 1
 
-    naive = []  # the baseline: one query encoded, then an exact numpy scan (fewer queries past 1M: seconds each)
+    if args.nprobe:
+        nprobe_sweep(reader, qvec, exact - 1, args.nprobe)
+    # the baseline: one query encoded, then an exact numpy scan of the vectors as a user would map them (fewer
+    # queries past 1M: seconds each)
+    mapped = np.load(reader.snapshot / FULL_VECTORS, mmap_mode="r") if reader.vectors is not None else vectors
+    naive = []
     t_naive = time.perf_counter()
     for q in queries(min(args.queries, max(20, 200_000_000 // args.windows)), seed=300, block=30):
         t = time.perf_counter()
         v = model.encode_text([q])[0]
-        s = vectors @ v
+        s = mapped @ v
         np.argpartition(-s, 10)[:10]
         naive.append(time.perf_counter() - t)
     naive_qps = round(len(naive) / (time.perf_counter() - t_naive), 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import socket
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,27 @@ def _gpu() -> str:
 def load_avg(digits: int = 1) -> str:
     """The 1/5/15-minute load averages as "1.2/1.4/1.3": the machine is shared, other work shows here."""
     return "/".join(f"{x:.{digits}f}" for x in os.getloadavg())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int, part: str = "VmRSS") -> float:
+    """A process's resident memory in MB (nan for one that has none left: a zombie). `part` "RssAnon": only its
+    own pages, without the file pages it maps (a memory-mapped index's pages belong to the page cache)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{part}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(lat: list[float], p: float) -> float:
+    """The p-quantile of latencies in seconds, in ms."""
+    s = sorted(lat)
+    return round(s[int(p * (len(s) - 1))] * 1e3, 2)
 
 
 def append_csv(name: str, rows: list[dict]) -> Path:

@@ -55,6 +55,32 @@ def rss_mb(pid: int, part: str = "VmRSS") -> float:
     return float("nan")
 
 
+def descendants(root: int) -> list[int]:
+    """`root` and every live process under it (from /proc: Linux)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    found, todo = [root], [root]
+    while todo:
+        at = todo.pop()
+        kids = [p for p, pp in parent.items() if pp == at]
+        found += kids
+        todo += kids
+    return found
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used; nan once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(lat: list[float], p: float) -> float:
     """The p-quantile of latencies in seconds, in ms."""
     s = sorted(lat)

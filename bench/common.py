@@ -6,6 +6,7 @@ import csv
 import itertools
 import os
 import platform
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -39,6 +40,53 @@ def _gpu() -> str:
 def load_avg(digits: int = 1) -> str:
     """The 1/5/15-minute load averages as "1.2/1.4/1.3": the machine is shared, other work shows here."""
     return "/".join(f"{x:.{digits}f}" for x in os.getloadavg())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int, part: str = "VmRSS") -> float:
+    """A process's resident memory in MB (nan for one that has none left: a zombie). `part` "RssAnon": only its
+    own pages, without the file pages it maps (a memory-mapped index's pages belong to the page cache)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{part}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every live process under it (from /proc: Linux)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    found, todo = [root], [root]
+    while todo:
+        at = todo.pop()
+        kids = [p for p, pp in parent.items() if pp == at]
+        found += kids
+        todo += kids
+    return found
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used; nan once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(lat: list[float], p: float) -> float:
+    """The p-quantile of latencies in seconds, in ms."""
+    s = sorted(lat)
+    return round(s[int(p * (len(s) - 1))] * 1e3, 2)
 
 
 def append_csv(name: str, rows: list[dict]) -> Path:

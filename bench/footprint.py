@@ -21,28 +21,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import CLI, append_csv, machine
+from bench.common import CLI, append_csv, free_port, machine, rss_mb
 
 QUERIES = ("dog barking", "rain falling", "a rooster crowing")
 BASELINE = (
     "import sys, torch, transformers; from audiosearch.app.cli import main; "
     "sys.argv[0] = 'audiosearch'; sys.exit(main())"
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def one_run(prefix: list[str], index: Path, log: Path) -> dict:

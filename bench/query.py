@@ -127,10 +127,17 @@ def batches(url: str) -> tuple[float, float]:
     return float(found.get("count", 0)), float(found.get("sum", 0))
 
 
-def serve(index: Path, port: int) -> subprocess.Popen:
-    cmd = [*CLI, "serve", "--index", str(index), "--port", str(port), "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
+def serve(
+    index: Path, port: int, extra: tuple[str, ...] = (), env: dict | None = None, log: Path | None = None
+) -> subprocess.Popen:
+    """`audiosearch serve` (plus `extra` arguments, e.g. --ray) on `port`, returned once /readyz says ready.
+    `log`: a file for its stderr (a long run's logs would fill a pipe nobody reads)."""
+    cmd = [*CLI, "serve", "--index", str(index), "--port", str(port), "--device", "cpu", *extra]
+    err = log.open("w") if log else subprocess.PIPE
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
+    if log:
+        err.close()  # the child holds its own copy
+    deadline = time.time() + 300  # a local Ray instance and its shards take a minute to start on a loaded machine
     while time.time() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
@@ -138,7 +145,7 @@ def serve(index: Path, port: int) -> subprocess.Popen:
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"serve exited: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"serve exited: {(log.read_text() if log else proc.stderr.read())[-2000:]}")
         time.sleep(0.2)
     raise RuntimeError("serve did not become ready")
 

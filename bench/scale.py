@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -31,14 +30,8 @@ import faiss
 import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
-from bench.common import append_csv, load_avg, machine, synthetic_index_blocks
+from bench.common import append_csv, free_port, load_avg, machine, pct, rss_mb, synthetic_index_blocks
 from bench.query import drive, queries, serve
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def library(cache: Path, n: int, fingerprint: str, policy) -> tuple[Path, float]:  # noqa: ANN001
@@ -57,18 +50,6 @@ def library(cache: Path, n: int, fingerprint: str, policy) -> tuple[Path, float]
     build_s = round(time.perf_counter() - t, 1)
     done.write_text(json.dumps({"build_s": build_s}))
     return folder / "idx", build_s
-
-
-def pct(lat: list[float], p: float) -> float:
-    s = sorted(lat)
-    return round(s[int(p * (len(s) - 1))] * 1e3, 2)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def nprobe_sweep(reader, qvec: np.ndarray, exact: np.ndarray, nprobes: list[int]) -> None:  # noqa: ANN001
@@ -158,7 +139,7 @@ def main() -> None:
                 hits = [len(set(got[q]) & set(e.tolist())) / 10 for q, e in zip(qs[1], exact, strict=True)]
                 row["recall_at_10"] = round(float(np.mean(hits)), 4)
             rows.append(row)
-        rss = rss_mb(proc.pid)
+        rss = round(rss_mb(proc.pid), 1)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,22 +29,21 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.common import append_csv, load_avg, machine
+from bench.common import append_csv, load_avg, machine, rss_mb
 
 
-def rss_mb() -> tuple[float, float]:
+def held_peak_mb() -> tuple[float, float]:
     """(VmRSS, VmHWM) of this process in MB."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return tuple(round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+    return rss_mb(os.getpid()), rss_mb(os.getpid(), "VmHWM")
 
 
 def load_one(snapshot: str, shard: int, shards: int) -> None:
     """In a fresh process: the RSS one shard adds, held and at its peak while loading (one JSON line)."""
     from audiosearch.indexer.search.shards import ShardPart
 
-    base, _ = rss_mb()
+    base, _ = held_peak_mb()
     part = ShardPart(Path(snapshot), shard, shards)
-    held, peak = rss_mb()
+    held, peak = held_peak_mb()
     print(json.dumps({"held_mb": round(held - base, 1), "peak_mb": round(peak - base, 1), "bytes": part.nbytes}))  # noqa: T201
 
 

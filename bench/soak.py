@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from bench.common import CLI, append_csv, load_avg, machine
+from bench.common import CLI, append_csv, load_avg, machine, rss_mb
 from bench.query import queries
 
 TOKEN = "soak-test-token-0123456789"
@@ -47,11 +47,6 @@ WEIGHTS = {
     "junk": 5,
     "meta": 5,
 }
-
-
-def rss_mb(pid: int) -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
 
 
 def hostile_uploads(tmp: Path, clip: Path) -> list[list[tuple[str, tuple[str, bytes, str]]]]:

@@ -63,6 +63,22 @@ def test_scale_bench_tiny(tmp_path) -> None:
     assert json.loads(again.splitlines()[-1])["build_s"] == one["build_s"]  # the cached library, reused
 
 
+def test_ray_serve_bench_tiny(tmp_path) -> None:
+    """The single process (twice) and 1 replica on 2 shards over 3000 windows; then the profile on a local Ray."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'audiosearch[ray]')")
+    args = ["--windows", "3000", "--queries", "16", "--replicas", "1", "--shards", "2", "--json"]
+    out = run_bench("bench.ray_serve", *args, "--cache", str(tmp_path / "cache"), tmp_path=tmp_path)
+    one = json.loads(out.splitlines()[-1])
+    assert (one["windows"], one["index"]) == (3000, "Flat") and one["single_qps"] > 0
+    (ray,) = one["configs"]
+    assert (ray["replicas"], ray["shards"]) == (1, 2) and ray["x_single_qps"] > 0 and ray["x_single_capacity"] > 0
+    assert len(ray["shard_rss_mb"].split("/")) == 2 and float(ray["ingress_rss_mb"]) > 0  # one RSS per shard actor
+    assert "target >= 0.5x the single process's QPS at 1 replica, 2 shards" in out and "load " in out
+    assert "ray search, 2 shard(s)" in out and "scan half (shard 0 of 2)" in out
+    assert (tmp_path / "ray_serve.csv").read_text().count("\n") == 7  # header + (single, ray, single) x 2 concurrencies
+    assert (tmp_path / "ray_serve_profile.csv").read_text().count("\n") == 1 + 8 + 6
+
+
 def test_index_bench_tiny(tmp_path, shared_data) -> None:
     out = run_bench("bench.index", "--clips", "6", tmp_path=tmp_path)
     assert "indexer / ceiling" in out and "peak RSS" in out

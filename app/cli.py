@@ -223,7 +223,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _serving_threads()
     from audiosearch.app.server import bind, check_port, serve
     from audiosearch.app.settings import load_settings
-    from audiosearch.indexer.store import require_snapshot
+    from audiosearch.indexer.snapshots import require_snapshot
 
     # Everything is checked before the model loads: settings, the port, the index, the weights, then the socket.
     settings = load_settings(
@@ -249,7 +249,8 @@ def _check_ray_serve(args: argparse.Namespace, snapshot: Path) -> tuple[int, int
     """serve --ray: the counts, the index's size and type and the cluster's address, before anything loads."""
     from audiosearch.indexer.ray_connect import check_ray
     from audiosearch.indexer.search.shards import unsplittable
-    from audiosearch.indexer.store import META, connect_readonly, read_manifest
+    from audiosearch.indexer.snapshots import META, read_manifest
+    from audiosearch.indexer.sqlite import connect_readonly
 
     replicas, shards = args.replicas or 1, args.shards or 1
     for name, n in (("replicas", args.replicas), ("shards", args.shards)):

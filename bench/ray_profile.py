@@ -111,7 +111,7 @@ def ray_steps(snapshot: Path, vecs: dict) -> list[dict]:
 
 def profile(index: Path, model) -> list[dict]:  # noqa: ANN001 - an Encoder
     from audiosearch.core.threads import one_search_thread
-    from audiosearch.indexer.store import require_snapshot
+    from audiosearch.indexer.snapshots import require_snapshot
 
     one_search_thread()  # as the service's search threads
     snapshot = require_snapshot(index)

@@ -170,7 +170,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from audiosearch.indexer.faiss_index import IndexPolicy
-    from audiosearch.indexer.store import read_manifest, require_snapshot
+    from audiosearch.indexer.snapshots import read_manifest, require_snapshot
     from audiosearch.models import load_encoder
 
     model = load_encoder("lite")  # also makes sure its text export exists before the services start

@@ -87,7 +87,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from audiosearch.app.settings import load_index_settings
-    from audiosearch.indexer.store import FULL_VECTORS, SnapshotReader
+    from audiosearch.indexer.snapshots import FULL_VECTORS
+    from audiosearch.indexer.store import SnapshotReader
     from audiosearch.models import load_encoder
 
     given = {"index_memory": args.memory_budget, "index_flat_max_windows": args.flat_max_windows}

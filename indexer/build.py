@@ -30,14 +30,14 @@ from audiosearch.indexer.faiss_index import AUTO, IndexPolicy, choose_index, tra
 from audiosearch.indexer.file_ids import LAST_ID, assign_file_ids, last_file_id
 from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
-from audiosearch.indexer.store import (
-    SnapshotWriter,
+from audiosearch.indexer.snapshots import (
     current_snapshot,
     make_manifest,
     previous_files,
     prune_snapshots,
     unchanged_snapshot,
 )
+from audiosearch.indexer.store import SnapshotWriter
 from audiosearch.indexer.words.build import WordSource, library_words, open_word_cache
 from audiosearch.indexer.words.cache import WordCache
 from audiosearch.models.aggregate import min_tail_seconds

@@ -35,7 +35,7 @@ from audiosearch.indexer.embed import embed_decoded
 from audiosearch.indexer.errors import IndexBuildError
 from audiosearch.indexer.ray_connect import ray_session
 from audiosearch.indexer.scan import FileEntry, scan_library
-from audiosearch.indexer.store import previous_files
+from audiosearch.indexer.snapshots import previous_files
 from audiosearch.models.aggregate import min_tail_seconds
 from audiosearch.models.embedder import Embedded
 from audiosearch.models.encoder import Encoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiosearch.indexer.store import current_snapshot, read_manifest
+from audiosearch.indexer.snapshots import current_snapshot, read_manifest
 
 LAST_ID = "last_file_id"  # manifest key: the highest id ever assigned, carried from snapshot to snapshot
 

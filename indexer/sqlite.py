@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from audiosearch.indexer.errors import IndexCorruptError
+
 IN_CHUNK = 10_000  # ids per statement
 
 Query = Callable[[str, list[Any]], list[Any]]
@@ -45,3 +47,12 @@ def select_in(
         chunk = unique[at : at + IN_CHUNK]
         rows += query(sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk, *after])
     return rows
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        db.execute("SELECT 1 FROM files LIMIT 1")
+    except sqlite3.Error as err:
+        raise IndexCorruptError(f"{path}: cannot read metadata ({err})") from None
+    return db

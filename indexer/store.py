@@ -1,14 +1,8 @@
-"""The index format, owned here alone: directory layout, SQLite schema, manifest, snapshot writer and reader.
+"""What a snapshot holds, owned here alone: the SQLite schema, the snapshot writer and reader. The directory
+around the snapshots (layout, CURRENT, manifests, pruning) is audiosearch.indexer.snapshots'.
 
-INDEX_DIR/
-  CURRENT                  name of the live snapshot (replaced atomically with os.replace)
-  snapshots/<id>/          manifest.json, vectors.faiss, meta.sqlite (+ words.faiss: audiosearch.indexer.words.store)
-                           (+ vectors.npy: the full fp32 vectors, window id order, where vectors.faiss holds codes)
-  errors.jsonl             skipped files with reasons, appended per run
-  work/cache.sqlite        embeddings by content hash (audiosearch.indexer.cache), decode failures (.failures)
-A crash at any point leaves CURRENT naming a complete snapshot (or none, before the first run). FAISS ids are
-window ids (`windows.id`, sequential per snapshot); file ids stay stable across snapshots for unchanged paths
-and are never reused (audiosearch.indexer.file_ids).
+FAISS ids are window ids (`windows.id`, sequential per snapshot); file ids stay stable across snapshots for
+unchanged paths and are never reused (audiosearch.indexer.file_ids).
 """
 
 from __future__ import annotations
@@ -29,16 +23,22 @@ import faiss
 import numpy as np
 
 from audiosearch.core.atomic import atomic_write, fsync_dir
-from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
+from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError
 from audiosearch.indexer.faiss_index import holds_exact, new_index, read_faiss, read_faiss_mapped
 from audiosearch.indexer.row_file import RowFile
-from audiosearch.indexer.sqlite import select_in
+from audiosearch.indexer.snapshots import (
+    FORMAT_VERSION,
+    FULL_VECTORS,
+    MANIFEST,
+    META,
+    VECTORS,
+    read_manifest,
+    require_snapshot,
+)
+from audiosearch.indexer.sqlite import connect_readonly, select_in
 from audiosearch.indexer.words.extract import FileWords
-from audiosearch.indexer.words.store import WORDS_VERSION, WordsReader, WordsWriter
+from audiosearch.indexer.words.store import WordsReader, WordsWriter
 
-FORMAT_VERSION = 1
-MANIFEST, VECTORS, META = "manifest.json", "vectors.faiss", "meta.sqlite"
-FULL_VECTORS = "vectors.npy"  # beside a compressed vectors.faiss: what its candidates are re-scored from
 NPY_HEADER = 128  # bytes reserved for the .npy header, written once the number of vectors is known
 META_SCHEMA = """
 CREATE TABLE files (
@@ -103,124 +103,6 @@ class WindowRow:
 
 
 # -- the directory ----------------------------------------------------------------------------------------
-
-
-def current_snapshot(index_dir: Path) -> Path | None:
-    marker = index_dir / "CURRENT"
-    if not marker.is_file():
-        return None
-    snap = index_dir / "snapshots" / marker.read_text().strip()
-    if not (snap / MANIFEST).is_file():
-        raise IndexCorruptError(f"{index_dir}: CURRENT names {snap.name}, which is missing or incomplete")
-    return snap
-
-
-def require_snapshot(index_dir: Path) -> Path:
-    if not index_dir.is_dir():
-        raise IndexNotFoundError(f"{index_dir}: no such index directory")
-    snap = current_snapshot(index_dir)
-    if snap is None:
-        raise IndexNotFoundError(f"{index_dir}: no index yet (run `audiosearch index` first)")
-    return snap
-
-
-def read_manifest(snapshot: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((snapshot / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise IndexCorruptError(f"{snapshot}: unreadable manifest ({err})") from None
-    if manifest.get("format") != FORMAT_VERSION:
-        raise IndexCorruptError(f"{snapshot}: index format {manifest.get('format')!r}, expected {FORMAT_VERSION}")
-    return manifest
-
-
-def make_manifest(library: Path, model: Any, counts: dict[str, int], window_s: float, hop_s: float) -> dict:
-    """What a snapshot records about itself (the writer adds format, snapshot id and FAISS factory)."""
-    return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "library": str(library),
-        "model": {
-            "name": model.config.name,
-            "fingerprint": model.fingerprint,
-            "dim": model.dim,
-            "sample_rate": model.sample_rate,
-            # where each part's weights came from (audiosearch.models.provenance): checkpoint, package, trained, ...
-            "provenance": getattr(model, "provenance", None),
-        },
-        "window_seconds": window_s,
-        "hop_seconds": hop_s,
-        "counts": counts,
-        "backend": type(model).__name__,  # SlimEncoder (numpy + onnxruntime) or DualEncoder (torch)
-    }
-
-
-# What makes two snapshots hold the same vectors: the manifest keys below and the files table.
-IDENTITY = ("format", "library", "window_seconds", "hop_seconds", "faiss")
-
-
-def unchanged_snapshot(
-    index_dir: Path, files: dict[str, tuple[int, int, str]], manifest: dict[str, Any], factory: str
-) -> dict[str, Any] | None:
-    """The live snapshot's manifest when a rebuild would write the same snapshot again, else None.
-
-    The same means: the same files (path -> size, mtime_ns, sha1; file ids follow paths, so they match too)
-    with the same model fingerprint, library, window, hop, FAISS factory and format. The count of skipped
-    files is not part of it: a file that fails to decode changes nothing that is served."""
-    snap = current_snapshot(index_dir)
-    if snap is None:
-        return None
-    live = read_manifest(snap)
-    new = {**manifest, "format": FORMAT_VERSION, "faiss": factory}
-    if any(live.get(k) != new.get(k) for k in IDENTITY):
-        return None
-    if live.get("model", {}).get("fingerprint") != new["model"]["fingerprint"]:
-        return None
-    if (live.get("words") or {}).get("version") != WORDS_VERSION:  # built before (these) words: add them
-        return None
-    old = {path: (size, mtime, sha1) for path, (_, size, mtime, sha1) in previous_files(index_dir).items()}
-    return live if old == files else None
-
-
-def previous_files(index_dir: Path) -> dict[str, tuple[int, int, int, str]]:
-    """path -> (file id, size, mtime_ns, sha1) of the live snapshot, to skip hashing unchanged files."""
-    snap = current_snapshot(index_dir)
-    if snap is None:
-        return {}
-    db = connect_readonly(snap / META)
-    try:
-        rows = db.execute("SELECT path, id, size, mtime_ns, sha1 FROM files").fetchall()
-    finally:
-        db.close()
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-
-
-def connect_readonly(path: Path) -> sqlite3.Connection:
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-        db.execute("SELECT 1 FROM files LIMIT 1")
-    except sqlite3.Error as err:
-        raise IndexCorruptError(f"{path}: cannot read metadata ({err})") from None
-    return db
-
-
-def prune_snapshots(index_dir: Path, keep: int = 2) -> None:
-    """Keep the live snapshot and the one before it (a server may still be reading it); drop the rest."""
-    snaps = index_dir / "snapshots"
-    live = (index_dir / "CURRENT").read_text().strip()
-    # commit order, not name order: ids made within one second differ only in their random part
-    done = sorted((p for p in snaps.iterdir() if not p.name.startswith(".")), key=_committed_at)
-    for old in [p for p in done if p.name != live][: max(0, len(done) - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
-    for tmp in snaps.glob(".tmp-*"):  # left by a crashed run
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _committed_at(snapshot: Path) -> tuple[int, str]:
-    """When the snapshot's manifest was written (its last step before CURRENT flips), then its name."""
-    try:
-        return (snapshot / MANIFEST).stat().st_mtime_ns, snapshot.name
-    except OSError:  # incomplete: the oldest of all
-        return 0, snapshot.name
 
 
 # -- writing ----------------------------------------------------------------------------------------------

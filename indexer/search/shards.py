@@ -43,7 +43,7 @@ from audiosearch.indexer.errors import IndexMismatchError
 from audiosearch.indexer.faiss_index import read_faiss
 from audiosearch.indexer.row_file import RowFile
 from audiosearch.indexer.search.backends import RerankedSearch, cpu_backend, flat_storage, inner_flat
-from audiosearch.indexer.store import FULL_VECTORS, VECTORS, read_manifest
+from audiosearch.indexer.snapshots import FULL_VECTORS, VECTORS, read_manifest
 from audiosearch.indexer.words.store import WORD_VECTORS
 
 # What a shard answers: per query, scores (Q, k) and global rows (Q, k), best first, -1 rows where fewer exist;

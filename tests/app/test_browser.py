@@ -487,7 +487,7 @@ def test_search_by_example_upload(servers, page, index_dir) -> None:
 
 
 def read_manifest_library(index_dir: Path) -> str:
-    from audiosearch.indexer.store import current_snapshot, read_manifest
+    from audiosearch.indexer.snapshots import current_snapshot, read_manifest
 
     return read_manifest(current_snapshot(index_dir))["library"]
 

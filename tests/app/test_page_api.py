@@ -16,7 +16,7 @@ from audiosearch.app.settings import Settings
 from audiosearch.indexer import IndexOptions, build_index
 from audiosearch.indexer.peaks import PEAK_BINS
 from audiosearch.indexer.search.fusion import MAX_HIT_WINDOWS
-from audiosearch.indexer.store import current_snapshot
+from audiosearch.indexer.snapshots import current_snapshot
 from tests.app.live import live_server
 from tests.conftest import copy_clips
 

@@ -17,7 +17,8 @@ from audiosearch.indexer.faiss_index import IndexPolicy, choose_index, estimate_
 from audiosearch.indexer.row_file import RowFile
 from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.searcher import Searcher
-from audiosearch.indexer.store import FULL_VECTORS, VECTORS, Filters, SnapshotReader
+from audiosearch.indexer.snapshots import FULL_VECTORS, VECTORS
+from audiosearch.indexer.store import Filters, SnapshotReader
 from bench.common import synthetic_index
 from tests.conftest import REPO, copy_clips
 

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from audiosearch.indexer import IndexOptions, build_index
-from audiosearch.indexer.store import SnapshotReader, connect_readonly, current_snapshot
+from audiosearch.indexer.snapshots import current_snapshot
+from audiosearch.indexer.sqlite import connect_readonly
+from audiosearch.indexer.store import SnapshotReader
 from tests.conftest import copy_clips
 
 FAST = IndexOptions(workers=0, progress=False)

@@ -19,7 +19,8 @@ from audiosearch.indexer.faiss_index import IndexPolicy, read_faiss
 from audiosearch.indexer.search.backends import RerankedSearch
 from audiosearch.indexer.search.searcher import Searcher
 from audiosearch.indexer.search.shards import ShardedCandidates, ShardPart, bounds, ivf_part
-from audiosearch.indexer.store import VECTORS, SnapshotReader
+from audiosearch.indexer.snapshots import VECTORS
+from audiosearch.indexer.store import SnapshotReader
 from bench.common import synthetic_index
 from bench.query import queries
 from tests.indexer.test_shards import InProcessShards

@@ -16,15 +16,8 @@ import pytest
 
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
 from audiosearch.indexer.faiss_index import train_if_needed
-from audiosearch.indexer.store import (
-    Clip,
-    Filters,
-    SnapshotReader,
-    SnapshotWriter,
-    WindowRow,
-    previous_files,
-    prune_snapshots,
-)
+from audiosearch.indexer.snapshots import previous_files, prune_snapshots
+from audiosearch.indexer.store import Clip, Filters, SnapshotReader, SnapshotWriter, WindowRow
 from audiosearch.indexer.words.extract import FileWords
 from tests.conftest import REPO
 from tests.indexer.snapshots import File, manifest, unit, write_snapshot

@@ -34,7 +34,8 @@ AUTO = "auto"
 FLAT_MAX_WINDOWS = 250_000
 MEMORY_BYTES = 8 << 30  # 8 GiB
 HNSW_M = 32
-COMPRESSED_NPROBE_SHARE = 4  # the compressed index searches 1/4 of its lists
+COMPRESSED_NPROBE_SHARE = 4  # the compressed index searches 1/4 of its lists,
+COMPRESSED_NPROBE_MAX = 256  # at most 256: past it recall@10 gains < 0.003 at 1M and 10M windows, the scan grows
 RERANK_FACTOR = 8  # candidates taken from compressed codes per result wanted, re-scored exactly
 
 
@@ -151,8 +152,11 @@ def tune_for_search(index: faiss.Index, ef_search: int = 128, nprobe: int | None
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         # fast-scan codes (the auto compressed index) are cheap to scan and re-ranked exactly: more lists, for recall
-        share = COMPRESSED_NPROBE_SHARE if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan) else 16
-        ivf.nprobe = nprobe or min(ivf.nlist, max(8, ivf.nlist // share))
+        if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+            auto = min(COMPRESSED_NPROBE_MAX, max(8, ivf.nlist // COMPRESSED_NPROBE_SHARE))
+        else:
+            auto = max(8, ivf.nlist // 16)
+        ivf.nprobe = nprobe or min(ivf.nlist, auto)
     return index
 
 

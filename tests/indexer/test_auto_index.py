@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from audiosearch.indexer import IndexOptions, build_index
 from audiosearch.indexer.errors import IndexBuildError
-from audiosearch.indexer.faiss_index import IndexPolicy, choose_index, estimate_ram
+from audiosearch.indexer.faiss_index import IndexPolicy, choose_index, estimate_ram, new_index, tune_for_search
 from audiosearch.indexer.row_file import RowFile
 from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.searcher import Searcher
@@ -146,3 +147,11 @@ def test_memory_too_small_is_one_line(shared_data, tmp_path, lite_model) -> None
     r = subprocess.run([*cmd, "--memory-budget", "lots"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.strip() == "audiosearch: error: --memory-budget: could not parse value and unit from byte string"
+
+
+def test_the_compressed_index_probes_a_quarter_of_its_lists_up_to_256() -> None:
+    """Past 256 lists probed recall@10 gained < 0.003 at 1M and 10M lite-shaped windows (docs/performance.md)."""
+    for nlist, want in ((64, 16), (1024, 256), (2048, 256), (8192, 256)):
+        index = tune_for_search(new_index(384, f"IVF{nlist},PQ192x4fsr"))
+        assert faiss.extract_index_ivf(index).nprobe == want
+    assert faiss.extract_index_ivf(tune_for_search(new_index(384, "IVF2048,Flat"))).nprobe == 128  # not capped

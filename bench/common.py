@@ -39,6 +39,13 @@ def load_avg(digits: int = 1) -> str:
     return "/".join(f"{x:.{digits}f}" for x in os.getloadavg())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat): CPU per query is steadier than wall time
+    on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def append_csv(name: str, rows: list[dict]) -> Path:
     """Append rows; when a benchmark gained columns, the file is rewritten with the union (old rows blank)."""
     RESULTS.mkdir(exist_ok=True)

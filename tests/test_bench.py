@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -43,10 +44,17 @@ def test_query_bench_tiny(tmp_path, free_port) -> None:
         str(free_port),
         "--client",
         "python",
+        "--rounds",
+        "2",
         tmp_path=tmp_path,
     )
     assert "300 vectors, concurrency  8:" in out and "mean batch" in out and "| x" in out
-    assert (tmp_path / "query.csv").read_text().count("\n") == 4  # header + naive loop + 2 concurrencies
+    assert "concurrency  8: median x" in out and "CPU ms/query: service" in out
+    rows = list(csv.DictReader((tmp_path / "query.csv").open()))
+    assert len(rows) == 6  # per round: the naive loop + 2 concurrencies
+    assert [r["round"] for r in rows] == ["0"] * 3 + ["1"] * 3
+    served = [r for r in rows if r["system"] == "audiosearch serve"]
+    assert all(float(r["cpu_ms"]) > 0 and float(r["client_cpu_ms"]) > 0 for r in served)
 
 
 def test_scale_bench_tiny(tmp_path) -> None:

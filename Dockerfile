@@ -2,7 +2,7 @@
 #
 #   docker build -t audiosearch .                      # the slim runtime (default): lite on numpy + onnxruntime
 #   docker build --target full -t audiosearch:full .    # + torch: the paper model, training, ONNX exports
-#   docker build --target full --build-arg EXTRAS=gpu -t audiosearch:gpu .   # + faiss-gpu / onnxruntime-gpu
+#   docker build --target full --build-arg EXTRAS=gpu -t audiosearch:gpu .   # + faiss-gpu
 #   docker run -d -p 127.0.0.1:8000:8000 audiosearch   # demo: index the bundled sample, serve it
 #   docker run -d -p 127.0.0.1:8000:8000 -v "$PWD/my-audio:/library:ro" -v audiosearch-index:/index \
 #       audiosearch sh -c 'audiosearch index /library --index /index && audiosearch serve --index /index --host 0.0.0.0'
@@ -37,16 +37,16 @@ FROM deps AS deps-full
 ARG EXTRAS=full
 ARG TORCH_INDEX_URL=""
 COPY pyproject.toml setup.py ./
-# With the gpu extra, faiss-cpu/faiss-gpu-cu12 and onnxruntime/onnxruntime-gpu would install the same modules:
-# keep the GPU ones.
+# With the gpu extra, faiss-cpu and faiss-gpu-cu12 would install the same module: keep the GPU one. onnxruntime
+# stays the CPU build: it runs only on the CPU here (docs/gpu.md).
 RUN set -e; \
     mkdir -p app core models indexer training; \
     touch README.md app/__init__.py core/__init__.py models/__init__.py indexer/__init__.py training/__init__.py; \
     /opt/venv/bin/python -m pip install -q ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[$EXTRAS]"; \
     /opt/venv/bin/python -m pip uninstall -q -y audiosearch; \
     case "$EXTRAS" in *gpu*) \
-      /opt/venv/bin/python -m pip uninstall -q -y faiss-cpu onnxruntime; \
-      /opt/venv/bin/python -m pip install -q --force-reinstall --no-deps faiss-gpu-cu12 onnxruntime-gpu;; \
+      /opt/venv/bin/python -m pip uninstall -q -y faiss-cpu; \
+      /opt/venv/bin/python -m pip install -q --force-reinstall --no-deps faiss-gpu-cu12;; \
     esac; \
     rm -rf /src/*
 

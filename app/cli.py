@@ -248,7 +248,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _check_ray_serve(args: argparse.Namespace, snapshot: Path) -> tuple[int, int]:
     """serve --ray: the counts, the index's size and type and the cluster's address, before anything loads."""
     from audiosearch.indexer.ray_connect import check_ray
-    from audiosearch.indexer.search.shards import shardable
+    from audiosearch.indexer.search.shards import unsplittable
     from audiosearch.indexer.store import META, connect_readonly, read_manifest
 
     replicas, shards = args.replicas or 1, args.shards or 1
@@ -256,11 +256,9 @@ def _check_ray_serve(args: argparse.Namespace, snapshot: Path) -> tuple[int, int
         if n is not None and n < 1:
             raise AudioSearchError(f"--{name} must be 1 or more, got {n}")
     factory = read_manifest(snapshot).get("faiss")
-    if shards > 1 and not shardable(factory):
-        raise AudioSearchError(
-            f"--shards {shards}: only a Flat index can be split into shards; {args.index} is {factory!r} "
-            "(serve it with --shards 1, or index it with --faiss Flat)"
-        )
+    why = unsplittable(factory) if shards > 1 else None
+    if why:
+        raise AudioSearchError(f"--shards {shards}: {why}")
     db = connect_readonly(snapshot / META)
     try:
         windows = db.execute("SELECT COUNT(*) FROM windows").fetchone()[0]

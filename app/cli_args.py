@@ -74,7 +74,7 @@ def index_args(p: argparse.ArgumentParser) -> None:
         "--faiss",
         default="auto",
         help="auto (default): Flat up to $AUDIOSEARCH_INDEX_FLAT_MAX_WINDOWS windows (250000), else IVF-PQ codes "
-        "within --memory-budget, re-ranked exactly from memory-mapped vectors; or a FAISS index_factory string, "
+        "within --memory-budget, re-ranked exactly from the full vectors on disk; or a FAISS index_factory string, "
         "e.g. Flat, HNSW32, IVF1024,PQ32",
     )
     p.add_argument(

@@ -78,6 +78,7 @@ def create_app(
     )
     app.state.settings, app.state.service, app.state.load_error = settings, None, None
     app.state.batcher = None
+    app.state.replica = None  # `serve --ray` names its replicas ("1/2"): /readyz says which answered
     app.state.metrics = Metrics()
     app.state.limits = make_limits(settings)
     # Body caps per router (inside the middleware stack, so JsonTooLarge sees their 413s): JSON routes take

@@ -41,8 +41,8 @@ class Metrics:
         self.windows = Gauge("audiosearch_index_windows", "windows (vectors) in the live index", registry=self.registry)
         self.index_memory = Gauge(
             "audiosearch_index_memory_bytes",
-            "bytes of the live audio index's vectors/codes/graph: read into RAM (where=ram) or memory-mapped "
-            "(where=mapped)",
+            "bytes of the live audio index's vectors/codes/graph: read into RAM (where=ram) or left on disk "
+            "and read on demand (where=mapped: memory-mapped codes, the full vectors beside compressed codes)",
             ["where"],
             registry=self.registry,
         )

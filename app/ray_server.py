@@ -14,11 +14,16 @@ else uvicorn's worker processes, each its own Ray driver), and retires the shard
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import shutil
+import signal
 import socket
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 import ray
 
@@ -26,75 +31,117 @@ from audiosearch.app.main import create_app
 from audiosearch.app.server import url
 from audiosearch.app.settings import Settings
 from audiosearch.core.errors import InvalidInputError
+from audiosearch.core.logs import name_logs
 from audiosearch.indexer.search.ray_shards import RayShards
 
 log = logging.getLogger(__name__)
 # What a replica process reads (set by serve_on_ray before uvicorn starts its workers)
-ENV_ADDRESS, ENV_NAMESPACE, ENV_SHARDS, ENV_SETTINGS = (
+ENV_ADDRESS, ENV_NAMESPACE, ENV_SHARDS, ENV_SETTINGS, ENV_REPLICAS, ENV_SLOTS = (
     "AUDIOSEARCH_RAY_ADDRESS",
     "AUDIOSEARCH_RAY_NAMESPACE",
     "AUDIOSEARCH_RAY_SHARDS",
     "AUDIOSEARCH_RAY_SETTINGS",
+    "AUDIOSEARCH_RAY_REPLICAS",
+    "AUDIOSEARCH_RAY_SLOTS",
 )
+_SLOT_LOCKS: list[int] = []  # a replica's lock on its number, held for the life of the process
 
 
-def connect(address: str | None, namespace: str) -> None:
+def connect(address: str | None, namespace: str) -> str:
     """Join the cluster at `address` (or $RAY_ADDRESS / a running local one with 'auto'), or start a local
-    instance when none is given; failures are one line."""
+    instance when none is given; failures are one line. Returns the Ray session's folder (its logs/ holds the
+    shard actors' log files on each node)."""
     try:
         if address:
-            ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+            ctx = ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(namespace=namespace, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            ctx = ray.init(
+                namespace=namespace, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
+            )
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise InvalidInputError(f"--ray {address or '(local)'}: {str(err).splitlines()[0]}") from None
+    return str(ctx.address_info.get("session_dir", "?"))
 
 
 def serve_on_ray(settings: Settings, sock: socket.socket, address: str | None, replicas: int, shards: int) -> int:
+    """Serve until SIGINT or SIGTERM (uvicorn's handlers: the replicas finish their requests and stop), then stop
+    every shard actor of the run and the local Ray instance, if this process started one."""
     namespace = f"audiosearch-serve-{uuid.uuid4().hex[:8]}"
-    connect(address, namespace)
+    name_logs("replica 1/1" if replicas == 1 else "controller")
+    slots = Path(tempfile.mkdtemp(prefix="audiosearch-replicas-"))
+    session = connect(address, namespace)
     settings = settings.model_copy(update={"mmap": True})  # the ingress reads only its candidates' rows
     source = RayShards(shards, namespace)
     janitor = Janitor(source, settings)
-    janitor.start()
-    where = ray.get_runtime_context().gcs_address
-    print(  # noqa: T201
-        f"audiosearch: serving {settings.index_dir} at {url(sock)} on Ray {where}: {replicas} replica(s), "
-        f"{shards} shard(s)  (API docs: /docs)",
-        flush=True,
-    )
-    import uvicorn
-
-    try:
-        if replicas == 1:
-            app = create_app(settings, shards=source)
-            uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False)).run(sockets=[sock])
-        else:
-            from uvicorn.supervisors import Multiprocess
-
-            os.environ.update({
-                ENV_ADDRESS: where,
-                ENV_NAMESPACE: namespace,
-                ENV_SHARDS: str(shards),
-                ENV_SETTINGS: settings.model_dump_json(),
-            })  # fmt: skip
-            config = uvicorn.Config(
-                f"{__name__}:replica_app", factory=True, workers=replicas, log_level="info", access_log=False
-            )
-            Multiprocess(config, sockets=[sock]).run()
+    try:  # from here on Ray's SIGTERM handler (SystemExit) and uvicorn's both end in the cleanup below
+        janitor.start()
+        where = ray.get_runtime_context().gcs_address
+        print(  # noqa: T201
+            f"audiosearch: serving {settings.index_dir} at {url(sock)} on Ray {where}: {replicas} replica(s), "
+            f"{shards} shard(s)  (API docs: /docs)\naudiosearch: the shards log to {session}/logs/worker-*.err on "
+            "their nodes",
+            flush=True,
+        )
+        env = {ENV_ADDRESS: where, ENV_NAMESPACE: namespace, ENV_SHARDS: str(shards), ENV_REPLICAS: str(replicas)}
+        os.environ.update({**env, ENV_SLOTS: str(slots), ENV_SETTINGS: settings.model_dump_json()})
+        _run_replicas(settings, sock, source, replicas)
     finally:
         janitor.stop()
-        source.retire(keep=set())
+        stopped = source.retire(keep=set())
         ray.shutdown()
+        shutil.rmtree(slots, ignore_errors=True)
+        log.info("stopped %d shard actor(s)%s", len(stopped), "" if address else " and the local Ray instance")
     return 0
 
 
+def _run_replicas(settings: Settings, sock: socket.socket, source: RayShards, replicas: int) -> None:
+    """One replica: the app in this process; more: uvicorn's worker processes, each running replica_app. uvicorn
+    leaves logging alone (log_config=None), so its lines go through name_logs' format too."""
+    import uvicorn
+
+    if replicas == 1:
+        app = create_app(settings, shards=source)
+        app.state.replica = "1/1"
+        uvicorn.Server(uvicorn.Config(app, log_level="info", log_config=None, access_log=False)).run(sockets=[sock])
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        f"{__name__}:replica_app", factory=True, workers=replicas, log_level="info", log_config=None, access_log=False
+    )
+    Multiprocess(config, sockets=[sock]).run()
+
+
 def replica_app():  # noqa: ANN201 - a FastAPI app; uvicorn calls this in each worker process
-    """One ingress replica (a uvicorn worker): joins the controller's Ray namespace, then the service's app."""
+    """One ingress replica (a uvicorn worker): names its log lines, joins the controller's Ray namespace, then
+    the service's app."""
+    replicas = int(os.environ[ENV_REPLICAS])
+    number = _claim_number(Path(os.environ[ENV_SLOTS]), replicas)
+    replica = f"{number}/{replicas}" if number else f"pid {os.getpid()} of {replicas}"
+    name_logs(f"replica {replica}")
     namespace = os.environ[ENV_NAMESPACE]
+    sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(address=os.environ[ENV_ADDRESS], namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+    signal.signal(signal.SIGTERM, sigterm)  # Ray's handler exits at once; uvicorn's lets requests finish
     settings = Settings.model_validate_json(os.environ[ENV_SETTINGS])
-    return create_app(settings, shards=RayShards(int(os.environ[ENV_SHARDS]), namespace))
+    app = create_app(settings, shards=RayShards(int(os.environ[ENV_SHARDS]), namespace))
+    app.state.replica = replica
+    return app
+
+
+def _claim_number(folder: Path, replicas: int) -> int | None:
+    """This replica's number, 1..N: the first of N lock files it can lock. The kernel drops a lock when its
+    process ends, so a replica uvicorn starts in place of a dead one takes that one's number."""
+    for i in range(1, replicas + 1):
+        fd = os.open(folder / f"replica-{i}", os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _SLOT_LOCKS.append(fd)
+        return i
+    return None  # all taken: a replica started before the one it replaces has stopped
 
 
 class Janitor:

@@ -225,8 +225,8 @@ class IndexMemory(BaseModel):
     ram_bytes: int = Field(..., description="bytes of the audio index's vectors, codes and graph read into RAM")
     mapped_bytes: int = Field(
         ...,
-        description="bytes memory-mapped from the snapshot (AUDIOSEARCH_MMAP; the full vectors beside a "
-        "compressed index): in the page cache as they are read, not the service's own memory",
+        description="bytes left on disk and read on demand (memory-mapped codes with AUDIOSEARCH_MMAP; the full "
+        "vectors beside a compressed index): in the page cache as they are read, not the service's own memory",
     )
 
 

@@ -31,7 +31,7 @@ class IndexSettings(BaseSettings):
         ByteSize(8 << 30),
         gt=0,
         description="RAM the search index may take (bytes, or '8GB', '512MiB'): Flat while it fits, "
-        "else compressed IVF-PQ codes with the full vectors memory-mapped for exact re-ranking; --memory-budget",
+        "else compressed IVF-PQ codes with the full vectors on disk for exact re-ranking; --memory-budget",
     )
     index_flat_max_windows: int = Field(
         250_000, ge=0, description="--faiss auto keeps exact Flat search up to this many windows"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -76,24 +78,40 @@ def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
 def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, factory: str = "Flat", policy=None) -> Path:
     """An index directory in the real format whose windows are random vectors (one window per file). `factory`
     "auto" chooses as `audiosearch index --faiss auto` does, under `policy` (an IndexPolicy; default the default)."""
+    blocks = (vectors[i : i + 100_000] for i in range(0, len(vectors), 100_000))
+    return synthetic_index_blocks(index_dir, len(vectors), vectors.shape[1], blocks, fingerprint, factory, policy)
+
+
+def synthetic_index_blocks(
+    index_dir: Path, n: int, dim: int, blocks: Iterable[np.ndarray], fingerprint: str, factory: str, policy=None
+) -> Path:
+    """synthetic_index from n vectors given in blocks, never all in memory: the first 200k (the indexer's training
+    sample size, indexer.build) train the index, then every block is added as the indexer adds files."""
     from audiosearch.indexer.faiss_index import choose_index, train_if_needed
     from audiosearch.indexer.store import SnapshotWriter
 
-    choice = choose_index(factory, len(vectors), vectors.shape[1], policy)
-    writer = SnapshotWriter(index_dir, vectors.shape[1], choice.factory)
-    train_if_needed(writer.index, vectors[:200_000], choice.factory)
+    choice = choose_index(factory, n, dim, policy)
+    writer = SnapshotWriter(index_dir, dim, choice.factory)
+    blocks = iter(blocks)
+    held: list[np.ndarray] = []
+    while sum(map(len, held)) < min(n, 200_000):
+        held.append(next(blocks))
+    train_if_needed(writer.index, np.concatenate(held)[:200_000], choice.factory)
     one = (np.zeros(1), np.full(1, 10.0))
     row = (1, 0, "0" * 40, 10.0, 32000, 1)  # size, mtime_ns, sha1, duration, sample_rate, channels
-    writer.add_files([(i + 1, (f"synthetic/{i:08d}.wav", *row), *one) for i in range(len(vectors))])
-    writer.add_vectors(vectors)
+    done = 0
+    for block in itertools.chain(held, blocks):
+        writer.add_files([(i + 1, (f"synthetic/{i:08d}.wav", *row), *one) for i in range(done, done + len(block))])
+        writer.add_vectors(block)
+        done += len(block)
     writer.commit(
         {
             "library": str(index_dir / "none"),
             "created": "synthetic",
-            "model": {"name": "lite", "fingerprint": fingerprint, "dim": vectors.shape[1], "sample_rate": 0},
+            "model": {"name": "lite", "fingerprint": fingerprint, "dim": dim, "sample_rate": 0},
             "window_seconds": 10.0,
             "hop_seconds": 10.0,
-            "counts": {"files": len(vectors), "windows": len(vectors), "skipped": 0},
+            "counts": {"files": n, "windows": n, "skipped": 0},
             "faiss_choice": choice.manifest(),
         }
     )

@@ -18,6 +18,7 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -43,19 +44,30 @@ def lite_like(n: int, seed: int = 5, top_k: int = 20) -> np.ndarray:
     YAMNet's 521 class prompts, as the label bridge makes them, with random sparse class sets and scores (a few
     common classes weigh most, as in real libraries). lite's trained residual moves them a little; the
     structure (a 384-d space spanned by 521 prompt directions) is what makes an index easy or hard."""
+    out = np.empty((n, LITE_DIM), dtype=np.float32)
+    i = 0
+    for block in lite_like_blocks(n, seed, top_k):
+        out[i : i + len(block)] = block
+        i += len(block)
+    return out
+
+
+LITE_DIM = 384
+
+
+def lite_like_blocks(n: int, seed: int = 5, top_k: int = 20, block: int = 50_000) -> Iterator[np.ndarray]:
+    """lite_like(n) in blocks of `block` rows (the same vectors): libraries larger than RAM are built streaming."""
     from audiosearch.models.towers.cores.bridge import PROMPTS, load_prompt_embeddings
 
     prompts, _ = load_prompt_embeddings(PROMPTS)  # (521, 384), unit rows
     rng = np.random.default_rng(seed)
     popularity = rng.dirichlet(np.full(len(prompts), 0.3))  # how often each class shows up in a library
-    out = np.empty((n, prompts.shape[1]), dtype=np.float32)
-    for i in range(0, n, 50_000):
-        m = min(50_000, n - i)
+    for i in range(0, n, block):
+        m = min(block, n - i)
         classes = np.stack([rng.choice(len(prompts), top_k, replace=False, p=popularity) for _ in range(m)])
         scores = rng.exponential(1.0, (m, top_k)).astype(np.float32) ** 2  # one or two classes dominate
-        block = np.einsum("nk,nkd->nd", scores / scores.sum(1, keepdims=True), prompts[classes])
-        out[i : i + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
+        vecs = np.einsum("nk,nkd->nd", scores / scores.sum(1, keepdims=True), prompts[classes])
+        yield (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
 
 
 def exact_top10(base: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -7,8 +7,8 @@ read snapshots.
             query on 2 cores; search.backends.BlockedFlatScan), exact;
   IVF{nlist},PQ{d/2}x4fsr + exact re-ranking  beyond: 4-bit fast-scan PQ codes of the residuals (d/4 bytes a
             window: 96 B for lite's 384-d vectors, 1.5 kB as fp32), ids and the id map (16 B) in
-            RAM, the full fp32 vectors beside them in vectors.npy, memory-mapped; each search takes RERANK_FACTOR
-            times the candidates from the codes and re-scores them exactly from the mapped vectors
+            RAM, the full fp32 vectors beside them in vectors.npy, on disk; each search takes RERANK_FACTOR
+            times the candidates from the codes and re-scores them exactly from the rows it reads there
             (search.backends.RerankedSearch), so scores are exact and only recall is approximate.
 A library whose compressed index does not fit memory_bytes either is refused (IndexBuildError, one line).
 HNSW32 is not chosen: on text queries it kept 0.906 of the exact top 10 at 100k windows where the re-ranked
@@ -105,7 +105,7 @@ def choose_index(factory: str, windows: int, dim: int, policy: IndexPolicy | Non
         over = "flat_max_windows" if windows > policy.flat_max_windows else f"Flat needs {_gb(flat)}"
         why = (
             f"{windows} windows, past Flat ({over}); compressed codes need {_gb(ivf)} <= memory {_gb(budget)}, "
-            "vectors memory-mapped for exact re-ranking"
+            "full vectors on disk for exact re-ranking"
         )
         return IndexChoice(compressed_factory(windows, dim), True, windows, why, ivf)
     raise IndexBuildError(

@@ -31,6 +31,7 @@ import numpy as np
 from audiosearch.core.atomic import atomic_write, fsync_dir
 from audiosearch.indexer.errors import IndexBuildError, IndexCorruptError, IndexNotFoundError
 from audiosearch.indexer.faiss_index import holds_exact, new_index, read_faiss, read_faiss_mapped
+from audiosearch.indexer.row_file import RowFile
 from audiosearch.indexer.sqlite import select_in
 from audiosearch.indexer.words.extract import FileWords
 from audiosearch.indexer.words.store import WORDS_VERSION, WordsReader, WordsWriter
@@ -350,9 +351,9 @@ class SnapshotReader:
         self.manifest = read_manifest(self.snapshot)
         self.library = Path(self.manifest["library"])
         self.index, self.mapped = read_faiss_mapped(self.snapshot / VECTORS, mmap)
-        # The full vectors of a compressed index: always mapped (the RAM its choice allowed holds the codes only).
+        # A compressed index's full vectors: rows read from disk on demand (its RAM budget is for the codes).
         full = self.snapshot / FULL_VECTORS
-        self.vectors = np.load(full, mmap_mode="r") if full.is_file() else None
+        self.vectors = RowFile(full) if full.is_file() else None
         if self.vectors is not None and self.vectors.shape != (self.index.ntotal, self.index.d):
             raise IndexCorruptError(f"{self.snapshot}: {FULL_VECTORS} holds {self.vectors.shape}, not the index's")
         self.db = connect_readonly(self.snapshot / META)
@@ -446,13 +447,15 @@ class SnapshotReader:
 
     def memory(self) -> dict[str, int]:
         """Bytes of the audio index's vectors, codes and graph in RAM and memory-mapped (the FAISS file's size
-        stands for what it holds; vectors.npy is always mapped)."""
+        stands for what it holds); `mapped_bytes` is what stays on disk, read on demand (vectors.npy always is)."""
         size = (self.snapshot / VECTORS).stat().st_size
         full = (self.snapshot / FULL_VECTORS).stat().st_size if self.vectors is not None else 0
         return {"ram_bytes": 0 if self.mapped else size, "mapped_bytes": (size if self.mapped else 0) + full}
 
     def close(self) -> None:
         self.db.close()
+        if self.vectors is not None:
+            self.vectors.close()
 
     def _one(self, sql: str, args: list[Any] | None = None) -> Any:
         with self._lock:

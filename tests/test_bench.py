@@ -147,3 +147,31 @@ def test_footprint_bench_tiny(tmp_path, lite_model) -> None:
     slim, naive = (line for line in out.splitlines() if line.startswith(("slim:", "torch loaded:")))
     assert slim.endswith("torch mapped: False") and naive.endswith("torch mapped: True")
     assert (tmp_path / "footprint.csv").read_text().count("\n") == 3  # header + slim and baseline
+
+
+def test_gpu_lite_bench_smoke(tmp_path, shared_data) -> None:
+    """The prepared device check for lite (bench/gpu_lite.py), prepared and run on the CPU: there the text side is
+    fp32 torch with the pruned MiniLM against the CPU service's ONNX export with the full one."""
+    folder = tmp_path / "gpu-lite"
+    out = run_bench("bench.gpu_lite", "prepare", "--dir", str(folder), "--data", str(shared_data), tmp_path=tmp_path)
+    assert "312 captions, 24 held out on 177 clips" in out, out
+    run_bench("bench.gpu_lite", "run", "--dir", str(folder), "--smoke", tmp_path=tmp_path)
+    with open(tmp_path / "gpu.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["device"], row["audio_provider"], row["text_device"]) == ("cpu", "CPUExecutionProvider", "cpu")
+    assert float(row["fp16_vs_cpu_min"]) > 0.9999 and float(row["fp32_vs_cpu_min"]) > 0.99999
+    assert float(row["audio_vs_cpu_min"]) > 0.9999
+    assert 0.38 < float(row["held_map10_cpu"]) < 0.44  # eval_bridge.py's fusion raw 0ad-held figure: 0.408
+    assert float(row["held_top10_overlap"]) > 0.9
+
+
+def test_shards_bench_tiny(tmp_path) -> None:
+    """3000 windows of compressed codes in 1 and 2 shards: recall against exact search, memory per shard."""
+    args = ["--windows", "3000", "--shards", "1", "2", "--queries", "20", "--cache", str(tmp_path / "cache")]
+    out = run_bench("bench.shards", *args, "--json", tmp_path=tmp_path)
+    one, two = (json.loads(line) for line in out.splitlines()[-2:])
+    assert (one["shards"], two["shards"], one["index"]) == (1, 2, "IVF64,PQ192x4fsr")
+    assert one["recall_at_10"] == one["single_recall_at_10"] and one["same_as_single"] == 1.0
+    assert 0.5 <= two["single_recall_at_10"] <= two["recall_at_10"] <= 1  # never below the single process
+    assert two["shard_mb"] < one["shard_mb"] <= one["whole_mb"] and two["held_mb"] > 0
+    assert (tmp_path / "shards.csv").read_text().count("\n") == 3  # header + 2 rows

@@ -142,8 +142,8 @@ class BlockedFlatScan:
 
 class RerankedSearch:
     """A compressed index's candidates re-scored exactly: `factor` x k candidates from the codes, their inner
-    products recomputed from the full vectors (vectors.npy, memory-mapped), the best k kept. Scores are exact;
-    recall is what the candidates hold (docs/performance.md)."""
+    products recomputed from the full vectors (vectors.npy, read row by row: indexer.row_file), the best k kept.
+    Scores are exact; recall is what the candidates hold (docs/performance.md)."""
 
     def __init__(self, backend: Any, vectors: np.ndarray, factor: int = RERANK_FACTOR) -> None:
         self.backend, self.vectors, self.factor = backend, vectors, factor

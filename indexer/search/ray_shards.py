@@ -12,6 +12,7 @@ SearchService.reload's swap, so no request sees two snapshots). A killed or cras
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
+from audiosearch.core.logs import name_logs
 from audiosearch.indexer.errors import IndexCorruptError
 from audiosearch.indexer.search.shards import ShardedCandidates
 
@@ -40,11 +42,19 @@ class ShardActor:
 
         from audiosearch.indexer.search.shards import ShardPart
 
+        self.label = f"shard {shard}/{shards} of {Path(snapshot).name}"
+        name_logs(self.label)
         faiss.omp_set_num_threads(1)  # as the service: concurrent calls, not OpenMP, use the cores
         self.part = ShardPart(Path(snapshot), shard, shards)
+        self.where = {"node": ray.util.get_node_ip_address(), "pid": os.getpid()}
+        lo, hi, n = self.part.info()["windows"]
+        log.info("loaded windows [%d, %d) of %d (%.1f MB) on %s", lo, hi, n, self.part.nbytes / 1e6, self.where["node"])
+
+    def __repr__(self) -> str:  # Ray names the actor's log lines by it
+        return self.label
 
     def info(self) -> dict[str, Any]:
-        return self.part.info()
+        return {**self.part.info(), **self.where}
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.part.search(queries, k)
@@ -57,10 +67,16 @@ class RayShards:
     """A ShardSource on Ray: `open(snapshot)` gets or starts that snapshot's M shard actors and waits for all."""
 
     def __init__(
-        self, shards: int, namespace: str, load_timeout_s: float = 600.0, call_timeout_s: float = 120.0
+        self,
+        shards: int,
+        namespace: str,
+        load_timeout_s: float = 600.0,
+        call_timeout_s: float = 120.0,
+        ready_timeout_s: float = 2.0,
     ) -> None:
+        """`ready_timeout_s`: how long /readyz waits for a shard (a restarting one answers only once reloaded)."""
         self.shards, self.namespace = shards, namespace
-        self.load_timeout_s, self.call_timeout_s = load_timeout_s, call_timeout_s
+        self.load_timeout_s, self.call_timeout_s, self.ready_timeout_s = load_timeout_s, call_timeout_s, ready_timeout_s
 
     def actors(self, snapshot: Path) -> list[Any]:
         return [
@@ -97,7 +113,24 @@ class RayShards:
             except RayError as err:
                 raise IndexCorruptError(f"a shard of snapshot {snapshot.name} failed: {_first_line(err)}") from None
 
-        return ShardedCandidates(ask, infos)
+        return ShardedCandidates(ask, infos, lambda: self.status(snapshot.name, handles))
+
+    def status(self, snapshot: str, handles: list[Any]) -> list[dict[str, Any]]:
+        """Each shard of `snapshot`: its info (rows held, node, pid) and ready, or not ready and why, asked of
+        all at once and waited for at most ready_timeout_s."""
+        refs = [h.info.remote() for h in handles]
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=self.ready_timeout_s)
+        out = []
+        for i, ref in enumerate(refs):
+            down = {"snapshot": snapshot, "shard": i, "shards": self.shards, "ready": False}
+            if ref not in done:
+                out.append({**down, "detail": f"no answer within {self.ready_timeout_s:g} s (restarting?)"})
+                continue
+            try:
+                out.append({**ray.get(ref), "ready": True})
+            except RayError as err:
+                out.append({**down, "detail": _first_line(err)})
+        return out
 
     def names(self) -> list[str]:
         """The shard actors of this namespace, by name."""

@@ -67,8 +67,8 @@ class OnnxTextSide:
         opts.inter_op_num_threads = 1
         # Idle pool threads would spin for the next call, taking the CPU from request handling and search.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(directory / GRAPH), opts, providers=providers)
+        # The CPU provider only: this export serves the CPU device (on a CUDA device the torch tower runs the text).
+        self.session = ort.InferenceSession(str(directory / GRAPH), opts, providers=["CPUExecutionProvider"])
 
     def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
         if self.rule:

@@ -5,7 +5,10 @@ requests keep working. The CLI's argument errors are one line, before Ray starts
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -22,7 +25,7 @@ from audiosearch.app.settings import Settings
 from audiosearch.indexer import IndexOptions, build_index
 from tests.app.live import live_server
 from tests.conftest import CLI, REPO, copy_clips
-from tests.indexer.test_shards import tied_library
+from tests.indexer.test_shards import InProcessShards, tied_library
 
 FAST = IndexOptions(workers=0, progress=False)
 
@@ -61,7 +64,30 @@ def test_serve_ray_refuses_to_split_an_index_of_another_type(shared_data, lite_m
     build_index(tmp_path / "lib", tmp_path / "idx", lite_model, IndexOptions(workers=0, progress=False,
                                                                              faiss_factory="HNSW32"))  # fmt: skip
     err = one_line_error(capsys, ["serve", "--index", str(tmp_path / "idx"), "--ray", "--shards", "2"])
-    assert "only a Flat index can be split into shards" in err and "'HNSW32'" in err
+    assert err.startswith("audiosearch: error: --shards 2: an HNSW graph ('HNSW32') cannot be split into shards"), err
+    assert "--shards 1, or index it with --faiss auto" in err
+
+
+def test_readyz_lists_the_shards_and_keeps_its_meaning_without_them(indexed, lite_model) -> None:
+    """One process: /readyz as it always was. With shards (in-process here, as tests/indexer/test_shards.py runs
+    them; on Ray below): each shard of the live snapshot, its rows and bytes, and ready."""
+    _, idx = indexed
+    settings = Settings(index_dir=idx, watch_index_s=0)
+    with live_server(create_app(settings, model=lite_model)) as url:
+        plain = httpx.get(f"{url}/readyz").json()
+    snapshot = plain["snapshot"]
+    assert plain == {"status": "ready", "snapshot": snapshot}
+    sharded = create_app(settings.model_copy(update={"mmap": True}), model=lite_model, shards=InProcessShards(2))
+    with live_server(sharded) as url:
+        r = httpx.get(f"{url}/readyz")
+    windows = sharded.state.service.searcher.index.ntotal
+    assert r.status_code == 200 and r.json()["status"] == "ready" and "replica" not in r.json()
+    shards = r.json()["shards"]
+    assert [(s["snapshot"], s["shard"], s["shards"], s["windows"], s["ready"]) for s in shards] == [
+        (snapshot, 0, 2, [0, windows // 2, windows], True),
+        (snapshot, 1, 2, [windows // 2, windows, windows], True),
+    ]
+    assert [s["bytes"] for s in shards] == [(windows // 2) * 384 * 4, (windows - windows // 2) * 384 * 4]
 
 
 def test_plain_serve_help_and_cli_stay_free_of_ray() -> None:
@@ -139,8 +165,20 @@ def test_two_shards_on_ray_answer_as_the_single_process(local_ray, served, lite_
         infos = ray.get([ray.get_actor(n, namespace=source.namespace).info.remote() for n in names])
         windows = app.state.service.searcher.index.ntotal
         assert sorted(i["windows"][:2] for i in infos) == [[0, windows // 2], [windows // 2, windows]]
-    source.retire(keep=set())
-    assert source.names() == []
+        ready = c2.get("/readyz")  # every shard: where it runs, what it holds
+        assert ready.status_code == 200, ready.json()
+        node = ray.util.get_node_ip_address()
+        assert [(s["shard"], s["windows"], s["node"], s["ready"]) for s in ready.json()["shards"]] == [
+            (0, [0, windows // 2, windows], node, True),
+            (1, [windows // 2, windows, windows], node, True),
+        ]
+        assert {s["pid"] for s in ready.json()["shards"]} == {i["pid"] for i in infos}
+        source.retire(keep=set())  # the shards gone: the replica is not ready, and says which
+        assert source.names() == []
+        down = c2.get("/readyz")
+        assert down.status_code == 503 and down.json()["status"] == "shards not ready"
+        assert [(s["shard"], s["ready"]) for s in down.json()["shards"]] == [(0, False), (1, False)]
+        assert down.json()["detail"].startswith("shard 0/2: ") and "; shard 1/2: " in down.json()["detail"]
 
 
 @pytest.mark.slow
@@ -207,38 +245,93 @@ def test_a_killed_shard_is_restarted_and_requests_keep_working(local_ray, served
 
 
 @pytest.mark.slow
-def test_cli_serves_two_replicas_over_two_shards_and_stops_them(served, lite_model, tmp_path) -> None:
-    """The command as users run it: a local Ray instance of its own, 2 uvicorn replicas, 2 shards; SIGINT stops
-    the replicas, the shards and Ray."""
-    import os
-    import re
-    import signal
-
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_serves_two_replicas_over_two_shards_and_stops_them(served, lite_model, stop) -> None:
+    """The command as users run it: a local Ray instance of its own, 2 uvicorn replicas, 2 shards. Ctrl-C or a
+    SIGTERM (what Kubernetes and systemd send) stops the replicas gracefully, the shards and Ray: no process it
+    started is left. Each replica's log lines and /readyz name it; the shards' log lines name them."""
     _, idx = served
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
         [*CLI, "serve", "--index", str(idx), "--ray", "--replicas", "2", "--shards", "2", "--port", "0"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    out, lines = "", []
     try:
         line = proc.stdout.readline()
         while line and "serving" not in line:
             line = proc.stdout.readline()
         url = re.search(r"at (http://\S+/) on Ray", line).group(1)
         assert "2 replica(s), 2 shard(s)" in line
+        session = re.search(r"the shards log to (\S+)/logs/", proc.stdout.readline()).group(1)
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
         deadline = time.time() + 240
         with httpx.Client(base_url=url, timeout=60) as c:
             while not _ready(c):
                 assert time.time() < deadline and proc.poll() is None
                 time.sleep(1)
             got = responses(c, QUERIES[:12])
+            ready = [c.get("/readyz").json() for _ in range(6)]
+        started = descendants(proc.pid)
         single = create_app(Settings(index_dir=idx, watch_index_s=0), model=lite_model)
         with live_server(single) as u1, httpx.Client(base_url=u1, timeout=60) as c1:
             assert_same_json(got, responses(c1, QUERIES[:12]))
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-2000:]
+        proc.send_signal(stop)
+        proc.wait(timeout=120)
+    time.sleep(2)  # the reader thread takes the last lines
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-3000:]
+    assert {r["replica"] for r in ready} <= {"1/2", "2/2"} and all(len(r["shards"]) == 2 for r in ready)
+    assert len([p for p in started if "ray::ShardActor" in p[1]]) == 2 and any("raylet" in p[1] for p in started)
+    assert [p for p in started if alive(p)] == []  # replicas, shard actors, Ray's own processes: all gone
+    for name in ("controller", "replica 1/2", "replica 2/2"):
+        assert f"[{name}] " in out, out[-3000:]
+    assert "[replica 1/2] uvicorn.error: Waiting for application shutdown." in out  # graceful, not killed
+    assert "Traceback" not in out, out[-3000:]
+    assert "[controller] audiosearch.app.ray_server: stopped 2 shard actor(s) and the local Ray instance" in out
+    shard_logs = "".join(f.read_text(errors="replace") for f in Path(session, "logs").glob("worker-*.err"))
+    for i in (0, 1):
+        assert re.search(rf"\[shard {i}/2 of \S+\] audiosearch.indexer.search.ray_shards: loaded windows", shard_logs)
+
+
+def descendants(pid: int) -> list[tuple[int, str, int]]:
+    """(pid, command line, start time) of every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat:
+                children.setdefault(int(stat[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            stat = _stat(child)
+            if stat:
+                found.append((child, _cmdline(child), int(stat[19])))
+            todo.append(child)
+    return found
+
+
+def alive(proc: tuple[int, str, int]) -> bool:
+    """Whether that process (the same one: its start time too) still runs; a zombie does not."""
+    stat = _stat(proc[0])
+    return stat is not None and int(stat[19]) == proc[2] and stat[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state first, then ppid ...), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _ready(c: httpx.Client) -> bool:

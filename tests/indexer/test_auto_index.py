@@ -14,6 +14,7 @@ import pytest
 from audiosearch.indexer import IndexOptions, build_index
 from audiosearch.indexer.errors import IndexBuildError
 from audiosearch.indexer.faiss_index import IndexPolicy, choose_index, estimate_ram
+from audiosearch.indexer.row_file import RowFile
 from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.searcher import Searcher
 from audiosearch.indexer.store import FULL_VECTORS, VECTORS, Filters, SnapshotReader
@@ -30,7 +31,7 @@ def test_auto_picks_each_kind_at_the_thresholds() -> None:
     assert (past.factory, past.auto, past.windows) == ("IVF16,PQ192x4fsr", True, 1001)  # never HNSW: its recall
     assert past.reason == (
         "1001 windows, past Flat (flat_max_windows); compressed codes need 0.137 MB <= memory 1 GB, "
-        "vectors memory-mapped for exact re-ranking"
+        "full vectors on disk for exact re-ranking"
     )
     assert estimate_ram("HNSW", 5000, DIM) == 5000 * (4 * DIM + 264 + 12)  # what --faiss HNSW32 costs
     small = choose_index("auto", 5000, DIM, IndexPolicy(1000, 10**9))
@@ -60,7 +61,7 @@ def test_compressed_index_reranked_reaches_the_exact_top10(tmp_path: Path) -> No
     synthetic_index(tmp_path, base, "f", "auto", policy)
     reader = SnapshotReader(tmp_path)
     assert reader.manifest["faiss"] == "IVF128,PQ192x4fsr" and reader.manifest["faiss_choice"]["auto"] is True
-    assert isinstance(reader.vectors, np.memmap) and np.array_equal(reader.vectors, base)
+    assert isinstance(reader.vectors, RowFile) and np.array_equal(reader.vectors[:], base)
     size = (reader.snapshot / VECTORS).stat().st_size
     assert reader.memory() == {"ram_bytes": size, "mapped_bytes": (reader.snapshot / FULL_VECTORS).stat().st_size}
     assert (reader.snapshot / FULL_VECTORS).stat().st_size == 128 + base.nbytes
@@ -112,7 +113,7 @@ def test_mapped_vectors_give_the_pages_of_the_flat_index(shared_data, tmp_path, 
     second = build_index(lib, idx, lite_model, opts)
     assert not second.unchanged and second.snapshot != first.snapshot and second.embedded == 0
     compressed = Searcher(idx)
-    assert compressed.manifest["faiss"].endswith(",PQ192x4fsr") and isinstance(compressed.reader.vectors, np.memmap)
+    assert compressed.manifest["faiss"].endswith(",PQ192x4fsr") and isinstance(compressed.reader.vectors, RowFile)
     assert compressed.manifest["faiss_choice"]["windows"] == first.windows
     np.testing.assert_array_equal(compressed.window_vectors(3), flat.window_vectors(3))
 

@@ -104,7 +104,8 @@ def test_sharded_pages_are_the_single_index_pages(index, lite_model, shards) -> 
 def test_each_shard_holds_its_share_only(index) -> None:
     n = Searcher(index).index.ntotal
     parts = [ShardPart(Searcher(index).snapshot, i, 3) for i in range(3)]
-    assert [p.windows.ntotal for p in parts] == [hi - lo for lo, hi in (bounds(n, i, 3) for i in range(3))]
+    assert [p.info()["windows"] for p in parts] == [[*bounds(n, i, 3), n] for i in range(3)]
+    assert [p.info()["bytes"] for p in parts] == [(hi - lo) * 384 * 4 for lo, hi in (bounds(n, i, 3) for i in range(3))]
     assert sum(p.words.ntotal for p in parts) == parts[0].words_total > 0
     with pytest.raises(IndexMismatchError, match="exactly once"):  # a shard of another split is refused
         ShardedCandidates(lambda *a: [], [parts[0].info(), ShardPart(parts[0].snapshot, 1, 2).info()])

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -77,6 +78,7 @@ def test_the_runtime_builds_its_export_once_and_reuses_it(lite_model) -> None:
 
 LITE_WITHOUT_TORCH = """
 import sys
+import warnings
 import numpy as np
 from audiosearch.models import load_encoder
 m = load_encoder("lite")
@@ -99,3 +101,16 @@ def test_lite_encodes_without_importing_torch(lite_model) -> None:
     name, *_, torch_loaded, transformers_loaded = done.stdout.split()
     assert name == "SlimEncoder" and (torch_loaded, transformers_loaded) == ("False", "False")
     assert "(1, 384) (1, 384)" in done.stdout
+
+
+def test_onnxruntime_is_asked_for_its_cpu_provider_alone(lite_model, capfd) -> None:
+    """lite's sessions (YAMNet, the text export; the torch model builds the same YAMNet core) run on the CPU
+    provider also where onnxruntime-gpu lists CUDA (docs/gpu.md says why). Asking for a provider this install
+    lacks warns; asking onnxruntime-gpu for a CUDA provider that cannot load printed an error per session."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*provider", category=UserWarning)
+        slim = load_encoder("lite")
+    for session in (slim.audio_core.bridge.tagger.session, slim.text_side.session):
+        assert session.get_providers() == ["CPUExecutionProvider"]
+        assert list(session.get_provider_options()) == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider" not in capfd.readouterr().err

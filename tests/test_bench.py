@@ -112,6 +112,16 @@ def test_text_encoder_bench_tiny(tmp_path) -> None:
     assert (tmp_path / "text_encoder.csv").read_text().count("\n") == 3
 
 
+def test_text_encoder_exports_bench_tiny(tmp_path, lite_model, shared_data) -> None:
+    """--exports against lite's own export under another name: the same speed path, cosine 1 on real captions."""
+    same = lite_model.text_side.directory
+    args = ("--exports", f"same={same}", "--threads", "1", "--rounds", "1", "--queries", "16", "--batches", "2")
+    out = run_bench("bench.text_encoder", *args, tmp_path=tmp_path)
+    assert "534 captions" in out and "batch  2, same, 1 threads:" in out, out
+    assert "cosine to lite min 1.0 mean 1.0" in out, out
+    assert (tmp_path / "text_exports.csv").read_text().count("\n") == 3  # header + lite's and the other's row
+
+
 def test_hybrid_bench_tiny(tmp_path) -> None:
     out = run_bench("bench.hybrid", "--sizes", "400", "--queries", "20", tmp_path=tmp_path)
     assert "hybrid pages equal to the naive ranking: 20/20" in out and "hybrid vs naive" in out

@@ -2,7 +2,7 @@
 
 The export (audiosearch.models.onnx.text) holds tower, projection and normalisation, so it answers for the model it was
 made from. It is found in `--onnx` / the export cache, or made there once: for MiniLM from the weights alone by
-audiosearch.models.onnx.bert_text (with or without torch: its graph costs 1.1-1.35x less CPU per query than torch's
+audiosearch.models.onnx.bert_text (with or without torch: its graph costs 1.04-1.35x less CPU per query than torch's
 export, with the same vectors; docs/performance.md), else with torch's exporter where torch is installed.
 """
 

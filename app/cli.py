@@ -292,7 +292,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if not args.audio and importlib.util.find_spec("torch") is None:
+    if not args.audio:  # MiniLM's torch-free graph also where torch is installed: it is the cheaper one
         out = _export_text_without_torch(args)
         if out is not None:
             print(f"exported the text encoder to {out}")  # noqa: T201
@@ -313,8 +313,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_text_without_torch(args: argparse.Namespace) -> Path | None:
-    """The slim install's text export of a MiniLM model (audiosearch.models.onnx.bert_text: the same folder,
-    fingerprint and vectors as torch's exporter makes), or None where only torch can make it."""
+    """The text export of a MiniLM model without torch (audiosearch.models.onnx.bert_text: the same folder,
+    fingerprint and vectors as torch's exporter makes, at less CPU per query), or None where torch must make it."""
     from audiosearch.models.model_dir import resolve
     from audiosearch.models.onnx import bert_text
     from audiosearch.models.onnx.text import cache_root
@@ -323,6 +323,8 @@ def _export_text_without_torch(args: argparse.Namespace) -> Path | None:
     if not bert_text.supported(source.config):
         return None
     if not bert_text.weights_installed(source.config):
+        if importlib.util.find_spec("torch") is not None:
+            return None  # torch's exporter reads the weights from wherever the model has them
         raise ModelLoadError(
             f"export-onnx needs torch, which this install lacks: pip install 'audiosearch[full]', or the Docker "
             f"image's `full` target (or, for {args.model}'s MiniLM text side alone, without torch: "

@@ -1,6 +1,6 @@
 """Uncached text queries over HTTP against a real `audiosearch serve` process vs the naive in-process loop.
 
-Usage: .venv-dev/bin/python -m bench.query [--sizes 1000 100000] [--requests 400] [--concurrency 1 8 32]
+Usage: .venv-dev/bin/python -m bench.query [--sizes 1000 100000] [--requests 400] [--concurrency 1 8 32] [--rounds 3]
 
 The service runs as its own process (the CLI, as users start it: lite on the slim runtime, micro-batched
 queries); it is driven over loopback at each concurrency, every query a distinct string (no cache hits), by wrk
@@ -8,7 +8,9 @@ queries); it is driven over loopback at each concurrency, every query a distinct
 client in this process. On 2 cores the client shares the cores with the service: the Python client costs about
 1.3 ms of CPU per request, a third of what the service spends, and at concurrency 32 it becomes the bottleneck.
 The baseline is what a user would write first, run in this same process: one transformers MiniLM forward per
-query, mean pooling, then a numpy dot product and argsort over the same vectors.
+query, mean pooling, then a numpy dot product and argsort over the same vectors. With --rounds N the naive loop
+and the service's runs alternate N times, each ratio against its own round's naive loop (a shared machine's load
+comes and goes), and the median ratio is printed.
 A small index makes the run encoding-bound; 100k vectors of lite's 384 dimensions show the Flat scan.
 Prints QPS, p50/p99 and the ratio to the baseline; appends to bench/results/query.csv.
 """
@@ -29,17 +31,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import CLI, append_csv, load_avg, machine, random_unit, synthetic_index
+from bench.common import CLI, append_csv, cpu_s, load_avg, machine, random_unit, synthetic_index
 
 WORDS = "dog bark rain thunder glass engine bird door crowd water wind footsteps bell siren car music".split()  # noqa: SIM905
 
 
 # Every query, on both sides: 2-5 of WORDS and a distinct six-digit number (no cache hits), the form of
 # bench/wrk/queries.lua, so the service and the naive loop encode token sequences of the same lengths. Each run
-# draws its numbers from its own block of 100,000 (`block`): no query repeats one of an earlier run.
-def queries(n: int, seed: int = 1, block: int = 9) -> list[str]:
+# draws its numbers from its own block of 100,000 (`block`), from `start` on: no query repeats one of an earlier run.
+def queries(n: int, seed: int = 1, block: int = 9, start: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, size=rng.integers(2, 6))) + f" {100_000 * block + i}" for i in range(n)]
+    words = [" ".join(rng.choice(WORDS, size=rng.integers(2, 6))) for _ in range(n)]
+    return [f"{w} {100_000 * block + start + i}" for i, w in enumerate(words)]
 
 
 def stats(lat: list[float], seconds: float) -> dict:
@@ -80,10 +83,10 @@ async def drive(
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "queries.lua"
 
 
-def drive_wrk(url: str, concurrency: int, seconds: float, block: int) -> dict:
+def drive_wrk(url: str, concurrency: int, seconds: float, block: int, start: int = 0) -> dict:
     """wrk at `concurrency` connections for `seconds`: its RESULT line as numbers."""
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(WRK_SCRIPT), url]
-    env = {**os.environ, "WRK_BLOCK": str(block)}
+    env = {**os.environ, "WRK_BLOCK": str(block), "WRK_START": str(start)}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True, env=env).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     got = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
@@ -92,32 +95,37 @@ def drive_wrk(url: str, concurrency: int, seconds: float, block: int) -> dict:
     return got
 
 
-def naive_loop(vectors: np.ndarray, qs: list[str]) -> tuple[list[float], float]:
-    """The baseline: transformers MiniLM one query at a time, numpy brute force."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
+class NaiveLoop:
+    """The baseline: transformers MiniLM one query at a time, numpy brute force (loaded once, run each round)."""
 
-    from audiosearch.models.towers.modules.hf_text import minilm_path
+    def __init__(self, vectors: np.ndarray) -> None:
+        from transformers import AutoModel, AutoTokenizer
 
-    tok, enc = AutoTokenizer.from_pretrained(minilm_path()), AutoModel.from_pretrained(minilm_path()).eval()
+        from audiosearch.models.towers.modules.hf_text import minilm_path
 
-    def search(q: str) -> np.ndarray:
-        t = tok([q], return_tensors="pt", padding=True)
+        self.vectors, self.tok = vectors, AutoTokenizer.from_pretrained(minilm_path())
+        self.enc = AutoModel.from_pretrained(minilm_path()).eval()
+
+    def search(self, q: str) -> np.ndarray:
+        import torch
+
+        t = self.tok([q], return_tensors="pt", padding=True)
         with torch.no_grad():
-            h = enc(**t).last_hidden_state
+            h = self.enc(**t).last_hidden_state
             v = (h * t["attention_mask"][..., None]).sum(1) / t["attention_mask"].sum(1, keepdim=True)
         v = torch.nn.functional.normalize(v, dim=-1).numpy()[0]
-        return np.argsort(-(vectors @ v))[:10]
+        return np.argsort(-(self.vectors @ v))[:10]
 
-    for q in qs[:10]:  # warm up
-        search(q)
-    lat = []
-    t0 = time.perf_counter()
-    for q in qs[10:]:
-        t = time.perf_counter()
-        search(q)
-        lat.append(time.perf_counter() - t)
-    return lat, time.perf_counter() - t0
+    def run(self, qs: list[str]) -> tuple[list[float], float]:
+        for q in qs[:10]:  # warm up
+            self.search(q)
+        lat = []
+        t0 = time.perf_counter()
+        for q in qs[10:]:
+            t = time.perf_counter()
+            self.search(q)
+            lat.append(time.perf_counter() - t)
+        return lat, time.perf_counter() - t0
 
 
 def batches(url: str) -> tuple[float, float]:
@@ -155,6 +163,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--rounds", type=int, default=1, help="naive loop and service runs, alternating")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto", help="auto: wrk if installed")
     ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency, with wrk")
@@ -164,43 +173,74 @@ def main() -> None:
     from audiosearch.models import load_encoder
 
     model = load_encoder("lite")  # also makes sure its text export exists before the service starts
-    print(f"machine: {machine()}; service: lite ({type(model).__name__}), {model.dim}-d", flush=True)
+    print(f"machine: {machine()}; service: lite ({type(model).__name__}), {model.dim}-d; client {client}", flush=True)
     rows = []
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             vectors = random_unit(n, model.dim)
             idx = synthetic_index(Path(tmp) / "idx", vectors, model.fingerprint, "Flat")
-            naive = stats(*naive_loop(vectors, queries(10 + args.requests, seed=99, block=1)))
-            rows.append({"system": "naive loop", "vectors": n, "concurrency": 1, **naive})
+            naive = NaiveLoop(vectors)
             proc = serve(idx, args.port)
             try:
                 url = f"http://127.0.0.1:{args.port}"
                 asyncio.run(drive(url, queries(16, seed=7, block=2), 4))  # warm up
-                for i, conc in enumerate(args.concurrency):
-                    before = batches(url)
-                    if client == "wrk":
-                        got = drive_wrk(url, conc, args.seconds, block=3 + i)
-                        timing = {"p50_ms": round(got["p50_ms"], 2), "p99_ms": round(got["p99_ms"], 2),
-                                  "qps": round(got["requests"] / got["seconds"], 1)}  # fmt: skip
-                        timing["load_avg"] = load_avg()
-                    else:
-                        qs = queries(args.requests, seed=100 + i, block=3 + i)
-                        timing = stats(*asyncio.run(drive(url, qs, conc)))
-                    after = batches(url)
-                    row = {"system": "audiosearch serve", "client": client, "vectors": n, "concurrency": conc, **timing}
-                    row["x_naive_qps"] = round(row["qps"] / naive["qps"], 2)
-                    row["mean_batch"] = round((after[1] - before[1]) / max(1.0, after[0] - before[0]), 1)
-                    rows.append(row)
-                    print(
-                        f"{n:>7} vectors, concurrency {conc:>2}: {row['qps']} QPS, p50 {row['p50_ms']} ms, "
-                        f"p99 {row['p99_ms']} ms | naive loop {naive['qps']} QPS, p50 {naive['p50_ms']} ms | "
-                        f"x{row['x_naive_qps']} | mean batch {row['mean_batch']} | load {row['load_avg']}",
-                        flush=True,
-                    )
+                for r in range(args.rounds):
+                    rows += one_round(url, proc.pid, naive, n, r, args, client)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
+            if args.rounds > 1:
+                summary(rows, n, args.concurrency)
     print(f"appended to {append_csv('query', [{**r, 'model': 'lite', 'dim': model.dim} for r in rows])}")
+
+
+def one_round(url: str, pid: int, naive: NaiveLoop, n: int, r: int, args: argparse.Namespace, client: str) -> list:
+    """The naive loop, then the service at each concurrency: each ratio against this round's naive loop, so
+    load from elsewhere that comes and goes falls on both. Every run's queries are new (no cache hits)."""
+    cpu = time.process_time()
+    base = stats(*naive.run(queries(10 + args.requests, seed=99 + r, block=1, start=r * 1000)))
+    base["cpu_ms"] = round((time.process_time() - cpu) / (args.requests + 10) * 1e3, 2)
+    rows = [{"system": "naive loop", "vectors": n, "concurrency": 1, "round": r, **base}]
+    for i, conc in enumerate(args.concurrency):
+        row = {"system": "audiosearch serve", "client": client, "vectors": n, "concurrency": conc, "round": r}
+        row.update(service_run(url, pid, conc, block=3 + i, start=r, args=args, client=client))
+        row["x_naive_qps"] = round(row["qps"] / base["qps"], 2)
+        rows.append(row)
+        print(
+            f"{n:>7} vectors, concurrency {conc:>2}: {row['qps']} QPS, p50 {row['p50_ms']} ms, "
+            f"p99 {row['p99_ms']} ms | naive loop {base['qps']} QPS, p50 {base['p50_ms']} ms | "
+            f"x{row['x_naive_qps']} | mean batch {row['mean_batch']} | CPU ms/query: service {row['cpu_ms']}, "
+            f"client {row['client_cpu_ms']}, naive loop {base['cpu_ms']} | load {row['load_avg']}",
+            flush=True,
+        )
+    return rows
+
+
+def service_run(url: str, pid: int, conc: int, block: int, start: int, args: argparse.Namespace, client: str) -> dict:
+    """One run against the service: latencies, QPS, mean batch, and CPU per query of the service and of this
+    process (the Python client's share of the 2 cores)."""
+    before, cpu = batches(url), (cpu_s(pid), time.process_time())
+    if client == "wrk":
+        got = drive_wrk(url, conc, args.seconds, block=block, start=start * 20_000)
+        timing = {"p50_ms": round(got["p50_ms"], 2), "p99_ms": round(got["p99_ms"], 2),
+                  "qps": round(got["requests"] / got["seconds"], 1), "load_avg": load_avg()}  # fmt: skip
+        served = got["requests"]
+    else:
+        timing = stats(*asyncio.run(drive(url, queries(args.requests, 97 + block, block, start * args.requests), conc)))
+        served = args.requests
+    after = batches(url)
+    timing["cpu_ms"] = round((cpu_s(pid) - cpu[0]) / served * 1e3, 2)
+    timing["client_cpu_ms"] = round((time.process_time() - cpu[1]) / served * 1e3, 2)
+    timing["mean_batch"] = round((after[1] - before[1]) / max(1.0, after[0] - before[0]), 1)
+    return timing
+
+
+def summary(rows: list[dict], n: int, concurrency: list[int]) -> None:
+    for conc in concurrency:
+        got = [r for r in rows if r["vectors"] == n and r["concurrency"] == conc and r["system"] != "naive loop"]
+        ratios = sorted(r["x_naive_qps"] for r in got)
+        print(f"{n:>7} vectors, concurrency {conc:>2}: median x{statistics.median(ratios)} over {len(got)} rounds "
+              f"({' / '.join(f'x{x}' for x in ratios)})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

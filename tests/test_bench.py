@@ -44,10 +44,17 @@ def test_query_bench_tiny(tmp_path, free_port) -> None:
         str(free_port),
         "--client",
         "python",
+        "--rounds",
+        "2",
         tmp_path=tmp_path,
     )
     assert "300 vectors, concurrency  8:" in out and "mean batch" in out and "| x" in out
-    assert (tmp_path / "query.csv").read_text().count("\n") == 4  # header + naive loop + 2 concurrencies
+    assert "concurrency  8: median x" in out and "CPU ms/query: service" in out
+    rows = list(csv.DictReader((tmp_path / "query.csv").open()))
+    assert len(rows) == 6  # per round: the naive loop + 2 concurrencies
+    assert [r["round"] for r in rows] == ["0"] * 3 + ["1"] * 3
+    served = [r for r in rows if r["system"] == "audiosearch serve"]
+    assert all(float(r["cpu_ms"]) > 0 and float(r["client_cpu_ms"]) > 0 for r in served)
 
 
 def test_scale_bench_tiny(tmp_path) -> None:
@@ -119,6 +126,16 @@ def test_text_encoder_bench_tiny(tmp_path) -> None:
     out = run_bench("bench.text_encoder", "--rounds", "1", "--queries", "16", "--batches", "1", "8", tmp_path=tmp_path)
     assert "batch  8: onnxruntime" in out and "max |onnx - torch|" in out
     assert (tmp_path / "text_encoder.csv").read_text().count("\n") == 3
+
+
+def test_text_encoder_exports_bench_tiny(tmp_path, lite_model, shared_data) -> None:
+    """--exports against lite's own export under another name: the same speed path, cosine 1 on real captions."""
+    same = lite_model.text_side.directory
+    args = ("--exports", f"same={same}", "--threads", "1", "--rounds", "1", "--queries", "16", "--batches", "2")
+    out = run_bench("bench.text_encoder", *args, tmp_path=tmp_path)
+    assert "534 captions" in out and "batch  2, same, 1 threads:" in out, out
+    assert "cosine to lite min 1.0 mean 1.0" in out, out
+    assert (tmp_path / "text_exports.csv").read_text().count("\n") == 3  # header + lite's and the other's row
 
 
 def test_hybrid_bench_tiny(tmp_path) -> None:

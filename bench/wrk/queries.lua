@@ -5,7 +5,7 @@
 local words = {"dog", "bark", "rain", "thunder", "glass", "engine", "bird", "door", "crowd", "water", "wind",
                "footsteps", "bell", "siren", "car", "music"}
 local n = 0  -- per wrk thread: bench/query.py runs one (-t1), so every query of a run is distinct (< 100,000 a run)
-local base = 100000 * tonumber(os.getenv("WRK_BLOCK") or "3")
+local base = 100000 * tonumber(os.getenv("WRK_BLOCK") or "3") + tonumber(os.getenv("WRK_START") or "0")
 math.randomseed(tonumber(os.getenv("WRK_SEED") or "1") + tonumber(tostring({}):sub(8), 16))
 
 request = function()

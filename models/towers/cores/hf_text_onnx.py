@@ -1,8 +1,9 @@
 """The transformers text towers (MiniLM, RoBERTa) in the slim runtime: their whole text side as an ONNX export.
 
 The export (audiosearch.models.onnx.text) holds tower, projection and normalisation, so it answers for the model it was
-made from. It is found in `--onnx` / the export cache, or made there once: with torch's exporter where torch is
-installed, else (MiniLM) from the weights alone by audiosearch.models.onnx.bert_text.
+made from. It is found in `--onnx` / the export cache, or made there once: for MiniLM from the weights alone by
+audiosearch.models.onnx.bert_text (with or without torch: its graph costs 1.04-1.35x less CPU per query than torch's
+export, with the same vectors; docs/performance.md), else with torch's exporter where torch is installed.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ def onnx_text_side(ctx: Any, **_options: object) -> OnnxTextSide:
     """ctx: audiosearch.models.slim.TextContext (the model's source, fingerprint and an explicit export folder)."""
     directory = find_export(ctx.fingerprint, ctx.onnx_dir)
     if directory is None:
-        if importlib.util.find_spec("torch") is None:
-            from audiosearch.models.onnx import bert_text
+        from audiosearch.models.onnx import bert_text
 
-            if bert_text.supported(ctx.config):
-                directory = bert_text.cached_bert_export(ctx.config, ctx.weights, ctx.fingerprint, ctx.directory)
-                return OnnxTextSide(directory, ctx.fingerprint, ctx.threads)
+        has_torch = importlib.util.find_spec("torch") is not None
+        if bert_text.supported(ctx.config) and (bert_text.weights_installed(ctx.config) or not has_torch):
+            directory = bert_text.cached_bert_export(ctx.config, ctx.weights, ctx.fingerprint, ctx.directory)
+        elif not has_torch:
             raise ModelLoadError(
                 f"model {ctx.fingerprint} has no ONNX text export here and torch is not installed to make one: "
                 "run `audiosearch export-onnx --model MODEL --cache` where torch is installed, then copy the "
                 "folder it prints into $AUDIOSEARCH_ONNX_CACHE"
             )
-        from audiosearch.models.onnx.export import cached_text_export
+        else:
+            from audiosearch.models.onnx.export import cached_text_export
 
-        directory = cached_text_export(ctx.name_or_path, ctx.fingerprint)
+            directory = cached_text_export(ctx.name_or_path, ctx.fingerprint)
     return OnnxTextSide(directory, ctx.fingerprint, ctx.threads)

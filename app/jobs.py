@@ -82,8 +82,15 @@ class JobManager:
             return self._start(job_id, job_dir, cfg.to_dict())
 
     def running(self) -> int:
-        """Jobs of this manager whose process is alive (jobs of an earlier server are marked interrupted)."""
-        return sum(1 for p in self._procs.values() if p.is_alive())
+        """Jobs of this manager at work (jobs of an earlier server are marked interrupted): process alive and its
+        state still active. A job that wrote its end state is only exiting, and its client may start the next."""
+        return sum(1 for i, p in self._procs.items() if p.is_alive() and self._at_work(i))
+
+    def _at_work(self, job_id: str) -> bool:
+        try:
+            return self._read(job_id)["state"] in ACTIVE
+        except (JobNotFoundError, OSError, ValueError):  # its folder gone or its status unreadable: still counted
+            return True
 
     def _start(self, job_id: str, job_dir: Path, config: dict[str, Any]) -> str:
         job_dir.mkdir()

@@ -83,6 +83,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def recall(found: Iterable, truth: Iterable) -> float:
+    """The mean share of each truth row (e.g. the exact top 10) that the found row beside it holds."""
+    return float(np.mean([len(set(np.asarray(f).tolist()) & set(np.asarray(t).tolist())) / len(t)
+                          for f, t in zip(found, truth, strict=True)]))  # fmt: skip
+
+
 def pct(lat: list[float], p: float) -> float:
     """The p-quantile of latencies in seconds, in ms."""
     s = sorted(lat)

@@ -24,7 +24,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.common import append_csv, load_avg, machine, random_unit
+from bench.common import append_csv, load_avg, machine, random_unit, recall
 
 
 def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 2) -> np.ndarray:
@@ -39,6 +39,9 @@ def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 2) -> np.ndarr
     return out
 
 
+LITE_DIM = 384  # lite's vectors
+
+
 def lite_like(n: int, seed: int = 5, top_k: int = 20) -> np.ndarray:
     """Vectors shaped like lite's (384-d): each is the score-weighted mean of the MiniLM embeddings of 20 of
     YAMNet's 521 class prompts, as the label bridge makes them, with random sparse class sets and scores (a few
@@ -50,9 +53,6 @@ def lite_like(n: int, seed: int = 5, top_k: int = 20) -> np.ndarray:
         out[i : i + len(block)] = block
         i += len(block)
     return out
-
-
-LITE_DIM = 384
 
 
 def lite_like_blocks(n: int, seed: int = 5, top_k: int = 20, block: int = 50_000) -> Iterator[np.ndarray]:
@@ -121,8 +121,7 @@ def _search(index: faiss.Index, queries: np.ndarray, truth: np.ndarray) -> tuple
         t = time.perf_counter()
         found[i] = index.search(q[None], 10)[1][0]
         lat.append(time.perf_counter() - t)
-    recall = np.mean([len(set(found[i]) & set(truth[i])) / 10 for i in range(len(queries))])
-    return round(float(recall), 4), round(float(np.median(lat)) * 1e3, 3), load_avg()
+    return round(recall(found, truth), 4), round(float(np.median(lat)) * 1e3, 3), load_avg()
 
 
 def _settings(index: faiss.Index) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import append_csv, machine, paper_random_config
+from bench.common import append_csv, machine, paper_random_config, recall
 from bench.index import library, naive_loop, peak_rss_of_index_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def search(n: int, dim: int, queries: int) -> list[dict]:
     rows = []
     for name, engine in [*engines, ("faiss-cpu-flat", cpu_index)]:
         scores, ids = engine.search(q[:64], 10)
-        agree, worst = _recall(ids, truth), float(np.abs(scores - truth_scores).max())
+        agree, worst = recall(ids, truth), float(np.abs(scores - truth_scores).max())
         for batch in (1, 64):
             times = []
             for at in range(0, min(queries, 64 * 8 if batch > 1 else 100), batch):
@@ -212,10 +212,6 @@ def search(n: int, dim: int, queries: int) -> list[dict]:
             )
     print(f"search   faiss GPUs visible: {faiss.get_num_gpus()}")
     return rows
-
-
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True)]))
 
 
 def training(args: argparse.Namespace, tmp: Path) -> list[dict]:

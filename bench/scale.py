@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
-from bench.common import append_csv, free_port, load_avg, machine, pct, rss_mb, synthetic_index_blocks
+from bench.common import append_csv, free_port, load_avg, machine, pct, recall, rss_mb, synthetic_index_blocks
 from bench.query import drive, queries, serve
 
 
@@ -63,14 +63,16 @@ def nprobe_sweep(reader, qvec: np.ndarray, exact: np.ndarray, nprobes: list[int]
     search = RerankedSearch(reader.index, reader.vectors)
     for nprobe in nprobes:
         ivf.nprobe = min(nprobe, ivf.nlist)
-        lat, hits = [], []
-        for q, e in zip(qvec, exact, strict=True):
+        lat, rows = [], []
+        for q in qvec:
             t = time.perf_counter()
-            rows = search.search(q[None], 40)[1][0, :10]
+            rows.append(search.search(q[None], 40)[1][0, :10])
             lat.append(time.perf_counter() - t)
-            hits.append(len(set(rows.tolist()) & set(e.tolist())) / 10)
         mark = " (served)" if ivf.nprobe == served else ""
-        print(f"  nprobe {ivf.nprobe}{mark}: recall@10 {np.mean(hits):.4f}, search p50 {pct(lat, 0.5)} ms", flush=True)
+        print(
+            f"  nprobe {ivf.nprobe}{mark}: recall@10 {recall(rows, exact):.4f}, search p50 {pct(lat, 0.5)} ms",
+            flush=True,
+        )
     ivf.nprobe = served
     faiss.omp_set_num_threads(threads)
 
@@ -137,8 +139,7 @@ def main() -> None:
             row = {"windows": args.windows, "index": index_name, "concurrency": conc,
                    "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "qps": round(len(lat) / seconds, 1)}  # fmt: skip
             if conc == 1:
-                hits = [len(set(got[q]) & set(e.tolist())) / 10 for q, e in zip(qs[1], exact, strict=True)]
-                row["recall_at_10"] = round(float(np.mean(hits)), 4)
+                row["recall_at_10"] = round(recall([got[q] for q in qs[1]], exact), 4)
             rows.append(row)
         rss = round(rss_mb(proc.pid), 1)
     finally:

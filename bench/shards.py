@@ -29,7 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.common import append_csv, load_avg, machine, rss_mb
+from bench.common import append_csv, load_avg, machine, recall, rss_mb
 
 
 def held_peak_mb() -> tuple[float, float]:
@@ -51,10 +51,6 @@ def measure_load(snapshot: Path, shard: int, shards: int) -> dict:
     cmd = [sys.executable, "-m", "bench.shards", "--load-one", str(snapshot), str(shard), str(shards)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def found(rows: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(r.tolist()) & set(t.tolist())) for r, t in zip(rows, truth, strict=True)]) / 10)
 
 
 def sharded_top10(snapshot: Path, shards: int, vectors: np.ndarray) -> tuple[np.ndarray, float]:
@@ -98,7 +94,7 @@ def main() -> None:
     print(
         f"machine: {machine()}; {args.windows} lite-shaped windows, {reader.manifest['faiss']} "
         f"(lists {whole / 1e6:.1f} MB), {args.queries} text queries; single process recall@10 "
-        f"{found(single, exact):.4f}; load {load_avg()}",
+        f"{recall(single, exact):.4f}; load {load_avg()}",
         flush=True,
     )
     rows = []
@@ -107,8 +103,8 @@ def main() -> None:
         mem = measure_load(reader.snapshot, 0, m)
         row = {
             "windows": args.windows, "index": reader.manifest["faiss"], "shards": m,
-            "recall_at_10": round(found(top, exact), 4), "single_recall_at_10": round(found(single, exact), 4),
-            "same_as_single": round(found(top, single), 4), "shard_mb": round(mem["bytes"] / 1e6, 2),
+            "recall_at_10": round(recall(top, exact), 4), "single_recall_at_10": round(recall(single, exact), 4),
+            "same_as_single": round(recall(top, single), 4), "shard_mb": round(mem["bytes"] / 1e6, 2),
             "whole_mb": round(whole / 1e6, 2), "held_mb": mem["held_mb"], "load_peak_mb": mem["peak_mb"],
             "load_s": round(load_s / m, 2), "load_avg": load_avg(),
         }  # fmt: skip

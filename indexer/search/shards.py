@@ -135,8 +135,8 @@ class ShardPart:
         self.words = self.word_ids = None
         self.words_lo = self.words_total = 0
         if words.is_file():
-            self.words, self.words_lo, self.words_total = self._slice(words)
             full = read_faiss(words, mmap=True)
+            self.words, self.words_lo, self.words_total = self._slice(words, full)
             ids = faiss.vector_to_array(faiss.downcast_index(full).id_map) if full.ntotal else np.zeros(0)
             self.word_ids = np.asarray(ids, np.int64)[self.words_lo : self.words_lo + self.words.ntotal]
 
@@ -155,12 +155,12 @@ class ShardPart:
         elif self.shards == 1 and inner_flat(full) is None:  # one shard of another index type: the index itself
             self.backend, self.offset, self.nbytes = read_faiss(path), 0, path.stat().st_size
         else:
-            part, _, _ = self._slice(path)
+            part, _, _ = self._slice(path, full)
             self.backend, self.offset, self.nbytes = cpu_backend(part), self.lo, int(part.ntotal) * part.d * 4
 
-    def _slice(self, path: Path) -> tuple[faiss.Index, int, int]:
-        """(this shard's rows as a Flat index of their own, its first row, the file's row count)."""
-        full = read_faiss(path, mmap=True)
+    def _slice(self, path: Path, full: faiss.Index) -> tuple[faiss.Index, int, int]:
+        """(this shard's rows of `full`, read memory-mapped from `path`, as a Flat index of their own, its first
+        row, the file's row count)."""
         flat = inner_flat(full)
         if flat is None or (path.name == VECTORS and not isinstance(faiss.downcast_index(full), faiss.IndexFlat)):
             why = unsplittable(read_manifest(self.snapshot).get("faiss")) or "not a Flat index"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -320,11 +319,9 @@ def _export_text_without_torch(args: argparse.Namespace) -> Path | None:
     from audiosearch.models.onnx.text import cache_root
 
     source = resolve(args.model)
-    if not bert_text.supported(source.config):
-        return None
-    if not bert_text.weights_installed(source.config):
-        if importlib.util.find_spec("torch") is not None:
-            return None  # torch's exporter reads the weights from wherever the model has them
+    if not bert_text.made_here(source.config):
+        return None  # torch's exporter makes it
+    if not bert_text.weights_installed(source.config):  # made here only for want of torch
         raise ModelLoadError(
             f"export-onnx needs torch, which this install lacks: pip install 'audiosearch[full]', or the Docker "
             f"image's `full` target (or, for {args.model}'s MiniLM text side alone, without torch: "

@@ -9,6 +9,7 @@ audiosearch.models.onnx.text.OnnxTextSide loads either. Tests hold its vectors t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -63,6 +64,12 @@ def weights_installed(config: ModelConfig) -> bool:
     opts = config.text.options
     source = Path(opts["source"]) if opts.get("source") else minilm_dir()
     return source is not None and (source / "config.json").is_file()
+
+
+def made_here(config: ModelConfig) -> bool:
+    """Whether this module, not torch's exporter, makes the model's text export: a supported model whose MiniLM
+    weights are installed (the cheaper graph, the same vectors), or one where torch is not there to make it."""
+    return supported(config) and (weights_installed(config) or importlib.util.find_spec("torch") is None)
 
 
 def read_text_side(

@@ -24,10 +24,9 @@ def onnx_text_side(ctx: Any, **_options: object) -> OnnxTextSide:
     if directory is None:
         from audiosearch.models.onnx import bert_text
 
-        has_torch = importlib.util.find_spec("torch") is not None
-        if bert_text.supported(ctx.config) and (bert_text.weights_installed(ctx.config) or not has_torch):
+        if bert_text.made_here(ctx.config):
             directory = bert_text.cached_bert_export(ctx.config, ctx.weights, ctx.fingerprint, ctx.directory)
-        elif not has_torch:
+        elif importlib.util.find_spec("torch") is None:
             raise ModelLoadError(
                 f"model {ctx.fingerprint} has no ONNX text export here and torch is not installed to make one: "
                 "run `audiosearch export-onnx --model MODEL --cache` where torch is installed, then copy the "

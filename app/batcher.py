@@ -95,12 +95,17 @@ class QueryBatcher:
         slots = asyncio.Semaphore(self.in_flight)
         running: set[asyncio.Task[None]] = set()
         while True:
+            # A free slot first, then the batch: while every slot is busy, queries queue up and all join the next
+            # batch (gathered first, it would wait for its slot while later queries queued behind it).
+            await slots.acquire()
             batch = await self._gather()
             live = [p for p in batch if not p.future.done()]  # cancelled while queued: skip
             if not live:
+                slots.release()
                 continue
-            for part in _split(live, self.in_flight):
-                await slots.acquire()
+            for i, part in enumerate(_split(live, self.in_flight - self._active)):  # one part per free slot
+                if i:
+                    await slots.acquire()  # free: _split made no more parts than free slots
                 self._active += 1  # counted from here: the next gather already sees a busy service
                 task = asyncio.get_running_loop().create_task(self._job(part))
                 running.add(task)  # a reference until it is done (the loop keeps only weak ones)

@@ -188,6 +188,34 @@ def test_an_idle_batcher_starts_a_lone_query_at_once_and_a_busy_one_gathers() ->
     assert seen[1:] == [["q0", "q1", "q2"]]  # gathered while the first batch ran
 
 
+def test_queries_that_arrive_while_every_slot_is_busy_all_join_the_next_batch() -> None:
+    """Spread out over more than max_wait, they still form one batch: it is gathered once a slot is free."""
+    release = threading.Event()
+    seen: list[list[str]] = []
+
+    def job(texts: list[str], options: list[int]) -> list[str]:
+        seen.append(list(texts))
+        if texts == ["first"]:
+            release.wait(10)
+        return list(texts)
+
+    async def main() -> list[list[str]]:
+        batcher = QueryBatcher(job, max_batch=8, max_wait_ms=5, in_flight=1)
+        first = asyncio.create_task(batcher.submit(["first"], [0]))
+        later = []
+        for i in range(4):
+            await asyncio.sleep(0.05)  # ten times max_wait apart
+            later.append(asyncio.create_task(batcher.submit([f"q{i}"], [i])))
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(first, *later), 30)
+        await batcher.close()
+        return results
+
+    assert asyncio.run(main()) == [["first"], ["q0"], ["q1"], ["q2"], ["q3"]]
+    assert seen == [["first"], ["q0", "q1", "q2", "q3"]]
+
+
 def test_a_failing_observer_fails_its_batch_only_and_the_batcher_goes_on() -> None:
     calls: list[int] = []
 

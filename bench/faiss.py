@@ -64,9 +64,15 @@ def lite_like_blocks(n: int, seed: int = 5, top_k: int = 20, block: int = 50_000
     popularity = rng.dirichlet(np.full(len(prompts), 0.3))  # how often each class shows up in a library
     for i in range(0, n, block):
         m = min(block, n - i)
-        classes = np.stack([rng.choice(len(prompts), top_k, replace=False, p=popularity) for _ in range(m)])
+        # top_k classes by popularity without replacement, every row at once: the k largest of log p plus Gumbel
+        # noise (-log of an exponential) draw as rng.choice(replace=False, p=...) does row by row, 4x faster here
+        with np.errstate(divide="ignore"):  # a class of popularity 0 gets key -inf: never drawn, as with choice
+            keys = np.log(popularity) - np.log(rng.standard_exponential((m, len(prompts)), np.float32))
+        classes = np.argpartition(keys, len(prompts) - top_k, axis=1)[:, -top_k:]
         scores = rng.exponential(1.0, (m, top_k)).astype(np.float32) ** 2  # one or two classes dominate
-        vecs = np.einsum("nk,nkd->nd", scores / scores.sum(1, keepdims=True), prompts[classes])
+        weights = np.zeros((m, len(prompts)), np.float32)  # each row's class weights, as one matrix product
+        np.put_along_axis(weights, classes, scores / scores.sum(1, keepdims=True), axis=1)
+        vecs = weights @ prompts
         yield (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
 
 

@@ -123,22 +123,26 @@ class SearchHit(BaseModel):
         "windows merged (their best score) into at most 100; the best equals evidence.audio",
     )
 
-    @classmethod
-    def of(cls, h: Hit, audio_url: str) -> SearchHit:
+    @staticmethod
+    def fields(h: Hit, audio_url: str) -> dict[str, Any]:
+        """A hit as this model's fields, validated by the response in one call: pydantic validates nested dicts
+        in its core, where building a model per hit and per window (up to 100 a hit) took 1.5x the CPU."""
         ev = h.evidence
-        evidence = Evidence(audio=ev.audio, text=ev.text, lexical=ev.lexical, words=list(ev.words)) if ev else None
-        return cls(
-            id=h.file_id,
-            path=h.path,
-            score=round(h.score, 6),
-            relevance=h.relevance,
-            start=h.start,
-            end=h.end,
-            duration=h.duration,
-            audio_url=audio_url,
-            evidence=evidence,
-            windows=[WindowScore(start=a, end=b, score=v) for a, b, v in h.windows],
-        )
+        evidence = None
+        if ev is not None:
+            evidence = {"audio": ev.audio, "text": ev.text, "lexical": ev.lexical, "words": ev.words}
+        return {
+            "id": h.file_id,
+            "path": h.path,
+            "score": round(h.score, 6),
+            "relevance": h.relevance,
+            "start": h.start,
+            "end": h.end,
+            "duration": h.duration,
+            "audio_url": audio_url,
+            "evidence": evidence,
+            "windows": [{"start": a, "end": b, "score": v} for a, b, v in h.windows],
+        }
 
 
 class SearchResponse(BaseModel):
@@ -153,14 +157,16 @@ class SearchResponse(BaseModel):
     @classmethod
     def of(cls, query: str, page: Page, took_ms: float, audio_url: Callable[[int], str]) -> SearchResponse:
         """The response to one page of results (HTTP and the CLI print the same); audio_url(id) is a hit's."""
-        return cls(
-            query=query,
-            results=[SearchHit.of(h, audio_url(h.file_id)) for h in page.hits],
-            total=page.total,
-            took_ms=took_ms,
-            mode=page.mode,
-            min_score=page.min_score,
-            no_close_match=not page.close_match,
+        return cls.model_validate(
+            {
+                "query": query,
+                "results": [SearchHit.fields(h, audio_url(h.file_id)) for h in page.hits],
+                "total": page.total,
+                "took_ms": took_ms,
+                "mode": page.mode,
+                "min_score": page.min_score,
+                "no_close_match": not page.close_match,
+            }
         )
 
 

@@ -252,7 +252,10 @@ class HybridRanker:
                 audio, start, end = matched[fid]
                 scores = scores.astype(np.float64)
                 scores[[j for j, (_, s, e) in enumerate(wins) if (s, e) == (start, end)]] = audio
-            groups = np.array_split(np.arange(len(wins)), min(len(wins), MAX_HIT_WINDOWS))
+            if len(wins) <= MAX_HIT_WINDOWS:  # one window a span: no groups to form (most files)
+                out[fid] = tuple((w[1], w[2], round(v, 6)) for w, v in zip(wins, scores.tolist(), strict=True))
+                continue
+            groups = np.array_split(np.arange(len(wins)), MAX_HIT_WINDOWS)
             out[fid] = tuple(
                 (wins[g[0]][1], max(wins[j][2] for j in g), round(float(scores[g].max()), 6)) for g in groups
             )

@@ -4,7 +4,9 @@ The audio side is embedded once; only the text export that encodes the queries c
 is the quantisation's. Variants (onnxruntime.quantization.quantize_dynamic of lite's text export, activations
 quantised per call): `int8` (MatMul weights only, per output channel, signed: the candidate), `int8-rr` (7-bit
 weights), `uint8`, `int8-per-tensor`, `int8-all-ops` (the word-embedding Gather too) and `int8-ffn` (only the
-feed-forward MatMuls, 2/3 of the weights). --exports NAME=DIR adds other export folders (another graph).
+feed-forward MatMuls, 2/3 of the weights); `w8-b32/64/128` quantise instead per block (MatMulNBits: 8-bit
+weights per block of that many input rows, activations per block at accuracy level 4). --exports NAME=DIR adds
+other export folders (another graph).
 
 Model card (scripts/eval_bridge.py's sets and metrics): esc10-f5, booth, 0ad-held, 0ad-held-aisfx, queries raw
 and "the sound of <caption>"; systems sharing lite's MiniLM query vector: bridge, class match, fusion (= lite).
@@ -47,6 +49,9 @@ VARIANTS = {
     "int8-per-tensor": {"per_channel": False},
     "int8-all-ops": {"ops": []},
     "int8-ffn": {"ffn_only": True},
+    "w8-b32": {"blockwise": 32},
+    "w8-b64": {"blockwise": 64},
+    "w8-b128": {"blockwise": 128},
 }
 Key = tuple[str, str, str]  # (table row, set, variant)
 
@@ -54,6 +59,8 @@ Key = tuple[str, str, str]  # (table row, set, variant)
 def quantized_export(src: Path, out: Path, **overrides: object) -> Path:
     """`out`: the text export in `src` with its graph quantised dynamically (the `int8` candidate unless
     `overrides` say otherwise); export.json records how."""
+    if "blockwise" in overrides:
+        return blockwise_export(src, out, int(overrides["blockwise"]))  # type: ignore[call-overload]
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     how = {"weight_type": "int8", "per_channel": True, "reduce_range": False, "ops": ["MatMul"], **overrides}
@@ -65,6 +72,23 @@ def quantized_export(src: Path, out: Path, **overrides: object) -> Path:
                          reduce_range=how["reduce_range"], weight_type=kind, nodes_to_quantize=nodes)  # fmt: skip
         shutil.copy(src / TOKENIZER, tmp / TOKENIZER)
         (tmp / META).write_text(json.dumps({**read_meta(src), "quantization": how}, indent=2))
+    return out
+
+
+def blockwise_export(src: Path, out: Path, block: int) -> Path:
+    """`out`: the text export in `src` with MatMul weights int8 per block of `block` input rows (MatMulNBits),
+    products in int8 with activations quantised per block too (accuracy_level 4), not per tensor."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    how = {"bits": 8, "block_size": block, "is_symmetric": True, "accuracy_level": 4}
+    with atomic_directory(out) as tmp:
+        config = DefaultWeightOnlyQuantConfig(**how)
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(src / GRAPH)), **how, algo_config=config)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(tmp / GRAPH))
+        shutil.copy(src / TOKENIZER, tmp / TOKENIZER)
+        (tmp / META).write_text(json.dumps({**read_meta(src), "quantization": {"matmul_nbits": how}}, indent=2))
     return out
 
 

@@ -132,18 +132,19 @@ def synthetic_index(index_dir: Path, vectors: np.ndarray, fingerprint: str, fact
 def synthetic_index_blocks(
     index_dir: Path, n: int, dim: int, blocks: Iterable[np.ndarray], fingerprint: str, factory: str, policy=None
 ) -> Path:
-    """synthetic_index from n vectors given in blocks, never all in memory: the first 200k (the indexer's training
-    sample size, indexer.build) train the index, then every block is added as the indexer adds files."""
-    from audiosearch.indexer.faiss_index import choose_index, train_if_needed
+    """synthetic_index from n vectors given in blocks, never all in memory: the first training_size (as the
+    indexer trains, indexer.build) train the index, then every block is added as the indexer adds files."""
+    from audiosearch.indexer.faiss_index import choose_index, train_if_needed, training_size
     from audiosearch.indexer.store import SnapshotWriter
 
     choice = choose_index(factory, n, dim, policy)
     writer = SnapshotWriter(index_dir, dim, choice.factory)
     blocks = iter(blocks)
     held: list[np.ndarray] = []
-    while sum(map(len, held)) < min(n, 200_000):
+    size = training_size(writer.index)
+    while sum(map(len, held)) < min(n, size):
         held.append(next(blocks))
-    train_if_needed(writer.index, np.concatenate(held)[:200_000], choice.factory)
+    train_if_needed(writer.index, np.concatenate(held)[:size], choice.factory)
     one = (np.zeros(1), np.full(1, 10.0))
     row = (1, 0, "0" * 40, 10.0, 32000, 1)  # size, mtime_ns, sha1, duration, sample_rate, channels
     done = 0

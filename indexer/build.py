@@ -26,7 +26,7 @@ from audiosearch.indexer.decoded import Decoded, DecodeJob, DecodeSettings
 from audiosearch.indexer.embed import embed_decoded
 from audiosearch.indexer.errors import IndexBuildError
 from audiosearch.indexer.failures import FailureMemory
-from audiosearch.indexer.faiss_index import AUTO, IndexPolicy, choose_index, train_if_needed
+from audiosearch.indexer.faiss_index import AUTO, IndexPolicy, choose_index, train_if_needed, training_size
 from audiosearch.indexer.file_ids import LAST_ID, assign_file_ids, last_file_id
 from audiosearch.indexer.handoff import handoff_folder, receive
 from audiosearch.indexer.scan import FileEntry, scan_library
@@ -293,7 +293,8 @@ def _write_snapshot(
     writer = SnapshotWriter(index_dir, model.dim, choice.factory)
     try:
         if not writer.index.is_trained:
-            train_if_needed(writer.index, _training_sample(cache, [hashes[e.path] for e in indexed]), choice.factory)
+            sample = _training_sample(cache, [hashes[e.path] for e in indexed], training_size(writer.index))
+            train_if_needed(writer.index, sample, choice.factory)
         file_ids, last_id = assign_file_ids([e.path for e in indexed], prev, last_file_id(index_dir, prev))
         for e, file_id in zip(indexed, file_ids, strict=True):
             c = cache.get(hashes[e.path])
@@ -324,7 +325,7 @@ def _write_snapshot(
     return [w.text for w in words.words if w.informative]
 
 
-def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int = 200_000) -> np.ndarray:
+def _training_sample(cache: EmbeddingCache, hashes: list[str], limit: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     picked = rng.permutation(len(hashes))
     vecs, n = [], 0

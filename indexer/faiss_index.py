@@ -35,6 +35,7 @@ FLAT_MAX_WINDOWS = 250_000
 MEMORY_BYTES = 8 << 30  # 8 GiB
 HNSW_M = 32
 COMPRESSED_NPROBE_SHARE = 4  # the compressed index searches 1/4 of its lists,
+TRAIN_MIN, TRAIN_PER_LIST = 200_000, 64  # windows an index is trained on (training_size)
 COMPRESSED_NPROBE_MAX = 256  # at most 256: past it recall@10 gains < 0.003 at 1M and 10M windows, the scan grows
 RERANK_FACTOR = 8  # candidates taken from compressed codes per result wanted, re-scored exactly
 
@@ -158,6 +159,13 @@ def tune_for_search(index: faiss.Index, ef_search: int = 128, nprobe: int | None
             auto = max(8, ivf.nlist // 16)
         ivf.nprobe = nprobe or min(ivf.nlist, auto)
     return index
+
+
+def training_size(index: faiss.Index) -> int:
+    """How many windows to train `index` on: TRAIN_MIN, or TRAIN_PER_LIST a list where an IVF index has more
+    lists (with fewer a list its centroids are noisy and recall drops: docs/performance.md)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return max(TRAIN_MIN, TRAIN_PER_LIST * ivf.nlist if ivf is not None else 0)
 
 
 def train_if_needed(index: faiss.Index, sample: np.ndarray, factory: str) -> None:

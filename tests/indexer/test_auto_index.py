@@ -14,7 +14,14 @@ import pytest
 
 from audiosearch.indexer import IndexOptions, build_index
 from audiosearch.indexer.errors import IndexBuildError
-from audiosearch.indexer.faiss_index import IndexPolicy, choose_index, estimate_ram, new_index, tune_for_search
+from audiosearch.indexer.faiss_index import (
+    IndexPolicy,
+    choose_index,
+    estimate_ram,
+    new_index,
+    training_size,
+    tune_for_search,
+)
 from audiosearch.indexer.row_file import RowFile
 from audiosearch.indexer.search.audio import AudioIndex
 from audiosearch.indexer.search.searcher import Searcher
@@ -50,6 +57,13 @@ def test_auto_picks_each_kind_at_the_thresholds() -> None:
         "5000 windows do not fit the index memory of 0.757 MB: even compressed codes need 0.757 MB; "
         "raise --memory-budget (AUDIOSEARCH_INDEX_MEMORY)"
     )
+
+
+def test_ivf_indexes_train_on_at_least_64_windows_a_list() -> None:
+    """200k windows, or 64 a list past 3125 lists: at 8192 lists (10M windows) 200k left 24 a list."""
+    assert training_size(new_index(DIM, "Flat")) == 200_000
+    assert training_size(new_index(DIM, "IVF2048,PQ192x4fsr")) == 200_000  # 1M windows: 98 a list
+    assert training_size(new_index(DIM, choose_index("auto", 10_000_000, DIM).factory)) == 64 * 8192
 
 
 def test_compressed_index_reranked_reaches_the_exact_top10(tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ FLAT_MAX_WINDOWS = 250_000
 MEMORY_BYTES = 8 << 30  # 8 GiB
 HNSW_M = 32
 COMPRESSED_NPROBE_SHARE = 4  # the compressed index searches 1/4 of its lists,
-TRAIN_MIN, TRAIN_PER_LIST = 200_000, 64  # windows an index is trained on (training_size)
 COMPRESSED_NPROBE_MAX = 256  # at most 256: past it recall@10 gains < 0.003 at 1M and 10M windows, the scan grows
 RERANK_FACTOR = 8  # candidates taken from compressed codes per result wanted, re-scored exactly
+TRAIN_MIN, TRAIN_PER_LIST = 200_000, 64  # windows an index is trained on (training_size)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +67,13 @@ def quantized_export(src: Path, out: Path, **overrides: object) -> Path:
     how = {"weight_type": "int8", "per_channel": True, "reduce_range": False, "ops": ["MatMul"], **overrides}
     kind = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[how["weight_type"]]
     nodes = ffn_matmuls(src / GRAPH) if how.get("ffn_only") else None
-    with atomic_directory(out) as tmp:
-        ops = list(how["ops"]) or None  # None: every op the quantiser knows
-        quantize_dynamic(src / GRAPH, tmp / GRAPH, op_types_to_quantize=ops, per_channel=how["per_channel"],
+    ops = list(how["ops"]) or None  # None: every op the quantiser knows
+
+    def write(graph: Path) -> None:
+        quantize_dynamic(src / GRAPH, graph, op_types_to_quantize=ops, per_channel=how["per_channel"],
                          reduce_range=how["reduce_range"], weight_type=kind, nodes_to_quantize=nodes)  # fmt: skip
-        shutil.copy(src / TOKENIZER, tmp / TOKENIZER)
-        (tmp / META).write_text(json.dumps({**read_meta(src), "quantization": how}, indent=2))
-    return out
+
+    return _export_beside(src, out, how, write)
 
 
 def blockwise_export(src: Path, out: Path, block: int) -> Path:
@@ -82,13 +83,22 @@ def blockwise_export(src: Path, out: Path, block: int) -> Path:
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     how = {"bits": 8, "block_size": block, "is_symmetric": True, "accuracy_level": 4}
-    with atomic_directory(out) as tmp:
+
+    def write(graph: Path) -> None:
         config = DefaultWeightOnlyQuantConfig(**how)
         quantizer = MatMulNBitsQuantizer(onnx.load(str(src / GRAPH)), **how, algo_config=config)
         quantizer.process()
-        quantizer.model.save_model_to_file(str(tmp / GRAPH))
+        quantizer.model.save_model_to_file(str(graph))
+
+    return _export_beside(src, out, {"matmul_nbits": how}, write)
+
+
+def _export_beside(src: Path, out: Path, how: dict, write: Callable[[Path], None]) -> Path:
+    """`out`: an export with the graph `write(path)` makes, src's tokenizer, and src's export.json plus `how`."""
+    with atomic_directory(out) as tmp:
+        write(tmp / GRAPH)
         shutil.copy(src / TOKENIZER, tmp / TOKENIZER)
-        (tmp / META).write_text(json.dumps({**read_meta(src), "quantization": {"matmul_nbits": how}}, indent=2))
+        (tmp / META).write_text(json.dumps({**read_meta(src), "quantization": how}, indent=2))
     return out
 
 

@@ -6,6 +6,7 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -161,15 +162,22 @@ def test_batcher_gathers_up_to_its_limit_and_skips_cancelled_queries() -> None:
     assert [len(b) for b in seen[:2]] == [4, 2]  # six queries queued together: one full batch, then the rest
 
 
-def test_an_idle_batcher_starts_a_lone_query_at_once_and_a_busy_one_gathers() -> None:
-    release = threading.Event()
-    seen: list[list[str]] = []
+def _first_holds(release: threading.Event, seen: list[list[str]]) -> Callable[[list[str], list[int]], list[str]]:
+    """A job that records each batch and keeps the batch ["first"] busy until `release` is set."""
 
     def job(texts: list[str], options: list[int]) -> list[str]:
         seen.append(list(texts))
         if texts == ["first"]:
-            release.wait(10)  # busy: the queries that arrive meanwhile wait for company
+            release.wait(10)  # busy: the queries that arrive meanwhile queue
         return list(texts)
+
+    return job
+
+
+def test_an_idle_batcher_starts_a_lone_query_at_once_and_a_busy_one_gathers() -> None:
+    release = threading.Event()
+    seen: list[list[str]] = []
+    job = _first_holds(release, seen)
 
     async def main() -> list[list[str]]:
         batcher = QueryBatcher(job, max_batch=8, max_wait_ms=1500, in_flight=1)
@@ -192,12 +200,7 @@ def test_queries_that_arrive_while_every_slot_is_busy_all_join_the_next_batch() 
     """Spread out over more than max_wait, they still form one batch: it is gathered once a slot is free."""
     release = threading.Event()
     seen: list[list[str]] = []
-
-    def job(texts: list[str], options: list[int]) -> list[str]:
-        seen.append(list(texts))
-        if texts == ["first"]:
-            release.wait(10)
-        return list(texts)
+    job = _first_holds(release, seen)
 
     async def main() -> list[list[str]]:
         batcher = QueryBatcher(job, max_batch=8, max_wait_ms=5, in_flight=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +138,9 @@ class RayShards:
         found = ray.util.list_named_actors(all_namespaces=True)
         return [a["name"] for a in found if a.get("namespace") == self.namespace and NAME.match(a["name"])]
 
-    def retire(self, keep: set[str]) -> list[str]:
-        """Stop the shards of every snapshot not in `keep` (snapshot ids); returns the actors stopped."""
+    def retire(self, keep: set[str], wait_s: float = 10.0) -> list[str]:
+        """Stop the shards of every snapshot not in `keep` (snapshot ids); returns the actors stopped, once Ray
+        no longer lists them (ray.kill only asks; waited for at most `wait_s`)."""
         stopped = []
         for name in self.names():
             m = NAME.match(name)
@@ -149,6 +151,11 @@ class RayShards:
                 stopped.append(name)
             except ValueError:  # already gone
                 continue
+        deadline = time.monotonic() + wait_s
+        while (left := set(stopped) & set(self.names())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if left:
+            log.warning("shards still listed %g s after they were stopped: %s", wait_s, ", ".join(sorted(left)))
         return stopped
 
 
